@@ -1,0 +1,1 @@
+"""Building blocks of the demo scenario; the public entry point is ``workers.engine.demo_data``."""

@@ -1,0 +1,238 @@
+"""Seeded demo scenario: realistic per-user events with labeled incidents injected late.
+
+``generate_demo`` is pure and deterministic in its arguments; ``write_demo`` writes
+``events.jsonl`` (one event document per line) and ``labels.json``::
+
+    {"<entity>": [["<start>", "<end>"], ...], "kinds": {"<entity>": ["account_takeover", ...]}}
+
+Incidents fall in the last ~25% of days so a production-like split (train on the first 70% of
+each entity's span) scores them. Benign changes (a user adding a phone) are not labeled.
+
+>>> s = generate_demo(users=6, days=8, seed=1)
+>>> s.events[0]["_id"], sorted(s.labels) == sorted([*s.labels["kinds"], "kinds"])
+('demo-1-000000', True)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workers.engine.demo.activity import MS_PER_DAY, RawEvent, normal_activity
+from workers.engine.demo.catalog import PHONE_DEVICES, USER_AGENTS
+from workers.engine.demo.incidents import INCIDENT_KINDS, INJECTORS, Context
+from workers.engine.demo.profiles import Profile, make_profile
+
+DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+INCIDENT_SHARE = 0.24  # share of users that get one incident
+BENIGN_SHARE = 0.10  # share of users that add a new phone
+LATE_SHARE = 0.25  # incidents and benign changes happen in this last share of days
+
+_PURPOSE_PROFILE, _PURPOSE_ACTIVITY, _PURPOSE_INCIDENT, _PURPOSE_PLAN = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One injected, labeled incident: entity, kind, span (canonical UTC) and its event ids."""
+
+    entity: str
+    kind: str
+    start: str
+    end: str
+    event_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BenignChange:
+    """A change that looks new but is legitimate and therefore NOT labeled."""
+
+    entity: str
+    kind: str  # "new_phone"
+    start: str  # first event with the change
+    detail: str  # e.g. the new device's user agent
+
+
+@dataclass
+class DemoScenario:
+    """Events (sorted by time, ``_id`` = ``demo-<seed>-<n>``) and labels in the labels format."""
+
+    events: list[dict[str, Any]]
+    labels: dict[str, Any]
+    incidents: list[Incident] = field(default_factory=list)
+    benign: list[BenignChange] = field(default_factory=list)
+    entity_field: str = "user_id"
+    seed: int = 7
+
+
+def format_ts(ms: int) -> str:
+    """Canonical UTC ISO string ``YYYY-MM-DDTHH:MM:SS.mmmZ`` for epoch milliseconds."""
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+
+
+def _start_ms(start: datetime | str | None) -> int:
+    if start is None:
+        moment = DEFAULT_START
+    elif isinstance(start, str):
+        moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    else:
+        moment = start
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(day.timestamp()) * 1000
+
+
+def _rng(seed: int, index: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng([seed, index, purpose])
+
+
+def _plan(users: int, seed: int) -> tuple[dict[int, str], list[int]]:
+    """Which users get which incident kind, and which add a benign phone."""
+    rng = _rng(seed, users, _PURPOSE_PLAN)
+    order = [int(i) for i in rng.permutation(users)]
+    n_incidents = min(users, max(len(INCIDENT_KINDS), round(users * INCIDENT_SHARE)))
+    n_benign = min(users - n_incidents, max(1, round(users * BENIGN_SHARE)))
+    kinds = {
+        idx: INCIDENT_KINDS[i % len(INCIDENT_KINDS)] for i, idx in enumerate(order[:n_incidents])
+    }
+    return kinds, order[n_incidents : n_incidents + n_benign]
+
+
+def generate_demo(
+    *,
+    users: int = 50,
+    days: int = 21,
+    seed: int = 7,
+    entity_field: str = "user_id",
+    start: datetime | str | None = None,
+) -> DemoScenario:
+    """Generate ``users`` users over ``days`` days from ``start`` (default 2026-01-05 UTC).
+
+    About 24% of users (at least one per kind when there are ≥ 5 users) get one incident of
+    the kinds in ``INCIDENT_KINDS``; about 10% add a new phone (benign, unlabeled). The entity id
+    is written under ``entity_field``. Same arguments → identical scenario.
+    """
+    if users < 1 or days < 2:
+        raise ValueError(f"need users >= 1 and days >= 2, got users={users} days={days}")
+    start_ms = _start_ms(start)
+    start_weekday = datetime.fromtimestamp(start_ms // 1000, tz=UTC).weekday()
+    first_late = min(days - 1, math.ceil(days * (1.0 - LATE_SHARE)))
+    ctx = Context(
+        start_ms=start_ms, start_weekday=start_weekday, late_days=list(range(first_late, days))
+    )
+    kinds, benign_users = _plan(users, seed)
+    raw: list[RawEvent] = []
+    incident_kinds: list[tuple[str, str]] = []
+    new_agents: dict[str, str] = {}  # entity → user agent of its benign new phone
+    for index in range(users):
+        profile = make_profile(_rng(seed, index, _PURPOSE_PROFILE), index)
+        if index in benign_users:
+            _add_new_phone(_rng(seed, index, _PURPOSE_PLAN), profile, ctx)
+            assert profile.new_device is not None
+            new_agents[profile.entity] = USER_AGENTS[profile.new_device[0]]
+        raw += normal_activity(
+            _rng(seed, index, _PURPOSE_ACTIVITY),
+            profile,
+            start_ms=start_ms,
+            start_weekday=start_weekday,
+            days=days,
+        )
+        if index in kinds:
+            injected = INJECTORS[kinds[index]](_rng(seed, index, _PURPOSE_INCIDENT), profile, ctx)
+            for event in injected:
+                if not event.pop("benign", False):
+                    event["incident"] = len(incident_kinds)
+            incident_kinds.append((profile.entity, kinds[index]))
+            raw += injected
+    end_ms = start_ms + days * MS_PER_DAY
+    raw = [e for e in raw if "incident" in e or start_ms <= e["ts"] < end_ms]
+    return _assemble(raw, incident_kinds, new_agents, seed=seed, entity_field=entity_field)
+
+
+def _add_new_phone(rng: np.random.Generator, p: Profile, ctx: Context) -> None:
+    phones = [d for d in PHONE_DEVICES if d not in p.devices]
+    device = phones[int(rng.integers(len(phones)))]
+    days = ctx.workdays()
+    p.new_device = (device, days[int(rng.integers(len(days)))])
+
+
+def _assemble(
+    raw: list[RawEvent],
+    incident_kinds: list[tuple[str, str]],
+    new_agents: dict[str, str],
+    *,
+    seed: int,
+    entity_field: str,
+) -> DemoScenario:
+    raw.sort(key=lambda e: (e["ts"], e["entity"], e["type"], e["endpoint"]))
+    events: list[dict[str, Any]] = []
+    members: list[list[dict[str, Any]]] = [[] for _ in incident_kinds]
+    first_new_device: dict[str, dict[str, Any]] = {}
+    for n, e in enumerate(raw):
+        incident = e.pop("incident", None)
+        entity = e.pop("entity")
+        doc = {
+            "_id": f"demo-{seed}-{n:06d}",
+            entity_field: entity,
+            "timestamp": format_ts(e.pop("ts")),
+        }
+        doc.update(e)
+        events.append(doc)
+        if incident is not None:
+            members[incident].append(doc)
+        if new_agents.get(entity) == doc["user_agent"]:
+            first_new_device.setdefault(entity, doc)
+    incidents = [
+        Incident(
+            entity=entity,
+            kind=kind,
+            start=docs[0]["timestamp"],
+            end=docs[-1]["timestamp"],
+            event_ids=tuple(d["_id"] for d in docs),
+        )
+        for (entity, kind), docs in zip(incident_kinds, members, strict=True)
+    ]
+    benign = [
+        BenignChange(
+            entity=entity, kind="new_phone", start=doc["timestamp"], detail=doc["user_agent"]
+        )
+        for entity, doc in sorted(first_new_device.items())
+    ]
+    return DemoScenario(
+        events=events,
+        labels=labels_for(incidents),
+        incidents=incidents,
+        benign=benign,
+        entity_field=entity_field,
+        seed=seed,
+    )
+
+
+def labels_for(incidents: list[Incident]) -> dict[str, Any]:
+    """The labels document for ``incidents``: spans per entity plus a parallel ``kinds`` map."""
+    labels: dict[str, Any] = {}
+    kinds: dict[str, list[str]] = {}
+    for incident in sorted(incidents, key=lambda i: (i.entity, i.start)):
+        labels.setdefault(incident.entity, []).append([incident.start, incident.end])
+        kinds.setdefault(incident.entity, []).append(incident.kind)
+    labels["kinds"] = kinds
+    return labels
+
+
+def write_demo(outdir: str | Path, scenario: DemoScenario) -> tuple[Path, Path]:
+    """Write ``events.jsonl`` and ``labels.json`` into ``outdir``; returns both paths."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    events_path, labels_path = out / "events.jsonl", out / "labels.json"
+    with events_path.open("w", encoding="utf-8") as fh:
+        for event in scenario.events:
+            fh.write(json.dumps(event, separators=(",", ":")) + "\n")
+    labels_path.write_text(json.dumps(scenario.labels, indent=2) + "\n", encoding="utf-8")
+    return events_path, labels_path
