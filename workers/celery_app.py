@@ -1,0 +1,86 @@
+"""The one Celery app of couchwatch. Configured lazily from the settings object on first use.
+
+Start a worker for a subset of queues with, for example:
+    celery -A workers.celery_app worker -Q score,notify -n score1@%h
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# BLAS/OpenMP pools pinned to one thread per process before numpy is imported anywhere in the
+# worker: N prefork children x M BLAS threads on an N-core box would thrash.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+from celery import Celery  # noqa: E402
+from kombu import Queue  # noqa: E402
+
+from workers.settings import Settings, get_settings  # noqa: E402
+
+QUEUES = ("plan", "train", "score", "notify")
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Return the Celery configuration for `settings`, one line of reason per setting."""
+    transport = {
+        # Unacked tasks return to the queue after this long; it must exceed the longest task
+        # (the hard time limit) or a slow task would be delivered twice while still running.
+        "visibility_timeout": settings.celery_visibility_timeout_s,
+    }
+    return {
+        "broker_url": settings.redis_url,
+        "result_backend": settings.redis_url,
+        "broker_transport_options": transport,
+        # The Redis result backend reads the same option for its own pending-result handling.
+        "result_backend_transport_options": transport,
+        # Keep reconnecting to the broker at startup instead of exiting (Redis restarts).
+        "broker_connection_retry_on_startup": True,
+        # Ack after the task ran, and requeue when the worker process dies (kill -9, OOM):
+        # safe because every task is idempotent (deterministic _ids, merges that keep reviews).
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # One message reserved per process: long training batches never sit behind each other
+        # in one worker's prefetch buffer while other workers idle.
+        "worker_prefetch_multiplier": 1,
+        # Soft limit raises inside the task so it can record its run; hard limit kills it. Both
+        # stay below the visibility timeout.
+        "task_soft_time_limit": settings.celery_task_soft_time_limit_s,
+        "task_time_limit": settings.celery_task_time_limit_s,
+        # JSON only: a message can never make a worker unpickle attacker-controlled bytes.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        # Results are kept for a day (job_status reads them), then Redis drops them.
+        "result_expires": settings.celery_result_expires_s,
+        # Most tasks are fire-and-forget; tasks whose result someone reads opt back in.
+        "task_ignore_result": True,
+        # Recycle worker processes so slow leaks (pandas, sklearn caches) cannot grow forever.
+        "worker_max_tasks_per_child": settings.celery_max_tasks_per_child,
+        # Task events for Flower, and "started" state so job_status can tell queued from running.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        # Named queues so a night of retraining never starves scoring; routed by task name.
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "score",
+        "task_routes": {
+            "couchwatch.plan_*": {"queue": "plan"},
+            "couchwatch.train_*": {"queue": "train"},
+            "couchwatch.score_*": {"queue": "score"},
+            "couchwatch.rescore": {"queue": "score"},
+            "couchwatch.notify*": {"queue": "notify"},
+        },
+        "worker_hijack_root_logger": False,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+app = Celery("couchwatch", include=[])
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: Any) -> None:
+    sender.conf.update(celery_config(get_settings()))

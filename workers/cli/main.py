@@ -1,0 +1,41 @@
+"""The `couchwatch` command line. Each command parses its options and calls one function."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from workers.cli.common import fail, settings_or_fail
+from workers.cli.ingest_cmd import ingest
+from workers.cli.stack_cmd import demo, down, flower, init, status, up
+
+
+@click.group()
+def cli() -> None:
+    """couchwatch: per-user and per-service anomaly detection over CouchDB events."""
+
+
+@cli.command()
+def config() -> None:
+    """Print the settings in force, secrets masked."""
+    settings = settings_or_fail()
+    for name, value in settings.masked().items():
+        click.echo(f"{name}={'' if value is None else value}")
+
+
+for command in (ingest, init, up, down, status, flower, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli.main(prog_name="couchwatch", standalone_mode=True)
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        fail("interrupted")
+    sys.exit(0)
+
+
+__all__ = ["Path", "cli", "main"]

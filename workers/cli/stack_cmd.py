@@ -1,0 +1,106 @@
+"""`couchwatch init | up | down | status | flower | demo`: the local stack and the demo job."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import click
+
+from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.couch.errors import CouchError
+from workers.couch.schema import ensure_schema
+from workers.ingest import ingest_stream
+from workers.settings import get_settings
+from workers.stack import local
+
+
+@click.command()
+def init() -> None:
+    """Create the databases and indexes couchwatch needs (idempotent)."""
+    settings = settings_or_fail()
+    try:
+        created = ensure_schema(couch_or_fail(settings), settings)
+    except CouchError as exc:
+        fail(str(exc))
+    click.echo(f"created {', '.join(created)}" if created else "all databases already exist")
+
+
+@click.command()
+def up() -> None:
+    """Start the local stack in the background (idempotent)."""
+    root = Path.cwd()
+    if local.ensure_env_file(root):
+        click.echo("wrote .env with generated local credentials")
+        get_settings.cache_clear()
+    settings = settings_or_fail()
+    try:
+        local.up(settings, root, say=click.echo)
+        ensure_schema(couch_or_fail(settings), settings)
+    except (local.MissingPrerequisite, RuntimeError, CouchError) as exc:
+        fail(str(exc))
+    click.echo(f"Flower: http://{settings.flower_address}:{settings.flower_port}/ "
+               f"(user {settings.flower_user}, password in .env)")  # fmt: skip
+    click.echo("Stop everything with: make down   (or: couchwatch down)")
+
+
+@click.command()
+def down() -> None:
+    """Stop every process the local stack started."""
+    stopped = local.down(settings_or_fail(), Path.cwd(), say=click.echo)
+    if not stopped:
+        click.echo("nothing was running")
+
+
+@click.command()
+def status() -> None:
+    """Show each local-stack process: state, pid, port and health."""
+    rows = local.status(settings_or_fail(), Path.cwd())
+    click.echo(f"{'component':<10} {'state':<10} {'pid':>7} {'port':>6}  detail")
+    for row in rows:
+        pid = str(row.pid) if row.pid else "-"
+        port = str(row.port) if row.port else "-"
+        click.echo(f"{row.name:<10} {row.state:<10} {pid:>7} {port:>6}  {row.detail}")
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="Port (default FLOWER_PORT, 5555).")
+@click.option("--local-only", is_flag=True,
+              help="Allow running without credentials; binds to 127.0.0.1 only.")  # fmt: skip
+def flower(port: int | None, local_only: bool) -> None:
+    """Run Flower against the broker in the foreground, with basic auth from the settings."""
+    settings = settings_or_fail()
+    env = local.child_env(settings)
+    if settings.flower_user and settings.flower_password is not None:
+        env = local.flower_env(settings, env)
+    elif local_only:
+        settings = settings.model_copy(update={"flower_address": "127.0.0.1"})
+        click.echo("flower: no credentials, local-only on 127.0.0.1", err=True)
+    else:
+        fail("FLOWER_USER and FLOWER_PASSWORD are not set; pass --local-only to run without them")
+    argv = local.flower_argv(settings, port=port)
+    os.execve(argv[0], argv, env)  # noqa: S606 - replaces this process with Flower
+
+
+@click.command()
+def demo() -> None:
+    """Ingest the sample events shipped with couchwatch and show the counts."""
+    settings = settings_or_fail()
+    client = couch_or_fail(settings)
+    try:
+        ensure_schema(client, settings)
+        sample = resources.files("workers") / "data" / "sample_events.jsonl"
+        with sample.open("rb") as stream:
+            report = ingest_stream(client, settings, stream, fmt="jsonl", source="sample")
+        info = client.db_info(settings.events_db)
+        quarantine = client.db_info(settings.db_name("quarantine"))
+    except CouchError as exc:
+        fail(str(exc))
+    click.echo(f"sample ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
+               f"rejected {report.rejected}")  # fmt: skip
+    quarantine_db = settings.db_name("quarantine")
+    click.echo(
+        f"{settings.events_db}: {info.get('doc_count')} events; "
+        f"{quarantine_db}: {quarantine.get('doc_count')} quarantined"
+    )

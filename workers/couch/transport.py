@@ -1,0 +1,170 @@
+"""HTTP transport to CouchDB: one `requests.Session`, a timeout on every call, basic auth,
+retries with exponential backoff and jitter for idempotent calls, and CouchDB error JSON mapped
+to the exception tree in `errors.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from workers.couch.errors import (
+    CouchError,
+    CouchServerError,
+    CouchUnavailable,
+    RetryableCouchError,
+    error_for_status,
+)
+from workers.settings import strip_userinfo
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_RETRIES = 4
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 8.0
+
+
+def doc_path(db: str, doc_id: str) -> str:
+    """Return the URL path of a document; the id is data, so every `/`, `%`, `?` is escaped.
+
+    `_design/` and `_local/` prefixes keep their slash, as CouchDB expects.
+    """
+    for prefix in ("_design/", "_local/"):
+        if doc_id.startswith(prefix):
+            return f"{db_path(db)}/{prefix}{quote(doc_id[len(prefix) :], safe='')}"
+    return f"{db_path(db)}/{quote(doc_id, safe='')}"
+
+
+def db_path(db: str) -> str:
+    """Return the URL path of a database (names with `/` are escaped as CouchDB requires)."""
+    return "/" + quote(db, safe="")
+
+
+class CouchTransport:
+    """Sends requests to one CouchDB server and returns decoded JSON (or bytes)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: tuple[str, str] | None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = strip_userinfo(base_url).rstrip("/")
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self._sleep = sleep
+        self.session = session or requests.Session()
+        self.session.auth = auth
+        self.session.headers.update({"Accept": "application/json"})
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        idempotent: bool | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """Send one request; return the JSON body (or bytes when `raw`).
+
+        Connection failures, timeouts, 5xx and 429 are retried with exponential backoff and
+        jitter when the call is idempotent (GET/HEAD/PUT/DELETE by default; callers mark POSTs
+        that are safe to repeat, such as `_find` or `_bulk_docs` with fixed ids). The last
+        failure is raised as a `RetryableCouchError`; 4xx answers raise a `FatalCouchError`.
+        """
+        if idempotent is None:
+            idempotent = method.upper() in ("GET", "HEAD", "PUT", "DELETE")
+        attempts = 1 + (self.retries if idempotent else 0)
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._send(method, path, params, json, data, headers, raw)
+            except RetryableCouchError as exc:
+                if attempt >= attempts:
+                    raise
+                delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
+                delay *= 0.5 + random.random()  # full jitter around the backoff step
+                log.warning(
+                    "couchdb %s %s failed (%s), retry %d/%d in %.2fs",
+                    method,
+                    path,
+                    exc,
+                    attempt,
+                    attempts - 1,
+                    delay,
+                )
+                self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+        raw: bool,
+    ) -> Any:
+        url = self.base_url + path
+        try:
+            response = self.session.request(
+                method,
+                url,
+                params=params,
+                json=json,
+                data=data,
+                headers=headers,
+                timeout=self.timeout_s,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise CouchUnavailable(
+                f"CouchDB at {self.base_url} unreachable on {method} {path}: {type(exc).__name__}"
+            ) from None
+        if response.status_code >= 400:
+            raise self._error(method, path, response)
+        if raw:
+            return response.content
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise CouchServerError(
+                f"CouchDB answered {method} {path} with a body that is not JSON",
+                status=response.status_code,
+            ) from None
+
+    @staticmethod
+    def _error(method: str, path: str, response: requests.Response) -> CouchError:
+        error, reason = "unknown", response.reason or ""
+        try:
+            body = response.json()
+            if isinstance(body, dict):
+                error = str(body.get("error", error))
+                reason = str(body.get("reason", reason))
+        except ValueError:
+            pass
+        cls = error_for_status(response.status_code)
+        return cls(
+            f"CouchDB {response.status_code} {error} on {method} {path}: {reason}"[:500],
+            status=response.status_code,
+            error=error,
+        )

@@ -1,0 +1,190 @@
+"""The event schema (../shared/DESIGN.md) as a pure validator.
+
+`validate_event` returns either a normalized event document ready to store or a `Rejection`
+with a one-line reason. Normalization: `timestamp` becomes canonical UTC ISO 8601
+(`2026-03-01T12:00:00.000Z`, which sorts as text); an input in another form is kept in
+`timestamp_original`. Events without `_id` get a content-hash id, so storing the same event twice
+is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+MAX_EVENT_BYTES = 64 * 1024
+MAX_ENTITY_CHARS = 256
+MAX_ID_CHARS = 512
+MAX_STRING_CHARS = {"user_agent": 2048, "endpoint": 2048}
+DEFAULT_MAX_STRING_CHARS = 512
+MAX_DEPTH = 8
+MAX_FUTURE = timedelta(days=1)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+
+NUMERIC_FIELDS = ("bytes_sent", "latency_ms", "status_code")
+STRING_FIELDS = (
+    "type",
+    "ip_address",
+    "country",
+    "region",
+    "state",
+    "city",
+    "user_agent",
+    "endpoint",
+    "asn",
+)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why an event was not stored (one line, safe to show)."""
+
+    reason: str
+
+
+def canonical_timestamp(moment: datetime) -> str:
+    """Return `moment` as canonical UTC ISO 8601 text with milliseconds and a `Z`."""
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """Parse ISO 8601 with an offset (or `Z`) or epoch seconds; raise ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("timestamp must be ISO 8601 text or epoch seconds, not a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("timestamp is not a finite number")
+        try:
+            return datetime.fromtimestamp(float(value), tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"timestamp {value!r} is out of range") from None
+    if isinstance(value, str):
+        text = value.strip()
+        if len(text) > 64:
+            raise ValueError("timestamp text is too long")
+        try:
+            moment = datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError:
+            try:
+                return parse_timestamp(float(text))
+            except ValueError:
+                raise ValueError(f"timestamp {_preview(text)} is not ISO 8601") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"timestamp {_preview(text)} has no timezone offset")
+        return moment
+    raise ValueError(f"timestamp must be ISO 8601 text or epoch seconds, not {_kind(value)}")
+
+
+def validate_event(raw: Any, *, entity_field: str, now: datetime) -> dict[str, Any] | Rejection:
+    """Check one event against the schema; return the normalized document or a `Rejection`.
+
+    `now` bounds timestamps from above (at most one day ahead); the lower bound is 1970.
+    """
+    if not isinstance(raw, dict):
+        return Rejection(f"event must be a JSON object, not {_kind(raw)}")
+    try:
+        size = len(json.dumps(raw, allow_nan=False, ensure_ascii=False).encode())
+    except (ValueError, TypeError):
+        return Rejection("event contains NaN or infinity, which JSON does not allow")
+    if size > MAX_EVENT_BYTES:
+        return Rejection(f"event is {size} bytes, above the {MAX_EVENT_BYTES}-byte limit")
+    if _depth(raw) > MAX_DEPTH:
+        return Rejection(f"event is nested deeper than {MAX_DEPTH} levels")
+
+    entity = raw.get(entity_field)
+    if entity is None or entity == "":
+        return Rejection(f"missing entity field {entity_field!r}")
+    if isinstance(entity, bool) or not isinstance(entity, str | int | float):
+        return Rejection(f"entity field {entity_field!r} must be a string or number")
+    if isinstance(entity, float) and not math.isfinite(entity):
+        return Rejection(f"entity field {entity_field!r} is not finite")
+    if len(str(entity)) > MAX_ENTITY_CHARS:
+        return Rejection(f"entity field {entity_field!r} is longer than {MAX_ENTITY_CHARS}")
+
+    if "timestamp" not in raw:
+        return Rejection("missing timestamp")
+    try:
+        moment = parse_timestamp(raw["timestamp"])
+    except ValueError as exc:
+        return Rejection(str(exc))
+    if moment < EARLIEST:
+        return Rejection(f"timestamp {canonical_timestamp(moment)} is before 1970")
+    if moment > now + MAX_FUTURE:
+        return Rejection(f"timestamp {canonical_timestamp(moment)} is in the future")
+
+    for name in NUMERIC_FIELDS:
+        problem = _numeric_problem(name, raw.get(name))
+        if problem:
+            return Rejection(problem)
+    for name in STRING_FIELDS:
+        value = raw.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            return Rejection(f"{name} must be text, not {_kind(value)}")
+        limit = MAX_STRING_CHARS.get(name, DEFAULT_MAX_STRING_CHARS)
+        if len(value) > limit:
+            return Rejection(f"{name} is longer than {limit} characters")
+
+    doc_id = raw.get("_id")
+    if doc_id is not None:
+        if not isinstance(doc_id, str) or not doc_id or len(doc_id) > MAX_ID_CHARS:
+            return Rejection(f"_id must be non-empty text of at most {MAX_ID_CHARS} characters")
+        if doc_id.startswith("_"):
+            return Rejection("_id must not start with '_' (reserved by CouchDB)")
+
+    doc = {k: v for k, v in raw.items() if not k.startswith("_")}
+    stamp = canonical_timestamp(moment)
+    if raw["timestamp"] != stamp:
+        doc["timestamp_original"] = raw["timestamp"]
+    doc["timestamp"] = stamp
+    if isinstance(doc.get("status_code"), float):
+        doc["status_code"] = int(doc["status_code"])
+    doc["_id"] = doc_id if doc_id is not None else content_id(doc, entity_field)
+    return doc
+
+
+def content_id(doc: dict[str, Any], entity_field: str) -> str:
+    """Deterministic id for an event without one: `evt-` + SHA-256 of its canonical JSON."""
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "evt-" + hashlib.sha256(canonical.encode()).hexdigest()[:40]
+
+
+def _numeric_problem(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{name} must be a number, not {_kind(value)}"
+    if not math.isfinite(value):
+        return f"{name} is not finite"
+    if name == "status_code":
+        if value != int(value) or not 100 <= value <= 599:
+            return f"status_code {value!r} is not an HTTP status (100-599)"
+    elif value < 0:
+        return f"{name} {value!r} is negative"
+    return None
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _preview(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")

@@ -1,0 +1,233 @@
+"""`couchwatch ingest`: read JSON Lines or CSV, validate every event, store the good ones with
+`_bulk_docs` in batches and quarantine the rest with their reason. Nothing is dropped silently and
+one bad line never stops the rest of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from workers.couch.client import CouchClient
+from workers.events import NUMERIC_FIELDS, Rejection, canonical_timestamp, validate_event
+from workers.settings import Settings
+
+MAX_LINE_BYTES = 256 * 1024
+QUARANTINE_RAW_CHARS = 4096
+READ_CHUNK = 64 * 1024
+
+
+@dataclass
+class IngestReport:
+    """Counts of one ingest run."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        key = reason.split(":")[0][:80]
+        self.reasons[key] = self.reasons.get(key, 0) + 1
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input line: its number, raw bytes, and either a parsed object or a rejection."""
+
+    line: int
+    raw: bytes
+    value: Any
+
+
+def iter_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
+    """Yield (line number, bytes) per line; an over-long line yields None and is skipped whole."""
+    number = 0
+    while True:
+        chunk = stream.readline(MAX_LINE_BYTES + 1)
+        if not chunk:
+            return
+        number += 1
+        if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+            while chunk and not chunk.endswith(b"\n"):
+                chunk = stream.readline(READ_CHUNK)
+            yield number, None
+            continue
+        yield number, chunk
+
+
+def read_jsonl(stream: IO[bytes]) -> Iterator[Record]:
+    """Parse JSON Lines; each line becomes a Record with an object or a Rejection."""
+    for number, chunk in iter_lines(stream):
+        if chunk is None:
+            yield Record(number, b"", Rejection(f"line longer than {MAX_LINE_BYTES} bytes"))
+            continue
+        if not chunk.strip():
+            continue
+        text = _decode(chunk)
+        if isinstance(text, Rejection):
+            yield Record(number, chunk, text)
+            continue
+        try:
+            value = json.loads(text, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            yield Record(number, chunk, Rejection(f"not valid JSON: {_short(exc)}"))
+            continue
+        yield Record(number, chunk, value)
+
+
+def read_csv(stream: IO[bytes]) -> Iterator[Record]:
+    """Parse CSV with a header row; numeric columns become numbers, empty cells are absent."""
+    header: list[str] | None = None
+    for number, chunk in iter_lines(stream):
+        if chunk is None:
+            yield Record(number, b"", Rejection(f"line longer than {MAX_LINE_BYTES} bytes"))
+            continue
+        if not chunk.strip():
+            continue
+        text = _decode(chunk)
+        if isinstance(text, Rejection):
+            yield Record(number, chunk, text)
+            continue
+        try:
+            cells = next(csv.reader([text]))
+        except (csv.Error, StopIteration) as exc:
+            yield Record(number, chunk, Rejection(f"not valid CSV: {_short(exc)}"))
+            continue
+        if header is None:
+            header = [c.strip() for c in cells]
+            continue
+        if len(cells) != len(header):
+            reason = f"CSV row has {len(cells)} cells, header has {len(header)}"
+            yield Record(number, chunk, Rejection(reason))
+            continue
+        row = {k: v for k, v in zip(header, cells, strict=True) if v != ""}
+        yield Record(number, chunk, _csv_types(row))
+
+
+def ingest_stream(
+    client: CouchClient,
+    settings: Settings,
+    stream: IO[bytes],
+    *,
+    fmt: str,
+    source: str,
+    now: datetime | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Validate and store every record of `stream`; return the counts.
+
+    Valid events go to the events database in `_bulk_docs` batches (`409` rows are duplicates);
+    invalid ones, and rows the server refuses, go to `<prefix>quarantine` with their reason.
+    `on_batch(n)` is called after each batch with the number of lines it covered.
+    """
+    now = now or datetime.now(UTC)
+    reader = read_csv if fmt == "csv" else read_jsonl
+    report = IngestReport()
+    events: list[dict[str, Any]] = []
+    quarantined: list[dict[str, Any]] = []
+    lines = 0
+    batch_size = settings.couchwatch_ingest_batch_size
+    for record in reader(stream):
+        lines += 1
+        value = record.value
+        if not isinstance(value, Rejection):
+            value = validate_event(value, entity_field=settings.entity_field, now=now)
+        if isinstance(value, Rejection):
+            report.reject(value.reason)
+            quarantined.append(quarantine_doc(record, value.reason, source, now))
+        else:
+            events.append(value)
+        if len(events) >= batch_size or len(quarantined) >= batch_size:
+            _flush(client, settings, events, quarantined, report, source, now)
+            events, quarantined = [], []
+            if on_batch:
+                on_batch(lines)
+            lines = 0
+    _flush(client, settings, events, quarantined, report, source, now)
+    if on_batch:
+        on_batch(lines)
+    return report
+
+
+def quarantine_doc(record: Record, reason: str, source: str, now: datetime) -> dict[str, Any]:
+    """A quarantine document: the raw input (truncated), the reason, where it came from."""
+    digest = hashlib.sha256(record.raw + reason.encode()).hexdigest()[:40]
+    text = record.raw.decode("utf-8", errors="replace").rstrip("\n")
+    return {
+        "_id": f"q-{digest}",
+        "type": "quarantined_event",
+        "reason": reason,
+        "raw": text[:QUARANTINE_RAW_CHARS],
+        "raw_bytes": len(record.raw),
+        "truncated": len(text) > QUARANTINE_RAW_CHARS,
+        "source": source[:512],
+        "line": record.line,
+        "received_at": canonical_timestamp(now),
+    }
+
+
+def _flush(
+    client: CouchClient,
+    settings: Settings,
+    events: list[dict[str, Any]],
+    quarantined: list[dict[str, Any]],
+    report: IngestReport,
+    source: str,
+    now: datetime,
+) -> None:
+    result = client.bulk_docs(settings.events_db, events)
+    report.accepted += len(result.written)
+    report.duplicates += len(result.conflicts)
+    by_id = {e["_id"]: e for e in events}
+    for row in result.failed:
+        reason = f"refused by CouchDB: {row.error}: {row.reason}"[:300]
+        report.reject(reason)
+        raw = json.dumps(by_id.get(row.id, {"_id": row.id}), ensure_ascii=False).encode()
+        quarantined.append(quarantine_doc(Record(0, raw, None), reason, source, now))
+    if quarantined:
+        qresult = client.bulk_docs(settings.db_name("quarantine"), quarantined)
+        if qresult.failed:
+            first = qresult.failed[0]
+            raise RuntimeError(
+                f"could not quarantine {len(qresult.failed)} rejected events "
+                f"({first.error}: {first.reason}); nothing was dropped silently"
+            )
+
+
+def _decode(chunk: bytes) -> str | Rejection:
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Rejection(f"not UTF-8 text (byte {exc.start})")
+    if "\x00" in text:
+        return Rejection("contains NUL bytes (binary data?)")
+    return text.lstrip("\ufeff")
+
+
+def _csv_types(row: dict[str, str]) -> dict[str, Any]:
+    typed: dict[str, Any] = dict(row)
+    for name in (*NUMERIC_FIELDS, "timestamp"):
+        value = row.get(name)
+        if value is None:
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        typed[name] = int(number) if number.is_integer() and name != "timestamp" else number
+    return typed
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _short(exc: Exception) -> str:
+    return str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
