@@ -39,3 +39,7 @@ def main() -> None:
 
 
 __all__ = ["Path", "cli", "main"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`couchwatch up | status | demo | down` start and stop a whole local stack without strays."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.services import ROOT
+from workers.stack.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(env: dict[str, str], *args: str, timeout: int = 180) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.cli.main", *args],
+        capture_output=True, env=env, cwd=ROOT, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    return done.stdout.decode()
+
+
+def _processes_under(state: Path) -> list[str]:
+    ps = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True, check=True)
+    return [
+        line for line in ps.stdout.splitlines()
+        if str(state) in line and not line.lstrip().startswith("Z")
+    ]  # fmt: skip
+
+
+def test_up_status_demo_down(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    env = {
+        **os.environ,
+        "COUCHDB_URL": f"http://127.0.0.1:{free_port()}",
+        "COUCHDB_USER": "stackadmin",
+        "COUCHDB_PASSWORD": "stack-pass-51",
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "FLOWER_USER": "flower",
+        "FLOWER_PASSWORD": "flower-pass-93",
+        "FLOWER_PORT": str(free_port()),
+        "COUCHWATCH_STATE_DIR": str(state),
+        "COUCHWATCH_EVENTS_DB": "stack_events",
+    }
+    try:
+        out = _cli(env, "up")
+        assert "started couchdb" in out and "started flower" in out
+        assert "stack-pass-51" not in out and "flower-pass-93" not in out
+
+        again = _cli(env, "up")
+        assert "already running" in again and "started" not in again
+
+        rows = {
+            line.split()[0]: line.split()[1]
+            for line in _cli(env, "status").splitlines()[1:]
+        }  # fmt: skip
+        assert rows == dict.fromkeys(
+            ("couchdb", "redis", "worker1", "worker2", "beat", "flower"), "running"
+        )
+        flower = f"http://127.0.0.1:{env['FLOWER_PORT']}/api/workers"
+        assert requests.get(flower, timeout=10).status_code == 401
+
+        demo = _cli(env, "demo")
+        assert "accepted" in demo and "rejected 6" in demo
+        assert "accepted 0," in _cli(env, "demo")  # second run stores nothing new
+        for name in ("worker1", "worker2", "couchdb", "flower"):
+            assert "stack-pass-51" not in (state / "logs" / f"{name}.log").read_text()
+    finally:
+        down = _cli(env, "down")
+    assert "stopped worker1" in down and "stopped couchdb" in down
+    assert _processes_under(state) == []
+    rows = _cli(env, "status").splitlines()[1:]
+    assert all(line.split()[1] == "stopped" for line in rows)
