@@ -1,0 +1,68 @@
+# couchwatch: `make demo` brings up a local stack and runs the demo; `make test` runs everything.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CW := $(VENV)/bin/couchwatch
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test up down status install prereqs lint typecheck unit integration clean
+
+demo: install
+	@$(CW) up
+	@$(CW) demo
+	@echo "Stop everything with: make down"
+
+up: install
+	@$(CW) up
+
+down:
+	@if [ -x $(CW) ]; then $(CW) down; else echo "nothing to stop (no $(VENV))"; fi
+
+status: install
+	@$(CW) status
+
+test: install lint typecheck
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+unit: install
+	$(PY) -m pytest -q -m unit
+
+integration: install
+	$(PY) -m pytest -q -m integration
+
+install: prereqs $(PY_STAMP) $(NODE_STAMP)
+
+prereqs:
+	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "couchwatch needs Python >= 3.11 (python3 is $$(python3 --version 2>&1))"; exit 1; }
+	@command -v node >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] < 18)' \
+	  || { echo "couchwatch needs Node.js >= 18 and npm: apt-get install nodejs npm"; exit 1; }
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing redis-server with apt-get"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null \
+	      || { echo "could not install redis-server: apt-get install redis-server"; exit 1; }; \
+	  else echo "couchwatch needs redis-server: apt-get install redis-server"; exit 1; fi; }
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(PY_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+$(NODE_STAMP): package.json package-lock.json patches/*.patch
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+clean: down
+	rm -rf .couchwatch
