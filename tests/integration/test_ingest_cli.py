@@ -37,7 +37,9 @@ def _write_file(path: Path, good: int) -> tuple[int, int]:
     for i in range(good):
         event = {
             "user_id": f"u{i % 7}",
-            "timestamp": 1_762_000_000 + i * 60 if i % 3 else f"2026-11-01T10:{i % 60:02d}:00+02:00",
+            "timestamp": 1_762_000_000 + i * 60
+            if i % 3
+            else f"2026-11-01T10:{i % 60:02d}:00+02:00",
             "type": "request",
             "endpoint": f"/api/{i % 5}",
             "status_code": 200,

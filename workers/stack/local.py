@@ -207,7 +207,9 @@ def _up_couchdb(
         if creds is None:
             raise MissingPrerequisite("set COUCHDB_USER and COUCHDB_PASSWORD (see .env.example)")
         if shutil.which("node") is None:
-            raise MissingPrerequisite("node not found: install Node.js >= 18 (apt-get install nodejs npm)")  # noqa: E501
+            raise MissingPrerequisite(
+                "node not found: install Node.js >= 18 (apt-get install nodejs npm)"
+            )
         server = root / "node_modules" / ".bin" / "pouchdb-server"
         if not server.exists():
             raise MissingPrerequisite("PouchDB Server not installed: run `npm ci` in the project")
