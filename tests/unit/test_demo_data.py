@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 
 from workers.engine.demo.incidents import INCIDENT_KINDS
+from workers.engine.demo.services import SERVICE_INCIDENT_KINDS
 from workers.engine.demo_data import DemoScenario, generate_demo, write_demo
 
 pytestmark = pytest.mark.unit
@@ -146,3 +147,19 @@ def test_write_demo_round_trips(tmp_path, small: DemoScenario) -> None:
     lines = events_path.read_text().splitlines()
     assert [json.loads(line) for line in lines] == small.events
     assert json.loads(labels_path.read_text()) == small.labels
+
+
+def test_service_scenario_has_metric_streams_and_service_incidents() -> None:
+    s = generate_demo(users=6, days=8, seed=2, entity_field="service")
+    assert all("service" in e and "user_id" not in e for e in s.events)
+    assert {i.kind for i in s.incidents} == set(SERVICE_INCIDENT_KINDS)
+    metric_only = [e for e in s.events if set(e) == {"_id", "service", "timestamp", "latency_ms"}]
+    assert metric_only, "one in three services should emit a pure latency stream"
+    assert not any("user_agent" in e or e.get("type") == "login" for e in s.events)
+    by_id = {e["_id"]: e for e in s.events}
+    for incident in s.incidents:
+        docs = [by_id[i] for i in incident.event_ids]
+        assert {d["service"] for d in docs} == {incident.entity}
+        assert [incident.start, incident.end] in s.labels[incident.entity]
+    for change in s.benign:
+        assert change.kind == "new_endpoint" and change.entity not in s.labels

@@ -28,6 +28,12 @@ from workers.engine.demo.activity import MS_PER_DAY, RawEvent, normal_activity
 from workers.engine.demo.catalog import PHONE_DEVICES, USER_AGENTS
 from workers.engine.demo.incidents import INCIDENT_KINDS, INJECTORS, Context
 from workers.engine.demo.profiles import Profile, make_profile
+from workers.engine.demo.services import (
+    SERVICE_INCIDENT_KINDS,
+    SERVICE_INJECTORS,
+    make_service,
+    service_activity,
+)
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 INCIDENT_SHARE = 0.24  # share of users that get one incident
@@ -93,15 +99,13 @@ def _rng(seed: int, index: int, purpose: int) -> np.random.Generator:
     return np.random.default_rng([seed, index, purpose])
 
 
-def _plan(users: int, seed: int) -> tuple[dict[int, str], list[int]]:
-    """Which users get which incident kind, and which add a benign phone."""
+def _plan(users: int, seed: int, kinds_: tuple[str, ...]) -> tuple[dict[int, str], list[int]]:
+    """Which entities get which incident kind, and which make a benign change."""
     rng = _rng(seed, users, _PURPOSE_PLAN)
     order = [int(i) for i in rng.permutation(users)]
-    n_incidents = min(users, max(len(INCIDENT_KINDS), round(users * INCIDENT_SHARE)))
+    n_incidents = min(users, max(len(kinds_), round(users * INCIDENT_SHARE)))
     n_benign = min(users - n_incidents, max(1, round(users * BENIGN_SHARE)))
-    kinds = {
-        idx: INCIDENT_KINDS[i % len(INCIDENT_KINDS)] for i, idx in enumerate(order[:n_incidents])
-    }
+    kinds = {idx: kinds_[i % len(kinds_)] for i, idx in enumerate(order[:n_incidents])}
     return kinds, order[n_incidents : n_incidents + n_benign]
 
 
@@ -117,7 +121,10 @@ def generate_demo(
 
     About 24% of users (at least one per kind when there are ≥ 5 users) get one incident of
     the kinds in ``INCIDENT_KINDS``; about 10% add a new phone (benign, unlabeled). The entity id
-    is written under ``entity_field``. Same arguments → identical scenario.
+    is written under ``entity_field``. With ``entity_field="service"`` the entities are
+    ``users`` services instead (24/7 metric-style streams, ~4k events each, with the kinds in
+    ``SERVICE_INCIDENT_KINDS`` and a benign new ``/v2`` endpoint). Same arguments → identical
+    scenario.
     """
     if users < 1 or days < 2:
         raise ValueError(f"need users >= 1 and days >= 2, got users={users} days={days}")
@@ -127,21 +134,31 @@ def generate_demo(
     ctx = Context(
         start_ms=start_ms, start_weekday=start_weekday, late_days=list(range(first_late, days))
     )
-    kinds, benign_users = _plan(users, seed)
+    make = _service_events if entity_field == "service" else _user_events
+    raw, incident_kinds, changes = make(users, seed, ctx, days)
+    end_ms = start_ms + days * MS_PER_DAY
+    raw = [e for e in raw if "incident" in e or start_ms <= e["ts"] < end_ms]
+    return _assemble(raw, incident_kinds, changes, seed=seed, entity_field=entity_field)
+
+
+_Generated = tuple[list[RawEvent], list[tuple[str, str]], dict[str, tuple[str, str, str]]]
+
+
+def _user_events(users: int, seed: int, ctx: Context, days: int) -> _Generated:
+    kinds, benign_users = _plan(users, seed, INCIDENT_KINDS)
     raw: list[RawEvent] = []
     incident_kinds: list[tuple[str, str]] = []
-    new_agents: dict[str, str] = {}  # entity → user agent of its benign new phone
+    changes: dict[str, tuple[str, str, str]] = {}  # entity → (kind, field, new value)
     for index in range(users):
         profile = make_profile(_rng(seed, index, _PURPOSE_PROFILE), index)
         if index in benign_users:
-            _add_new_phone(_rng(seed, index, _PURPOSE_PLAN), profile, ctx)
-            assert profile.new_device is not None
-            new_agents[profile.entity] = USER_AGENTS[profile.new_device[0]]
+            device = _add_new_phone(_rng(seed, index, _PURPOSE_PLAN), profile, ctx)
+            changes[profile.entity] = ("new_phone", "user_agent", USER_AGENTS[device])
         raw += normal_activity(
             _rng(seed, index, _PURPOSE_ACTIVITY),
             profile,
-            start_ms=start_ms,
-            start_weekday=start_weekday,
+            start_ms=ctx.start_ms,
+            start_weekday=ctx.start_weekday,
             days=days,
         )
         if index in kinds:
@@ -151,30 +168,56 @@ def generate_demo(
                     event["incident"] = len(incident_kinds)
             incident_kinds.append((profile.entity, kinds[index]))
             raw += injected
-    end_ms = start_ms + days * MS_PER_DAY
-    raw = [e for e in raw if "incident" in e or start_ms <= e["ts"] < end_ms]
-    return _assemble(raw, incident_kinds, new_agents, seed=seed, entity_field=entity_field)
+    return raw, incident_kinds, changes
 
 
-def _add_new_phone(rng: np.random.Generator, p: Profile, ctx: Context) -> None:
+def _service_events(services: int, seed: int, ctx: Context, days: int) -> _Generated:
+    kinds, benign = _plan(services, seed, SERVICE_INCIDENT_KINDS)
+    raw: list[RawEvent] = []
+    incident_kinds: list[tuple[str, str]] = []
+    changes: dict[str, tuple[str, str, str]] = {}
+    for index in range(services):
+        profile = make_service(_rng(seed, index, _PURPOSE_PROFILE), index)
+        if index in benign and not profile.metric_only:
+            endpoint = "/v2/" + profile.endpoints[0].removeprefix("/v1/")
+            profile.new_endpoint = (endpoint, ctx.workdays()[0])
+            changes[profile.entity] = ("new_endpoint", "endpoint", endpoint)
+        events = service_activity(
+            _rng(seed, index, _PURPOSE_ACTIVITY),
+            profile,
+            start_ms=ctx.start_ms,
+            start_weekday=ctx.start_weekday,
+            days=days,
+        )
+        if index in kinds:
+            injector = SERVICE_INJECTORS[kinds[index]]
+            for event in injector(_rng(seed, index, _PURPOSE_INCIDENT), profile, ctx, events):
+                event["incident"] = len(incident_kinds)
+            incident_kinds.append((profile.entity, kinds[index]))
+        raw += events
+    return raw, incident_kinds, changes
+
+
+def _add_new_phone(rng: np.random.Generator, p: Profile, ctx: Context) -> str:
     phones = [d for d in PHONE_DEVICES if d not in p.devices]
     device = phones[int(rng.integers(len(phones)))]
     days = ctx.workdays()
     p.new_device = (device, days[int(rng.integers(len(days)))])
+    return device
 
 
 def _assemble(
     raw: list[RawEvent],
     incident_kinds: list[tuple[str, str]],
-    new_agents: dict[str, str],
+    changes: dict[str, tuple[str, str, str]],
     *,
     seed: int,
     entity_field: str,
 ) -> DemoScenario:
-    raw.sort(key=lambda e: (e["ts"], e["entity"], e["type"], e["endpoint"]))
+    raw.sort(key=lambda e: (e["ts"], e["entity"], e.get("type", ""), e.get("endpoint", "")))
     events: list[dict[str, Any]] = []
     members: list[list[dict[str, Any]]] = [[] for _ in incident_kinds]
-    first_new_device: dict[str, dict[str, Any]] = {}
+    first_change: dict[str, dict[str, Any]] = {}
     for n, e in enumerate(raw):
         incident = e.pop("incident", None)
         entity = e.pop("entity")
@@ -187,8 +230,8 @@ def _assemble(
         events.append(doc)
         if incident is not None:
             members[incident].append(doc)
-        if new_agents.get(entity) == doc["user_agent"]:
-            first_new_device.setdefault(entity, doc)
+        if entity in changes and doc.get(changes[entity][1]) == changes[entity][2]:
+            first_change.setdefault(entity, doc)
     incidents = [
         Incident(
             entity=entity,
@@ -201,9 +244,12 @@ def _assemble(
     ]
     benign = [
         BenignChange(
-            entity=entity, kind="new_phone", start=doc["timestamp"], detail=doc["user_agent"]
+            entity=entity,
+            kind=changes[entity][0],
+            start=doc["timestamp"],
+            detail=changes[entity][2],
         )
-        for entity, doc in sorted(first_new_device.items())
+        for entity, doc in sorted(first_change.items())
     ]
     return DemoScenario(
         events=events,
