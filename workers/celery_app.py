@@ -78,9 +78,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-app = Celery("couchwatch", include=[])
+app = Celery("couchwatch", include=["workers.tasks"])
 
 
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
-    sender.conf.update(celery_config(get_settings()))
+    from scheduler.beat import beat_schedule
+
+    settings = get_settings()
+    sender.conf.update(celery_config(settings))
+    sender.conf.beat_schedule = beat_schedule(settings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     couchwatch_entity_field: str = "user_id"
     couchwatch_ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
     couchwatch_state_dir: str = ".couchwatch"
+
+    # Fleet: batching, schedules, model retention
+    couchwatch_batch_size: int = Field(default=50, ge=1, le=5000)
+    couchwatch_score_interval_s: float = Field(default=60.0, gt=0)
+    couchwatch_train_check_interval_s: float = Field(default=3600.0, gt=0)
+    couchwatch_retrain_after_s: float = Field(default=86_400.0, gt=0)
+    couchwatch_retrain_min_new_events: int = Field(default=500, ge=1)
+    couchwatch_history_days: int = Field(default=90, ge=1)
+    couchwatch_model_keep_versions: int = Field(default=3, ge=1)
+    couchwatch_model_cache_size: int = Field(default=256, ge=1)
+    couchwatch_changes_page_size: int = Field(default=1000, ge=1, le=10_000)
+    couchwatch_population_sample: int = Field(default=200, ge=1)
 
     # Celery (see workers/celery_app.py for what each protects against)
     celery_task_soft_time_limit_s: int = 540
@@ -84,7 +96,7 @@ class Settings(BaseSettings):
         if self.couchdb_user and self.couchdb_password is not None:
             return self.couchdb_user, self.couchdb_password.get_secret_value()
         if parts.username and parts.password:
-            return parts.username, parts.password
+            return unquote(parts.username), unquote(parts.password)
         return None
 
     def couchdb_base_url(self) -> str:
@@ -109,9 +121,7 @@ def strip_userinfo(url: str) -> str:
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
+    netloc = parts.netloc.rpartition("@")[2]  # keeps `[::1]` brackets and the port as written
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -120,9 +130,7 @@ def mask_url_password(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 

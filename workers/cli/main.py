@@ -9,6 +9,7 @@ import click
 
 from workers.cli.common import fail, settings_or_fail
 from workers.cli.ingest_cmd import ingest
+from workers.cli.ops_cmd import anomalies, review, runs, score, train
 from workers.cli.stack_cmd import demo, down, flower, init, status, up
 
 
@@ -25,7 +26,20 @@ def config() -> None:
         click.echo(f"{name}={'' if value is None else value}")
 
 
-for command in (ingest, init, up, down, status, flower, demo):
+for command in (
+    ingest,
+    init,
+    up,
+    down,
+    status,
+    flower,
+    demo,
+    train,
+    score,
+    anomalies,
+    review,
+    runs,
+):
     cli.add_command(command)
 
 

@@ -27,4 +27,6 @@ def ensure_schema(client: CouchClient, settings: Settings) -> list[str]:
     ddoc, _ = events_index(settings)
     client.ensure_index(settings.events_db, [settings.entity_field, "timestamp"], name=ddoc)
     client.ensure_index(settings.db_name("anomalies"), ["entity", "window_start"], name="by-entity")
+    client.ensure_index(settings.db_name("runs"), ["finished_at"], name="by-finished")
+    client.ensure_index(settings.db_name("models"), ["type", "entity"], name="by-type-entity")
     return created

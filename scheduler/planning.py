@@ -1,0 +1,188 @@
+"""Planners run by beat: which entities to score (from `_changes`) and which to train.
+
+`plan_scoring` reads the events database's `_changes` feed from a checkpoint kept in a `_local`
+document (the opaque `seq`), groups new events by entity, updates the entity registry, enqueues
+scoring batches, and only then advances the checkpoint. Its cost grows with the number of new
+events, never with history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from workers.events import Rejection, canonical_timestamp, validate_event
+from workers.fleet import Fleet, registry_id
+from workers.history import iter_entity_events, utc_now
+from workers.ids import Entity
+from workers.ingest import Record, quarantine_doc
+from workers.training import pending_key
+
+CHECKPOINT = "couchwatch-plan-scoring"
+ScoreItem = list[Any]  # [entity, since, until]
+Enqueue = Callable[[str, list[Any]], str]
+
+
+@dataclass
+class PlanResult:
+    events: int = 0
+    entities: int = 0
+    batches: int = 0
+    quarantined: int = 0
+    pages: int = 0
+    task_ids: list[str] = field(default_factory=list)
+
+
+def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def plan_scoring(fleet: Fleet, enqueue: Enqueue, *, max_pages: int = 1000) -> PlanResult:
+    """Enqueue `score_entities` batches for every entity with events since the checkpoint."""
+    settings, couch = fleet.settings, fleet.couch
+    db, field_name = settings.events_db, settings.entity_field
+    checkpoint = couch.get_local(db, CHECKPOINT) or {}
+    since = str(checkpoint.get("seq", "0"))
+    result = PlanResult()
+    now = utc_now()
+    for _ in range(max_pages):
+        page = couch.changes(db, since=since, limit=settings.couchwatch_changes_page_size)
+        if not page.results:
+            break
+        result.pages += 1
+        earliest: dict[Entity, str] = {}
+        counts: dict[Entity, int] = {}
+        bad: list[dict[str, Any]] = []
+        for change in page.results:
+            doc = change.get("doc") or {}
+            if change.get("deleted") or str(change.get("id", "")).startswith("_design/"):
+                continue
+            checked = validate_event(doc, entity_field=field_name, now=now)
+            if isinstance(checked, Rejection):
+                raw = str({k: v for k, v in doc.items() if k != "_rev"}).encode()[:4096]
+                bad.append(quarantine_doc(Record(0, raw, None), checked.reason, db, now))
+                continue
+            entity, stamp = doc[field_name], checked["timestamp"]
+            counts[entity] = counts.get(entity, 0) + 1
+            if entity not in earliest or stamp < earliest[entity]:
+                earliest[entity] = stamp
+        if bad:
+            couch.bulk_upsert(settings.db_name("quarantine"), bad)
+            result.quarantined += len(bad)
+        update_registry(fleet, counts, earliest, now)
+        items: list[ScoreItem] = [[e, s, None] for e, s in earliest.items()]
+        for batch in batches(items, settings.couchwatch_batch_size):
+            result.task_ids.append(enqueue("couchwatch.score_entities", [batch]))
+            result.batches += 1
+        result.events += sum(counts.values())
+        result.entities += len(counts)
+        since = page.last_seq
+        couch.put_local(db, CHECKPOINT, {"seq": since, "at": canonical_timestamp(now)})
+    return result
+
+
+def update_registry(
+    fleet: Fleet, counts: dict[Entity, int], earliest: dict[Entity, str], now: datetime
+) -> None:
+    """Add this page's counts to each entity's registry document (first/last seen, counts)."""
+    stamp = canonical_timestamp(now)
+    docs = [
+        {
+            "_id": registry_id(e), "type": "entity", "entity": e, "first_seen": earliest[e],
+            "last_event_at": earliest[e], "last_seen": stamp, "events_seen": n,
+            "events_since_training": n,
+        }
+        for e, n in counts.items()
+    ]  # fmt: skip
+
+    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **old,
+            "last_seen": new["last_seen"],
+            "first_seen": min(old.get("first_seen", new["first_seen"]), new["first_seen"]),
+            "last_event_at": max(old.get("last_event_at", ""), new["last_event_at"]),
+            "events_seen": old.get("events_seen", 0) + new["events_seen"],
+            "events_since_training": old.get("events_since_training", 0) + new["events_seen"],
+        }
+
+    fleet.couch.bulk_upsert(fleet.settings.db_name("models"), docs, merge=merge)
+
+
+def iter_registry(fleet: Fleet) -> Iterator[dict[str, Any]]:
+    """Every entity registry document, in entity order (paged on the index)."""
+    yield from fleet.couch.iter_by_key(
+        fleet.settings.db_name("models"),
+        selector={"type": "entity"},
+        key_field="entity",
+        sort_prefix=("type",),
+        index=("by-type-entity", "by-type-entity"),
+    )
+
+
+def due_for_training(entry: dict[str, Any], *, now: datetime, retrain_after_s: float,
+                     min_new_events: int) -> bool:  # fmt: skip
+    """No model, a model older than the retrain interval, or enough new events since."""
+    if not entry.get("model_version"):
+        return True
+    trained = entry.get("last_trained_at")
+    if not trained or trained < canonical_timestamp(now - timedelta(seconds=retrain_after_s)):
+        return True
+    return int(entry.get("events_since_training", 0)) >= min_new_events
+
+
+def plan_training(
+    fleet: Fleet, enqueue: Enqueue, *, entities: list[Entity] | None = None, force: bool = False
+) -> PlanResult:
+    """Enqueue `train_entities` batches for due entities (or the given ones).
+
+    An entity already enqueued and not yet trained is not enqueued again (a Redis marker), so two
+    planners or two beats never double the training work. The population profile used for cold
+    start and smoothing is (re)built first when missing or stale.
+    """
+    settings = fleet.settings
+    now = utc_now()
+    ensure_population(fleet, now)
+    if entities is None:
+        entities = [
+            e["entity"] for e in iter_registry(fleet)
+            if force or due_for_training(
+                e, now=now, retrain_after_s=settings.couchwatch_retrain_after_s,
+                min_new_events=settings.couchwatch_retrain_min_new_events,
+            )
+        ]  # fmt: skip
+    ttl = settings.celery_visibility_timeout_s
+    fresh = [e for e in entities if fleet.redis.set(pending_key(e), "1", nx=True, ex=ttl)]
+    result = PlanResult(entities=len(fresh))
+    for batch in batches(fresh, settings.couchwatch_batch_size):
+        result.task_ids.append(enqueue("couchwatch.train_entities", [batch]))
+        result.batches += 1
+    return result
+
+
+def ensure_population(fleet: Fleet, now: datetime) -> bool:
+    """Build the population profile from a sample of entities when missing or stale."""
+    from workers import detection  # heavy (pandas); only planners on workers import it
+
+    db = fleet.settings.db_name("models")
+    current = fleet.couch.get(db, detection.POPULATION_ID)
+    stale_before = canonical_timestamp(
+        now - timedelta(seconds=fleet.settings.couchwatch_retrain_after_s)
+    )
+    if current and current.get("built_at", "") >= stale_before:
+        return False
+    sample: list[Entity] = []
+    for entry in iter_registry(fleet):
+        sample.append(entry["entity"])
+        if len(sample) >= fleet.settings.couchwatch_population_sample:
+            break
+    if not sample:
+        return False
+    events = [ev for e in sample for ev in iter_entity_events(fleet.couch, fleet.settings, e)]
+    population = detection.make_population(events, entity_field=fleet.settings.entity_field)
+    doc = {**detection.population_to_doc(population), "built_at": canonical_timestamp(now),
+           "entities": len(sample), "events": len(events)}  # fmt: skip
+    fleet.couch.upsert(db, doc)
+    return True

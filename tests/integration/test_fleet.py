@@ -1,0 +1,82 @@
+"""The worker fleet end to end: real Redis, real PouchDB Server, two real `celery worker`s."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import settings_env
+from tests.support.fleet import WorkerFleet, worker_fleet
+from workers.couch.client import CouchClient
+from workers.couch.schema import ensure_schema
+from workers.engine.demo_data import generate_demo
+from workers.model_store import head_id
+from workers.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def _store(couch: CouchClient, settings: Settings, events: list[dict[str, Any]]) -> None:
+    for start in range(0, len(events), 1000):
+        result = couch.bulk_docs(settings.events_db, events[start : start + 1000])
+        assert not result.failed
+
+
+def _wait_runs(couch: CouchClient, settings: Settings, task: str, n: int,
+               timeout_s: float = 240) -> list[dict[str, Any]]:  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    done: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        runs = [d for d in couch.iter_all_docs(settings.db_name("runs"))
+                if d["task"] == task and d["outcome"] not in ("running", "retrying")]  # fmt: skip
+        done = runs
+        if len(runs) >= n:
+            return runs
+        time.sleep(0.5)
+    raise AssertionError(f"only {len(done)} of {n} {task} runs finished")
+
+
+@pytest.fixture
+def fleet(settings: Settings, couch: CouchClient, tmp_path: Path) -> Iterator[WorkerFleet]:
+    ensure_schema(couch, settings)
+    with worker_fleet(settings, settings_env(settings), tmp_path / "logs") as running:
+        yield running
+
+
+def test_plan_train_score_through_two_workers(
+    settings: Settings, couch: CouchClient, fleet: WorkerFleet
+) -> None:
+    scenario = generate_demo(users=6, days=12, seed=11)
+    _store(couch, settings, scenario.events)
+    app = fleet.app()
+    users = sorted({e["user_id"] for e in scenario.events})
+
+    app.send_task("couchwatch.plan_scoring", kwargs={"force": True})
+    _wait_runs(couch, settings, "couchwatch.plan_scoring", 1)
+    registry = [d for d in couch.iter_all_docs(settings.db_name("models")) if d["type"] == "entity"]
+    assert sorted(d["entity"] for d in registry) == users
+    assert sum(d["events_seen"] for d in registry) == len(scenario.events)
+
+    app.send_task("couchwatch.plan_training", kwargs={"force": True})
+    train_runs = _wait_runs(couch, settings, "couchwatch.train_entities", 1)
+    for user in users:
+        head = couch.get(settings.db_name("models"), head_id(user))
+        assert head is not None and head["active_version"] == 1, user
+    assert all(r["outcome"] == "succeeded" for r in train_runs)
+
+    # scoring batches enqueued by the first planning pass ran before models existed: they used
+    # fallback models. Rescore with the trained models now.
+    for user in users:
+        app.send_task("couchwatch.rescore", args=[user, None, None])
+    rescore_runs = _wait_runs(couch, settings, "couchwatch.rescore", len(users))
+    assert {r["hostname"] for r in rescore_runs}  # recorded
+    workers = {r["worker"] for r in rescore_runs + train_runs}
+    anomalies = [d for d in couch.iter_all_docs(settings.db_name("anomalies"))]
+    assert anomalies, "no anomalies written"
+    assert all(a["reasons"] and a["reasons"][0]["text"] for a in anomalies)
+    assert all(0 <= a["score"] <= 1 and a["review"]["status"] == "open" for a in anomalies)
+    assert len(workers) == 2, workers  # both worker hostnames did work

@@ -1,0 +1,179 @@
+"""Operator commands: `train`, `score`, `anomalies`, `review`, `runs`, `models`."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.couch.errors import CouchError
+from workers.events import canonical_timestamp
+from workers.runs import recent_runs
+
+
+def _app() -> Any:
+    from scheduler.client import producer_app
+
+    return producer_app()
+
+
+def _wait_runs(task_ids: list[str], timeout_s: float) -> None:
+    """Progress until every task id has a finished run record; exit 1 when any failed."""
+    settings = settings_or_fail()
+    couch = couch_or_fail(settings)
+    db = settings.db_name("runs")
+    done: dict[str, str] = {}
+    deadline = time.monotonic() + timeout_s
+    with click.progressbar(length=len(task_ids), label="jobs") as bar:
+        while len(done) < len(task_ids) and time.monotonic() < deadline:
+            for task_id in task_ids:
+                if task_id in done:
+                    continue
+                doc = couch.get(db, f"run-{task_id}")
+                if doc and doc.get("outcome") in ("succeeded", "partial", "failed"):
+                    done[task_id] = doc["outcome"]
+                    bar.update(1)
+            time.sleep(0.5)
+    failed = [t for t, outcome in done.items() if outcome != "succeeded"]
+    if len(done) < len(task_ids):
+        fail(f"{len(task_ids) - len(done)} jobs still running after {timeout_s:.0f}s")
+    if failed:
+        fail(f"{len(failed)} of {len(task_ids)} jobs failed or partly failed: couchwatch runs")
+    click.echo(f"{len(task_ids)} jobs finished")
+
+
+@click.command()
+@click.option("--entity", "entities", multiple=True, help="Entity id (repeatable).")
+@click.option(
+    "--all", "all_", is_flag=True, help="Every entity that is due (or all, with --force)."
+)
+@click.option("--force", is_flag=True, help="With --all: retrain even fresh models.")
+@click.option("--wait", is_flag=True, help="Wait for the jobs and exit non-zero if any failed.")
+def train(entities: tuple[str, ...], all_: bool, force: bool, wait: bool) -> None:
+    """Enqueue training for entities."""
+    if not entities and not all_:
+        fail("name --entity ID (repeatable) or --all")
+    from scheduler.planning import plan_training
+    from workers.fleet import current
+
+    result = plan_training(current(), _send, entities=list(entities) or None, force=force)
+    click.echo(f"enqueued {result.batches} training batches for {result.entities} entities")
+    if wait and result.task_ids:
+        _wait_runs(result.task_ids, timeout_s=3600)
+
+
+@click.command()
+@click.option("--entity", "entities", multiple=True, help="Entity id (repeatable).")
+@click.option("--all", "all_", is_flag=True, help="Every entity with new events.")
+@click.option("--wait", is_flag=True, help="Wait for the jobs and exit non-zero if any failed.")
+def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
+    """Enqueue scoring: new events of all entities, or whole histories of named ones."""
+    if not entities and not all_:
+        fail("name --entity ID (repeatable) or --all")
+    from scheduler.planning import batches, plan_scoring
+    from workers.fleet import current
+
+    fleet = current()
+    if entities:
+        items = [[e, None, None] for e in entities]
+        ids = [_send("couchwatch.score_entities", [b])
+               for b in batches(items, fleet.settings.couchwatch_batch_size)]  # fmt: skip
+    else:
+        ids = plan_scoring(fleet, _send).task_ids
+    click.echo(f"enqueued {len(ids)} scoring batches")
+    if wait and ids:
+        _wait_runs(ids, timeout_s=3600)
+
+
+def _send(name: str, args: list[Any]) -> str:
+    return str(_app().send_task(name, args=args).id)
+
+
+@click.command()
+@click.option("--entity", default=None)
+@click.option("--severity", type=click.Choice(["low", "medium", "high"]), default=None)
+@click.option("--since", default=None, help="ISO 8601; anomalies whose window starts after.")
+@click.option("--top", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def anomalies(entity: str | None, severity: str | None, since: str | None, top: int,
+              as_json: bool) -> None:  # fmt: skip
+    """List anomalies, highest score first."""
+    settings = settings_or_fail()
+    couch = couch_or_fail(settings)
+    selector: dict[str, Any] = {"type": "anomaly"}
+    if entity is not None:
+        selector["entity"] = entity
+    if severity:
+        selector["severity"] = severity
+    if since:
+        from scheduler.client import BadRequest, parse_time
+
+        try:
+            selector["window_start"] = {"$gte": parse_time(since, "--since")}
+        except BadRequest as exc:
+            fail(str(exc))
+    try:
+        docs = list(couch.iter_all_docs(settings.db_name("anomalies")))
+    except CouchError as exc:
+        fail(str(exc))
+    docs = [d for d in docs if _matches(d, selector)]
+    docs.sort(key=lambda d: d.get("score", 0), reverse=True)
+    docs = docs[:top]
+    if as_json:
+        click.echo(json.dumps(docs, indent=2, default=str))
+        return
+    for d in docs:
+        first = (d.get("reasons") or [{}])[0].get("text", "")
+        click.echo(f"{d['score']:.2f} {d['severity']:<6} {d['entity']!s:<14} "
+                   f"{d['window_start'][:16]} {d['detector']:<9} {first}")  # fmt: skip
+        click.echo(f"      id {d['_id']}   review: {(d.get('review') or {}).get('status')}")
+
+
+def _matches(doc: dict[str, Any], selector: dict[str, Any]) -> bool:
+    for key, want in selector.items():
+        value = doc.get(key)
+        if isinstance(want, dict):
+            if value is None or value < want["$gte"]:
+                return False
+        elif value != want:
+            return False
+    return True
+
+
+@click.command()
+@click.argument("anomaly_id")
+@click.argument("decision", type=click.Choice(["confirm", "dismiss"]))
+@click.option("--note", default="")
+@click.option("--by", default="cli")
+def review(anomaly_id: str, decision: str, note: str, by: str) -> None:
+    """Confirm (malicious) or dismiss (benign) an anomaly; training learns from it."""
+    settings = settings_or_fail()
+    couch = couch_or_fail(settings)
+    db = settings.db_name("anomalies")
+    doc = couch.get(db, anomaly_id)
+    if doc is None:
+        fail(f"no anomaly {anomaly_id!r}")
+    status = "confirmed" if decision == "confirm" else "dismissed"
+    stamp = canonical_timestamp(datetime.now(UTC))
+    doc["review"] = {"status": status, "by": by, "at": stamp, "note": note[:2000]}
+    doc["updated_at"] = stamp
+    couch.put(db, doc)
+    click.echo(f"{anomaly_id}: {status}")
+
+
+@click.command()
+@click.option("--last", type=int, default=20, show_default=True)
+def runs(last: int) -> None:
+    """Show the most recent task runs."""
+    settings = settings_or_fail()
+    couch = couch_or_fail(settings)
+    for r in recent_runs(couch, settings.db_name("runs"), last=last):
+        err = f"  {r['error']}" if r.get("error") else ""
+        bad = f"  {len(r['entity_errors'])} entity errors" if r.get("entity_errors") else ""
+        click.echo(f"{r['finished_at'][:19]} {r['task'].split('.')[-1]:<15} {r['outcome']:<9} "
+                   f"entities {r['entity_count']:>4} in {r['events_in']:>6} out {r['docs_out']:>4}"
+                   f" {r['duration_s']:>7.2f}s {r.get('worker', '')}{err}{bad}")  # fmt: skip

@@ -1,0 +1,59 @@
+"""Reads an entity's events and its reviewed anomalies from CouchDB (paged, index-backed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from workers.couch.client import CouchClient
+from workers.couch.schema import events_index
+from workers.events import canonical_timestamp
+from workers.ids import Entity
+from workers.settings import Settings
+
+Doc = dict[str, Any]
+
+
+def iter_entity_events(
+    client: CouchClient,
+    settings: Settings,
+    entity: Entity,
+    *,
+    start: str | None = None,
+    end: str | None = None,
+) -> Iterator[Doc]:
+    """Yield the entity's events with `start <= timestamp < end` (canonical UTC text), in order."""
+    yield from client.iter_by_key(
+        settings.events_db,
+        selector={settings.entity_field: entity},
+        key_field="timestamp",
+        start=start,
+        end=end,
+        sort_prefix=(settings.entity_field,),
+        index=events_index(settings),
+    )
+
+
+def training_history(
+    client: CouchClient, settings: Settings, entity: Entity, *, now: datetime
+) -> list[Doc]:
+    """The entity's events of the last `COUCHWATCH_HISTORY_DAYS` days."""
+    since = canonical_timestamp(now - timedelta(days=settings.couchwatch_history_days))
+    return list(iter_entity_events(client, settings, entity, start=since))
+
+
+def reviewed_anomalies(client: CouchClient, settings: Settings, entity: Entity) -> list[Doc]:
+    """The entity's anomalies whose review is confirmed or dismissed (feedback for training)."""
+    docs = client.iter_by_key(
+        settings.db_name("anomalies"),
+        selector={"entity": entity},
+        key_field="window_start",
+        sort_prefix=("entity",),
+        index=("by-entity", "by-entity"),
+    )
+    return [d for d in docs if (d.get("review") or {}).get("status") in ("confirmed", "dismissed")]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

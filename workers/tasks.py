@@ -1,0 +1,161 @@
+"""Celery tasks: thin adapters that parse ids, call one plain function and record the run.
+
+Policy per task: queue (by route), retries with exponential backoff and jitter on CouchDB/Redis
+unavailability, bounded `max_retries`; the final failure is recorded in the run record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery import Task
+from kombu.exceptions import OperationalError
+
+from scheduler.beat import slot_key
+from scheduler.planning import plan_scoring as plan_scoring_fn
+from scheduler.planning import plan_training as plan_training_fn
+from workers import fleet as fleet_module
+from workers import scoring, training
+from workers.celery_app import app
+from workers.couch.errors import RetryableCouchError
+from workers.fleet import Fleet
+from workers.ids import Entity
+from workers.runs import Run, save_run
+
+log = logging.getLogger(__name__)
+TRANSIENT = (RetryableCouchError, redis.ConnectionError, redis.TimeoutError, OperationalError)
+MAX_ENTITY_CHARS = 256
+
+
+class FleetTask(Task):
+    """Base task: retry transient failures, record every outcome in `<prefix>runs`."""
+
+    autoretry_for = TRANSIENT
+    retry_backoff = 2
+    retry_backoff_max = 120
+    retry_jitter = True
+    max_retries = 8
+    ignore_result = True
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        run = Run(task=self.name, task_id=task_id, entities=_entities_of(args))
+        run.finish("failed", exc)
+        save_run(fleet_module.current().couch, _runs_db(), run,
+                 attempt=self.request.retries + 1, worker=self.request.hostname or "")  # fmt: skip
+
+
+def _runs_db() -> str:
+    return fleet_module.current().settings.db_name("runs")
+
+
+def _entities_of(args: Any) -> list[Entity]:
+    if not args or not isinstance(args[0], list):
+        return []
+    return [item[0] if isinstance(item, list) else item for item in args[0]]
+
+
+def recorded(task: Task, entities: list[Entity], body: Callable[[Fleet, Run], Any]) -> Any:
+    """Run `body` with a Run record; save it as succeeded/partial, or retrying, or failed."""
+    fleet = fleet_module.current()
+    run = Run(task=task.name, task_id=task.request.id or "local", entities=entities)
+    attempt = task.request.retries + 1
+    worker = task.request.hostname or ""
+    try:
+        value = body(fleet, run)
+    except TRANSIENT as exc:
+        run.finish("retrying", exc)
+        save_run(fleet.couch, fleet.settings.db_name("runs"), run, attempt=attempt, worker=worker)
+        raise
+    run.finish()
+    save_run(fleet.couch, fleet.settings.db_name("runs"), run, attempt=attempt, worker=worker)
+    return value
+
+
+def check_entities(entities: Any) -> list[Entity]:
+    """Entity ids from a message: a list of strings/numbers of bounded size."""
+    if not isinstance(entities, list):
+        raise TypeError("entities must be a list")
+    for entity in entities:
+        if isinstance(entity, bool) or not isinstance(entity, str | int | float):
+            raise TypeError(f"entity ids must be text or numbers, got {type(entity).__name__}")
+        if len(str(entity)) > MAX_ENTITY_CHARS:
+            raise ValueError("entity id too long")
+    return entities
+
+
+@app.task(name="couchwatch.train_entities", base=FleetTask, bind=True)
+def train_entities(self: Task, entities: list[Entity]) -> None:
+    """Fit and store one model per entity of the batch."""
+    ids = check_entities(entities)
+    recorded(self, ids, lambda f, run: training.train_entities(
+        f, ids, request_id=self.request.id or "local", run=run))  # fmt: skip
+
+
+@app.task(name="couchwatch.score_entities", base=FleetTask, bind=True)
+def score_entities(self: Task, items: list[list[Any]]) -> None:
+    """Score each [entity, since, until] of the batch; write anomaly documents."""
+    parsed = [(e, s, u) for e, s, u in items]
+    check_entities([e for e, _, _ in parsed])
+    recorded(self, [e for e, _, _ in parsed], lambda f, run: scoring.score_entities(
+        f, parsed, request_id=self.request.id or "local", run=run))  # fmt: skip
+
+
+@app.task(name="couchwatch.rescore", base=FleetTask, bind=True, ignore_result=False)
+def rescore(self: Task, entity: Entity, start: str | None = None, end: str | None = None) -> int:
+    """Rescore one entity over [start, end) (ISO 8601 UTC); return anomalies written."""
+    check_entities([entity])
+    ids = recorded(self, [entity], lambda f, run: scoring.score_entities(
+        f, [(entity, start, end)], request_id=self.request.id or "local", run=run))  # fmt: skip
+    return len(ids)
+
+
+def _send(name: str, args: list[Any]) -> str:
+    return str(app.send_task(name, args=args).id)
+
+
+def _claim_slot(fleet: Fleet, name: str, interval_s: float) -> bool:
+    return bool(fleet.redis.set(slot_key(name, interval_s, time.time()), "1", nx=True,
+                                ex=int(interval_s * 2) + 1))  # fmt: skip
+
+
+@app.task(name="couchwatch.plan_scoring", base=FleetTask, bind=True)
+def plan_scoring(self: Task, force: bool = False) -> None:
+    """Enqueue scoring for entities with new events (once per schedule slot)."""
+
+    def body(fleet: Fleet, run: Run) -> None:
+        interval = fleet.settings.couchwatch_score_interval_s
+        if not force and not _claim_slot(fleet, "plan_scoring", interval):
+            run.details["skipped"] = "slot already planned (another beat?)"
+            return
+        with fleet.redis.lock(
+            "couchwatch:lock:plan_scoring", timeout=600, blocking_timeout=0
+        ) as got:
+            if not got:
+                run.details["skipped"] = "another planner is running"
+                return
+            result = plan_scoring_fn(fleet, _send)
+        run.events_in, run.docs_out = result.events, result.batches
+        run.details.update(entities=result.entities, pages=result.pages,
+                           quarantined=result.quarantined)  # fmt: skip
+
+    recorded(self, [], body)
+
+
+@app.task(name="couchwatch.plan_training", base=FleetTask, bind=True)
+def plan_training(self: Task, entities: list[Entity] | None = None, force: bool = False) -> None:
+    """Enqueue training for entities that are due (or the given ones)."""
+
+    def body(fleet: Fleet, run: Run) -> None:
+        interval = fleet.settings.couchwatch_train_check_interval_s
+        if entities is None and not force and not _claim_slot(fleet, "plan_training", interval):
+            run.details["skipped"] = "slot already planned (another beat?)"
+            return
+        result = plan_training_fn(fleet, _send, entities=entities, force=force)
+        run.docs_out = result.batches
+        run.details.update(entities=result.entities)
+
+    recorded(self, check_entities(entities) if entities else [], body)

@@ -1,0 +1,90 @@
+"""Training: for each entity, history → features → fit → model version in the model store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from workers import detection
+from workers.couch.errors import RetryableCouchError
+from workers.events import canonical_timestamp
+from workers.fleet import Fleet, registry_id
+from workers.history import reviewed_anomalies, training_history, utc_now
+from workers.ids import Entity, entity_key
+from workers.runs import Run
+
+
+def pending_key(entity: Entity) -> str:
+    """Redis key marking an entity's training as enqueued (dedupes planners and beats)."""
+    return f"couchwatch:train-pending:{entity_key(entity)}"
+
+
+def train_entities(fleet: Fleet, entities: list[Entity], *, request_id: str, run: Run) -> None:
+    """Fit and store a model for each entity. One entity's failure never stops the others.
+
+    CouchDB/Redis unavailability propagates (the task retries the whole, idempotent, batch).
+    """
+    settings = fleet.settings
+    population = load_population(fleet)
+    ttl = settings.celery_task_time_limit_s + 60
+    now = utc_now()
+    for entity in entities:
+        with fleet.training_lock(entity, request_id, ttl) as got:
+            if not got:
+                run.details.setdefault("skipped_locked", []).append(entity)
+                continue
+            try:
+                version = train_one(fleet, entity, request_id, population, run, now)
+            except RetryableCouchError:
+                raise
+            except Exception as exc:  # a poison entity: record it, carry on with the rest
+                run.fail_entity(entity, exc)
+                continue
+            fleet.redis.delete(pending_key(entity))
+            run.details.setdefault("versions", {})[str(entity)] = version
+
+
+def train_one(
+    fleet: Fleet,
+    entity: Entity,
+    request_id: str,
+    population: detection.Population | None,
+    run: Run,
+    now: datetime,
+) -> int:
+    settings = fleet.settings
+    events = training_history(fleet.couch, settings, entity, now=now)
+    run.events_in += len(events)
+    reviewed = reviewed_anomalies(fleet.couch, settings, entity)
+    model = detection.fit(
+        entity, events, entity_field=settings.entity_field, population=population,
+        reviewed=reviewed,
+    )  # fmt: skip
+    payload = detection.dump_model(model)
+    meta = {**detection.model_meta(model), "size_bytes": len(payload)}
+    version, created = fleet.models.save(entity, request_id, payload, meta)
+    run.docs_out += int(created)
+    mark_trained(fleet, entity, version, now)
+    return version
+
+
+def mark_trained(fleet: Fleet, entity: Entity, version: int, now: datetime) -> None:
+    """Record on the entity's registry document that it was trained now."""
+    stamp = canonical_timestamp(now)
+
+    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        return {**old, **{k: v for k, v in new.items() if k != "events_seen"}}
+
+    fleet.couch.upsert(
+        fleet.settings.db_name("models"),
+        {
+            "_id": registry_id(entity), "type": "entity", "entity": entity,
+            "model_version": version, "last_trained_at": stamp, "events_since_training": 0,
+        },
+        merge=merge,
+    )  # fmt: skip
+
+
+def load_population(fleet: Fleet) -> detection.Population | None:
+    doc = fleet.couch.get(fleet.settings.db_name("models"), detection.POPULATION_ID)
+    return detection.population_from_doc(doc)
