@@ -76,7 +76,10 @@ def parse_timestamp(value: Any) -> datetime:
                 raise ValueError(f"timestamp {_preview(text)} is not ISO 8601") from None
         if moment.tzinfo is None:
             raise ValueError(f"timestamp {_preview(text)} has no timezone offset")
-        return moment
+        try:  # an offset can push year 1 or 9999 out of range in UTC
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"timestamp {_preview(text)} is out of range") from None
     raise ValueError(f"timestamp must be ISO 8601 text or epoch seconds, not {_kind(value)}")
 
 
@@ -87,14 +90,20 @@ def validate_event(raw: Any, *, entity_field: str, now: datetime) -> dict[str, A
     """
     if not isinstance(raw, dict):
         return Rejection(f"event must be a JSON object, not {_kind(raw)}")
-    try:
-        size = len(json.dumps(raw, allow_nan=False, ensure_ascii=False).encode())
-    except (ValueError, TypeError):
-        return Rejection("event contains NaN or infinity, which JSON does not allow")
-    if size > MAX_EVENT_BYTES:
-        return Rejection(f"event is {size} bytes, above the {MAX_EVENT_BYTES}-byte limit")
+    # depth first: `_depth` stops early, while `json.dumps` recurses to the bottom and can
+    # raise RecursionError on input that `json.loads` accepted
     if _depth(raw) > MAX_DEPTH:
         return Rejection(f"event is nested deeper than {MAX_DEPTH} levels")
+    try:
+        encoded = json.dumps(raw, allow_nan=False, ensure_ascii=False)
+    except (ValueError, TypeError):
+        return Rejection("event contains NaN or infinity, which JSON does not allow")
+    try:
+        size = len(encoded.encode())
+    except UnicodeEncodeError:
+        return Rejection("event contains text that is not valid Unicode (lone surrogate)")
+    if size > MAX_EVENT_BYTES:
+        return Rejection(f"event is {size} bytes, above the {MAX_EVENT_BYTES}-byte limit")
 
     entity = raw.get(entity_field)
     if entity is None or entity == "":

@@ -157,8 +157,13 @@ def ingest_stream(
 
 
 def quarantine_doc(record: Record, reason: str, source: str, now: datetime) -> dict[str, Any]:
-    """A quarantine document: the raw input (truncated), the reason, where it came from."""
-    digest = hashlib.sha256(record.raw + reason.encode()).hexdigest()[:40]
+    """A quarantine document: the raw input (truncated), the reason, where it came from.
+
+    The id hashes the line number too: every rejected line gets its own document (two different
+    over-long lines have the same empty `raw`), and re-reading the same file adds nothing.
+    """
+    key = f"{record.line}\n".encode() + record.raw + reason.encode()
+    digest = hashlib.sha256(key).hexdigest()[:40]
     text = record.raw.decode("utf-8", errors="replace").rstrip("\n")
     return {
         "_id": f"q-{digest}",

@@ -15,10 +15,9 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from workers.couch.errors import Conflict, DatabaseExists, NotFound, Unauthorized
-from workers.couch.transport import CouchTransport, db_path, doc_path
+from workers.couch.transport import CouchTransport, db_path, doc_path, path_segment
 from workers.settings import Settings
 
 Doc = dict[str, Any]
@@ -409,7 +408,7 @@ def _json_key(key: str) -> str:
 
 
 def _quote_attachment(name: str) -> str:
-    return quote(name, safe="")
+    return path_segment(name)
 
 
 def _same_content(a: Doc, b: Doc) -> bool:

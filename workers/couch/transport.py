@@ -38,8 +38,19 @@ def doc_path(db: str, doc_id: str) -> str:
     """
     for prefix in ("_design/", "_local/"):
         if doc_id.startswith(prefix):
-            return f"{db_path(db)}/{prefix}{quote(doc_id[len(prefix) :], safe='')}"
-    return f"{db_path(db)}/{quote(doc_id, safe='')}"
+            return f"{db_path(db)}/{prefix}{path_segment(doc_id[len(prefix) :])}"
+    return f"{db_path(db)}/{path_segment(doc_id)}"
+
+
+def path_segment(value: str) -> str:
+    """Return `value` escaped as one URL path segment.
+
+    `.` and `..` are escaped too: left raw, `requests` resolves them as dot segments while
+    preparing the URL and sends the request to another resource (`DELETE /db/.` would hit the
+    database). Escaped, they survive preparation and reach CouchDB as the document id.
+    """
+    segment = quote(value, safe="")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
 
 
 def db_path(db: str) -> str:
@@ -99,8 +110,9 @@ class CouchTransport:
             except RetryableCouchError as exc:
                 if attempt >= attempts:
                     raise
-                delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempt - 1))
-                delay *= 0.5 + random.random()  # full jitter around the backoff step
+                step = BACKOFF_BASE_S * 2 ** (attempt - 1)
+                # jitter around the backoff step, capped after the jitter so no wait exceeds it
+                delay = min(BACKOFF_CAP_S, step * (0.5 + random.random()))
                 log.warning(
                     "couchdb %s %s failed (%s), retry %d/%d in %.2fs",
                     method,
