@@ -1,0 +1,186 @@
+"""Saving and loading entity models without executing code.
+
+A model is stored as a zip envelope of exactly two members: ``envelope.json`` (format version,
+library versions, feature list, entity metadata and the model's plain-data state) and
+``arrays.npz`` (numpy arrays, read with ``allow_pickle=False``). Detector classes are looked up
+in a fixed registry by name, never imported from the payload. Consequently:
+
+- a pickle (or anything that is not this envelope) raises :class:`UnsafeModelError`;
+- an object array inside ``arrays.npz`` (which would need pickle) raises :class:`UnsafeModelError`;
+- an envelope from another format or numpy / scikit-learn minor version raises
+  :class:`IncompatibleModelError` — the caller retrains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import sklearn
+
+from .calibration import TailCalibrator
+from .config import EngineConfig
+from .detectors import WINDOW_DETECTOR_CLASSES, NoveltyProfile
+from .errors import IncompatibleModelError, ModelLoadError, UnsafeModelError
+from .model import EntityModel
+
+FORMAT = "couchwatch-model"
+FORMAT_VERSION = 1
+ENVELOPE = "envelope.json"
+ARRAYS = "arrays.npz"
+MAX_UNCOMPRESSED = 64 * 2**20
+ZIP_MAGIC = b"PK\x03\x04"
+_ARRAY_KEY = "__ndarray__"
+
+
+def library_versions() -> dict[str, str]:
+    """Return the numpy and scikit-learn versions this process would write."""
+    return {"numpy": np.__version__, "scikit-learn": sklearn.__version__}
+
+
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _encode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, np.ndarray):
+        key = f"a{len(arrays)}"
+        arrays[key] = value
+        return {_ARRAY_KEY: key}
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v, arrays) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v, arrays) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _decode(value: Any, arrays: Mapping[str, np.ndarray]) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_ARRAY_KEY}:
+            return arrays[value[_ARRAY_KEY]]
+        return {k: _decode(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, arrays) for v in value]
+    return value
+
+
+def model_state(model: EntityModel) -> dict[str, Any]:
+    """Return the model as plain data (dicts, lists, numbers, strings, numpy arrays)."""
+    state = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
+    state["config"] = dataclasses.asdict(model.config)
+    state["detectors"] = {name: det.to_state() for name, det in model.detectors.items()}
+    state["combiner"] = model.combiner.to_state() if model.combiner else None
+    state["novelty"] = model.novelty.to_state() if model.novelty else None
+    return state
+
+
+def model_from_state(state: Mapping[str, Any]) -> EntityModel:
+    """Rebuild an :class:`EntityModel` from :func:`model_state` output."""
+    cfg = dict(state["config"])
+    cfg["detectors"] = tuple(cfg["detectors"])
+    cfg["severity_factors"] = tuple(cfg["severity_factors"])
+    detectors = {}
+    for name, det_state in state["detectors"].items():
+        if name not in WINDOW_DETECTOR_CLASSES:
+            raise UnsafeModelError(f"unknown detector {name!r} in model envelope")
+        detectors[name] = WINDOW_DETECTOR_CLASSES[name].from_state(det_state)
+    fields = {f.name for f in dataclasses.fields(EntityModel)}
+    kwargs = {k: v for k, v in state.items() if k in fields}
+    kwargs.update(
+        config=EngineConfig(**cfg),
+        features=tuple(state["features"]),
+        known_endpoints=tuple(state["known_endpoints"]),
+        detectors=detectors,
+        combiner=TailCalibrator.from_state(state["combiner"]) if state["combiner"] else None,
+        novelty=NoveltyProfile.from_state(state["novelty"]) if state["novelty"] else None,
+    )
+    return EntityModel(**kwargs)
+
+
+def dump_model(model: EntityModel) -> bytes:
+    """Serialize ``model`` to a zip envelope (bytes); loadable by :func:`load_model` only."""
+    arrays: dict[str, np.ndarray] = {}
+    envelope = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "libraries": library_versions(),
+        "entity": model.entity,
+        "entity_field": model.entity_field,
+        "features": list(model.features),
+        "detectors": list(model.detectors) + (["novelty"] if model.novelty else []),
+        "state": _encode(model_state(model), arrays),
+    }
+    npz = io.BytesIO()
+    np.savez(npz, allow_pickle=False, **arrays)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr(ENVELOPE, json.dumps(envelope, sort_keys=True, separators=(",", ":")))
+        zf.writestr(ARRAYS, npz.getvalue())
+    return out.getvalue()
+
+
+def read_envelope(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Return (envelope JSON, arrays) after the safety checks; no model is built."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise UnsafeModelError("model data must be bytes")
+    data = bytes(data)
+    if data[:1] == b"\x80" or not data.startswith(ZIP_MAGIC):
+        raise UnsafeModelError(
+            "refusing to load: not a couchwatch model envelope (pickle payloads are never loaded)"
+        )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+            names = sorted(i.filename for i in infos)
+            if names != sorted([ENVELOPE, ARRAYS]):
+                raise UnsafeModelError(f"unexpected members in model envelope: {names}")
+            if sum(i.file_size for i in infos) > MAX_UNCOMPRESSED:
+                raise UnsafeModelError("model envelope too large when uncompressed")
+            envelope = json.loads(zf.read(ENVELOPE).decode("utf-8"))
+            npz_bytes = zf.read(ARRAYS)
+    except (zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"corrupt model envelope: {exc}") from exc
+    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
+        raise UnsafeModelError("model envelope has no couchwatch format marker")
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
+            for key in npz.files:
+                arrays[key] = npz[key]
+    except ValueError as exc:
+        raise UnsafeModelError(f"model arrays need pickle, refused: {exc}") from exc
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise ModelLoadError(f"corrupt model arrays: {exc}") from exc
+    return envelope, arrays
+
+
+def load_model(data: bytes) -> EntityModel:
+    """Load a model written by :func:`dump_model`.
+
+    Raises :class:`UnsafeModelError` for anything that is not a plain-data envelope and
+    :class:`IncompatibleModelError` for another format or numpy / scikit-learn minor version.
+    """
+    envelope, arrays = read_envelope(data)
+    if envelope.get("format_version") != FORMAT_VERSION:
+        raise IncompatibleModelError(
+            f"model format {envelope.get('format_version')!r}, expected {FORMAT_VERSION}"
+        )
+    saved = envelope.get("libraries") or {}
+    for lib, version in library_versions().items():
+        if _minor(str(saved.get(lib, ""))) != _minor(version):
+            raise IncompatibleModelError(
+                f"model saved with {lib} {saved.get(lib)!r}, running {version}; retrain"
+            )
+    try:
+        return model_from_state(_decode(envelope["state"], arrays))
+    except UnsafeModelError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelLoadError(f"model envelope state is invalid: {exc}") from exc
