@@ -226,7 +226,7 @@ def window_features(
     out["hour_sin"] = np.sin(2 * np.pi * hour / 24.0)
     out["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
     out["hour_rarity"] = np.nan  # needs the entity's hour profile: see hour_rarity()
-    out["weekday"] = starts.weekday.astype(float)
+    out["weekday"] = starts.day_of_week.astype(float)
     out["window_start"] = starts
     out["window_end"] = starts + width
     out = out.reset_index(drop=True)

@@ -76,6 +76,7 @@ def model_state(model: EntityModel) -> dict[str, Any]:
     state = {f.name: getattr(model, f.name) for f in dataclasses.fields(model)}
     state["config"] = dataclasses.asdict(model.config)
     state["detectors"] = {name: det.to_state() for name, det in model.detectors.items()}
+    state["detector_order"] = list(model.detectors)
     state["combiner"] = model.combiner.to_state() if model.combiner else None
     state["novelty"] = model.novelty.to_state() if model.novelty else None
     return state
@@ -87,7 +88,14 @@ def model_from_state(state: Mapping[str, Any]) -> EntityModel:
     cfg["detectors"] = tuple(cfg["detectors"])
     cfg["severity_factors"] = tuple(cfg["severity_factors"])
     detectors = {}
-    for name, det_state in state["detectors"].items():
+    unknown = sorted(set(state["detectors"]) - set(WINDOW_DETECTOR_CLASSES))
+    if unknown:
+        raise UnsafeModelError(f"unknown detector(s) {unknown} in model envelope")
+    order = state.get("detector_order") or list(state["detectors"])
+    if sorted(order) != sorted(state["detectors"]):
+        raise ModelLoadError("detector_order does not match the stored detectors")
+    for name in order:
+        det_state = state["detectors"][name]
         if name not in WINDOW_DETECTOR_CLASSES:
             raise UnsafeModelError(f"unknown detector {name!r} in model envelope")
         detectors[name] = WINDOW_DETECTOR_CLASSES[name].from_state(det_state)
@@ -105,7 +113,10 @@ def model_from_state(state: Mapping[str, Any]) -> EntityModel:
 
 
 def dump_model(model: EntityModel) -> bytes:
-    """Serialize ``model`` to a zip envelope (bytes); loadable by :func:`load_model` only."""
+    """Serialize ``model`` to a zip envelope (bytes); loadable by :func:`load_model` only.
+
+    The output is deterministic: the same model gives the same bytes (stable attachment digest).
+    """
     arrays: dict[str, np.ndarray] = {}
     envelope = {
         "format": FORMAT,
@@ -118,12 +129,24 @@ def dump_model(model: EntityModel) -> bytes:
         "state": _encode(model_state(model), arrays),
     }
     npz = io.BytesIO()
-    np.savez(npz, allow_pickle=False, **arrays)
+    with zipfile.ZipFile(npz, "w", compression=zipfile.ZIP_STORED) as zf:
+        for key, array in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+            zf.writestr(_member(f"{key}.npy"), buf.getvalue())
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        zf.writestr(ENVELOPE, json.dumps(envelope, sort_keys=True, separators=(",", ":")))
-        zf.writestr(ARRAYS, npz.getvalue())
+        text = json.dumps(envelope, sort_keys=True, separators=(",", ":"))
+        zf.writestr(_member(ENVELOPE), text)
+        zf.writestr(_member(ARRAYS), npz.getvalue())
     return out.getvalue()
+
+
+def _member(name: str) -> zipfile.ZipInfo:
+    """A zip member with a fixed timestamp, so the same model always gives the same bytes."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
 
 
 def read_envelope(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

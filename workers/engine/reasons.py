@@ -133,18 +133,37 @@ def _numeric_reason(feature: str, value: float, median: float, z: float, noun: s
     return {"feature": feature, "value": value, "expected": median, "text": text}
 
 
-def login_reasons(surprises: Sequence[FieldSurprise], *, limit: int = 3) -> list[Reason]:
+LOGIN_GROUPS: dict[str, str] = {
+    "country": "place", "region": "place", "city": "place",
+    "ip_prefix": "network", "asn": "network",
+    "browser": "device", "os": "device", "device": "device",
+}  # fmt: skip
+
+
+def login_reasons(
+    surprises: Sequence[FieldSurprise], *, weights: Mapping[str, float], limit: int = 3
+) -> list[Reason]:
     """Return up to ``limit`` reasons for a login, strongest first (always at least one).
 
-    Region and city are left out when the country itself is new (they add nothing).
+    Fields are ranked by weighted surprise; the strongest field of each group (place, network,
+    device) comes first so one reason does not hide another kind of change. Region and city are
+    left out when the country itself is new (they add nothing).
     """
     strong = [s for s in surprises if s.nats >= MIN_NATS]
     if any(s.field == "country" and s.count == 0 for s in strong):
         strong = [s for s in strong if s.field not in ("region", "city")]
-    strong.sort(key=lambda s: -s.nats)
+    strong.sort(key=lambda s: -weights.get(s.field, 1.0) * s.nats)
     if not strong:
-        strong = sorted(surprises, key=lambda s: -s.nats)[:1]
-    return [_login_reason(s) for s in strong[:limit]]
+        strong = sorted(surprises, key=lambda s: -weights.get(s.field, 1.0) * s.nats)[:1]
+    leaders: list[FieldSurprise] = []
+    seen: set[str] = set()
+    for s in strong:
+        group = LOGIN_GROUPS.get(s.field, s.field)
+        if group not in seen:
+            seen.add(group)
+            leaders.append(s)
+    ordered = leaders + [s for s in strong if s not in leaders]
+    return [_login_reason(s) for s in ordered[:limit]]
 
 
 def _login_reason(s: FieldSurprise) -> Reason:

@@ -146,9 +146,8 @@ class ScoreResult:
                 )
         if len(self.logins) and m.novelty is not None:
             for _, row in self.logins.loc[self.logins["flagged"]].iterrows():
-                reasons = login_reasons(
-                    m.novelty.surprises({str(k): v for k, v in row.items()}), limit=limit
-                )
+                surprises = m.novelty.surprises({str(k): v for k, v in row.items()})
+                reasons = login_reasons(surprises, weights=m.novelty.weights, limit=limit)
                 event_id = str(row["event_id"])
                 docs.append(
                     make_anomaly(

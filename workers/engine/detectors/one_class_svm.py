@@ -17,6 +17,7 @@ from .base import WindowDetector
 from .robust_zscore import robust_profile
 
 Z_CLIP = 50.0
+CHUNK = 1024
 
 
 class NystroemOneClassSVM(WindowDetector):
@@ -67,10 +68,10 @@ class NystroemOneClassSVM(WindowDetector):
 
     def _raw(self, X: np.ndarray) -> np.ndarray:
         Z = self._scaled(X)
-        sq = (
-            (Z**2).sum(axis=1)[:, None]
-            + (self.components_**2).sum(axis=1)[None, :]
-            - 2.0 * Z @ self.components_.T
-        )
-        kernel = np.exp(-self.gamma_ * np.maximum(sq, 0.0))
-        return self.offset_ - kernel @ self.weights_
+        out = np.empty(Z.shape[0])
+        for start in range(0, Z.shape[0], CHUNK):  # row by row: batch-independent results
+            block = Z[start : start + CHUNK]
+            sq = ((block[:, None, :] - self.components_[None, :, :]) ** 2).sum(axis=2)
+            kernel = np.exp(-self.gamma_ * sq)
+            out[start : start + CHUNK] = self.offset_ - np.einsum("ij,j->i", kernel, self.weights_)
+        return out

@@ -1,0 +1,134 @@
+"""Model persistence: identical scores after a round trip, nothing from the payload executes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workers.engine import persistence
+from workers.engine.config import EngineConfig
+from workers.engine.errors import IncompatibleModelError, UnsafeModelError
+from workers.engine.model import EntityModel, fit_entity_model
+from workers.engine.persistence import dump_model, load_model
+
+from ._synth import history
+
+pytestmark = pytest.mark.unit
+
+ALL = EngineConfig(detectors=("robust_zscore", "isolation_forest", "one_class_svm", "novelty"))
+
+
+@pytest.fixture(scope="module")
+def events() -> list[dict]:
+    return history("bob", days=30, seed=4)
+
+
+@pytest.fixture(scope="module")
+def model(events: list[dict]) -> EntityModel:
+    return fit_entity_model("bob", events[:-200], config=ALL)
+
+
+class _Payload:
+    """Unpickling this runs os.system: a real code-execution payload."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_round_trip_gives_identical_scores(model: EntityModel, events: list[dict]) -> None:
+    before = model.score(events[-200:])
+    loaded = load_model(dump_model(model))
+    after = loaded.score(events[-200:])
+    assert loaded.features == model.features and loaded.thresholds == model.thresholds
+    for name in ("robust_zscore", "isolation_forest", "one_class_svm"):
+        np.testing.assert_array_equal(
+            before.windows[f"score_{name}"], after.windows[f"score_{name}"]
+        )
+    np.testing.assert_array_equal(before.windows["score"], after.windows["score"])
+    np.testing.assert_array_equal(before.logins["score"], after.logins["score"])
+    assert dump_model(loaded) == dump_model(model)
+
+
+def test_model_size_stays_small(model: EntityModel) -> None:
+    assert len(dump_model(model)) <= 32 * 1024  # all four detectors, 50-tree forest
+    default = fit_entity_model("bob", history("bob", days=30, seed=4))
+    assert len(dump_model(default)) <= 8 * 1024
+
+
+def test_plain_pickle_payload_is_refused_without_running(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Payload(marker))
+    with pytest.raises(UnsafeModelError):
+        load_model(payload)
+    assert not marker.exists()
+    with pytest.raises(UnsafeModelError):
+        load_model(b"not a model at all")
+
+
+def test_pickled_object_array_inside_the_envelope_is_refused(
+    model: EntityModel, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned-npz"
+    evil = np.empty(1, dtype=object)
+    evil[0] = _Payload(marker)
+    npz = io.BytesIO()
+    np.savez(npz, a0=evil, allow_pickle=True)  # np.save pickles object arrays
+    good = zipfile.ZipFile(io.BytesIO(dump_model(model)))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr(persistence.ENVELOPE, good.read(persistence.ENVELOPE))
+        zf.writestr(persistence.ARRAYS, npz.getvalue())
+    with pytest.raises(UnsafeModelError):
+        load_model(out.getvalue())
+    assert not marker.exists()
+
+
+def test_extra_member_in_the_envelope_is_refused(model: EntityModel) -> None:
+    data = io.BytesIO(dump_model(model))
+    with zipfile.ZipFile(data, "a") as zf:
+        zf.writestr("model.pkl", b"\x80\x04.")
+    with pytest.raises(UnsafeModelError):
+        load_model(data.getvalue())
+
+
+def _with_envelope(data: bytes, **changes: object) -> bytes:
+    src = zipfile.ZipFile(io.BytesIO(data))
+    envelope = json.loads(src.read(persistence.ENVELOPE))
+    envelope.update(changes)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr(persistence.ENVELOPE, json.dumps(envelope))
+        zf.writestr(persistence.ARRAYS, src.read(persistence.ARRAYS))
+    return out.getvalue()
+
+
+def test_other_library_or_format_version_asks_for_retraining(model: EntityModel) -> None:
+    data = dump_model(model)
+    old_sklearn = {**persistence.library_versions(), "scikit-learn": "1.4.2"}
+    with pytest.raises(IncompatibleModelError, match="scikit-learn"):
+        load_model(_with_envelope(data, libraries=old_sklearn))
+    with pytest.raises(IncompatibleModelError):
+        load_model(_with_envelope(data, format_version=99))
+
+
+def test_unknown_detector_name_in_the_state_is_refused(model: EntityModel) -> None:
+    src = zipfile.ZipFile(io.BytesIO(dump_model(model)))
+    envelope = json.loads(src.read(persistence.ENVELOPE))
+    state = envelope["state"]["detectors"]
+    state["os.system"] = state.pop("robust_zscore")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr(persistence.ENVELOPE, json.dumps(envelope))
+        zf.writestr(persistence.ARRAYS, src.read(persistence.ARRAYS))
+    with pytest.raises(UnsafeModelError):
+        load_model(out.getvalue())
