@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from workers.cli.common import fail, settings_or_fail
+from workers.cli.evaluate_cmd import demo_data, evaluate
 from workers.cli.ingest_cmd import ingest
 from workers.cli.ops_cmd import anomalies, review, runs, score, train
 from workers.cli.stack_cmd import demo, down, flower, init, status, up
@@ -34,6 +35,8 @@ for command in (
     status,
     flower,
     demo,
+    demo_data,
+    evaluate,
     train,
     score,
     anomalies,
