@@ -29,10 +29,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # (the hard time limit) or a slow task would be delivered twice while still running.
         "visibility_timeout": settings.celery_visibility_timeout_s,
     }
+    broker_transport = {
+        **transport,
+        # How often workers look for expired unacked messages (those of a worker killed with -9)
+        # and requeue them. kombu's default scans only every 10th sweep of 10 s (~100 s),
+        # whatever the visibility timeout: scan on every sweep, at most a tenth of the timeout.
+        "unacked_restore_interval": max(1, min(10, settings.celery_visibility_timeout_s // 10)),
+        "unacked_restore_throttle": 1,
+    }
     return {
         "broker_url": settings.redis_url,
         "result_backend": settings.redis_url,
-        "broker_transport_options": transport,
+        "broker_transport_options": broker_transport,
         # The Redis result backend reads the same option for its own pending-result handling.
         "result_backend_transport_options": transport,
         # Keep reconnecting to the broker at startup instead of exiting (Redis restarts).

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
+from celery.exceptions import SoftTimeLimitExceeded
 
 from workers import detection
 from workers.couch.errors import RetryableCouchError
@@ -63,7 +64,7 @@ def score_entities(
                 raise RuntimeError(f"{len(result.failed)} anomalies refused: {first.reason}")
             run.docs_out += len(docs)
             written += [d["_id"] for d in docs]
-        except RetryableCouchError:
+        except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's
             raise
         except Exception as exc:  # a poison entity: record it, carry on with the rest
             run.fail_entity(entity, exc)

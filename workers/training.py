@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from workers import detection
 from workers.couch.errors import RetryableCouchError
 from workers.events import canonical_timestamp
@@ -35,7 +37,7 @@ def train_entities(fleet: Fleet, entities: list[Entity], *, request_id: str, run
                 continue
             try:
                 version = train_one(fleet, entity, request_id, population, run, now)
-            except RetryableCouchError:
+            except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's
                 raise
             except Exception as exc:  # a poison entity: record it, carry on with the rest
                 run.fail_entity(entity, exc)
