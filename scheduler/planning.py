@@ -21,6 +21,7 @@ from workers.ingest import Record, quarantine_doc
 from workers.training import pending_key
 
 CHECKPOINT = "couchwatch-plan-scoring"
+PAGES_PER_FLUSH = 20
 ScoreItem = list[Any]  # [entity, since, until]
 Enqueue = Callable[[str, list[Any]], str]
 
@@ -43,45 +44,79 @@ def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
 def plan_scoring(fleet: Fleet, enqueue: Enqueue, *, max_pages: int = 1000) -> PlanResult:
     """Enqueue `score_entities` batches for every entity with events since the checkpoint."""
     settings, couch = fleet.settings, fleet.couch
-    db, field_name = settings.events_db, settings.entity_field
+    db = settings.events_db
     checkpoint = couch.get_local(db, CHECKPOINT) or {}
     since = str(checkpoint.get("seq", "0"))
     result = PlanResult()
     now = utc_now()
-    for _ in range(max_pages):
+    earliest: dict[Entity, str] = {}
+    counts: dict[Entity, int] = {}
+    for page_number in range(1, max_pages + 1):
         page = couch.changes(db, since=since, limit=settings.couchwatch_changes_page_size)
-        if not page.results:
+        last_page = not page.results or page_number == max_pages
+        if page.results:
+            result.pages += 1
+            _collect(fleet, page.results, counts, earliest, now, result)
+            since = page.last_seq
+        # Enqueue every few pages and at the end; the checkpoint moves only after enqueueing.
+        if last_page or page_number % PAGES_PER_FLUSH == 0:
+            if counts:
+                _flush(fleet, enqueue, counts, earliest, now, result)
+                counts, earliest = {}, {}
+            if result.pages:
+                couch.put_local(db, CHECKPOINT, {"seq": since, "at": canonical_timestamp(now)})
+        if last_page:
             break
-        result.pages += 1
-        earliest: dict[Entity, str] = {}
-        counts: dict[Entity, int] = {}
-        bad: list[dict[str, Any]] = []
-        for change in page.results:
-            doc = change.get("doc") or {}
-            if change.get("deleted") or str(change.get("id", "")).startswith("_design/"):
-                continue
-            checked = validate_event(doc, entity_field=field_name, now=now)
-            if isinstance(checked, Rejection):
-                raw = str({k: v for k, v in doc.items() if k != "_rev"}).encode()[:4096]
-                bad.append(quarantine_doc(Record(0, raw, None), checked.reason, db, now))
-                continue
-            entity, stamp = doc[field_name], checked["timestamp"]
-            counts[entity] = counts.get(entity, 0) + 1
-            if entity not in earliest or stamp < earliest[entity]:
-                earliest[entity] = stamp
-        if bad:
-            couch.bulk_upsert(settings.db_name("quarantine"), bad)
-            result.quarantined += len(bad)
-        update_registry(fleet, counts, earliest, now)
-        items: list[ScoreItem] = [[e, s, None] for e, s in earliest.items()]
-        for batch in batches(items, settings.couchwatch_batch_size):
-            result.task_ids.append(enqueue("couchwatch.score_entities", [batch]))
-            result.batches += 1
-        result.events += sum(counts.values())
-        result.entities += len(counts)
-        since = page.last_seq
-        couch.put_local(db, CHECKPOINT, {"seq": since, "at": canonical_timestamp(now)})
     return result
+
+
+def _collect(
+    fleet: Fleet,
+    changes: list[dict[str, Any]],
+    counts: dict[Entity, int],
+    earliest: dict[Entity, str],
+    now: datetime,
+    result: PlanResult,
+) -> None:
+    """Group a page of changes by entity; quarantine documents that are not valid events."""
+    settings = fleet.settings
+    bad: list[dict[str, Any]] = []
+    for change in changes:
+        doc = change.get("doc") or {}
+        if change.get("deleted") or str(change.get("id", "")).startswith("_design/"):
+            continue
+        checked = validate_event(doc, entity_field=settings.entity_field, now=now)
+        if isinstance(checked, Rejection):
+            raw = str({k: v for k, v in doc.items() if k != "_rev"}).encode()[:4096]
+            bad.append(
+                quarantine_doc(Record(0, raw, None), checked.reason, settings.events_db, now)
+            )
+            continue
+        entity, stamp = doc[settings.entity_field], checked["timestamp"]
+        counts[entity] = counts.get(entity, 0) + 1
+        if entity not in earliest or stamp < earliest[entity]:
+            earliest[entity] = stamp
+    if bad:
+        fleet.couch.bulk_upsert(settings.db_name("quarantine"), bad)
+        result.quarantined += len(bad)
+
+
+def _flush(
+    fleet: Fleet,
+    enqueue: Enqueue,
+    counts: dict[Entity, int],
+    earliest: dict[Entity, str],
+    now: datetime,
+    result: PlanResult,
+) -> None:
+    """Update the registry and enqueue scoring batches for the collected entities."""
+    update_registry(fleet, counts, earliest, now)
+    items: list[ScoreItem] = [[e, s, None] for e, s in earliest.items()]
+    for batch in batches(items, fleet.settings.couchwatch_batch_size):
+        result.task_ids.append(enqueue("couchwatch.score_entities", [batch]))
+        result.batches += 1
+    result.events += sum(counts.values())
+    result.entities += len(counts)
 
 
 def update_registry(

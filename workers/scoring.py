@@ -14,10 +14,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from workers import detection
 from workers.couch.errors import RetryableCouchError
 from workers.engine.config import EngineConfig
-from workers.engine.errors import ModelLoadError
+from workers.engine.errors import InsufficientHistoryError, ModelLoadError
 from workers.events import canonical_timestamp
 from workers.fleet import Fleet
-from workers.history import iter_entity_events, training_history, utc_now
+from workers.history import iter_entity_events
 from workers.ids import Entity
 from workers.runs import Run
 from workers.training import load_population
@@ -66,6 +66,8 @@ def score_entities(
             written += [d["_id"] for d in docs]
         except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's
             raise
+        except InsufficientHistoryError:  # nothing to learn from yet; training will catch up
+            run.details.setdefault("awaiting_history", []).append(entity)
         except Exception as exc:  # a poison entity: record it, carry on with the rest
             run.fail_entity(entity, exc)
     return written
@@ -80,8 +82,8 @@ def model_for(
 ) -> tuple[detection.EntityModel, str, int]:
     """The entity's active model (cached per process), or a fresh one when it has none.
 
-    An entity without a model is never left unscored: it gets a cold-start model against the
-    population (confidence < 1), or, without a population yet, a model fitted on what it has.
+    An entity without a model gets a cold-start model against the population (confidence < 1);
+    before any population exists it waits for its first training (recorded in the run).
     """
     if head is not None:
         version = int(head["active_version"])
@@ -97,13 +99,9 @@ def model_for(
             if model is not None:
                 fleet.cache.put(entity, version, model)
                 return model, stored.doc_id, version
-    history = (
-        []
-        if population is not None
-        else training_history(fleet.couch, fleet.settings, entity, now=utc_now())
-    )
+    if population is None:
+        raise InsufficientHistoryError(f"{entity!r} has no model yet and no population profile")
     model = detection.fit(
-        entity, history, entity_field=fleet.settings.entity_field, population=population,
-        reviewed=[],
-    )  # fmt: skip
+        entity, [], entity_field=fleet.settings.entity_field, population=population, reviewed=[]
+    )
     return model, f"unsaved-{request_id}", 0

@@ -139,6 +139,7 @@ def plan_scoring(self: Task, force: bool = False) -> None:
                 return
             result = plan_scoring_fn(fleet, _send)
         run.events_in, run.docs_out = result.events, result.batches
+        run.details["task_ids"] = result.task_ids
         run.details.update(entities=result.entities, pages=result.pages,
                            quarantined=result.quarantined)  # fmt: skip
 
@@ -156,6 +157,6 @@ def plan_training(self: Task, entities: list[Entity] | None = None, force: bool 
             return
         result = plan_training_fn(fleet, _send, entities=entities, force=force)
         run.docs_out = result.batches
-        run.details.update(entities=result.entities)
+        run.details.update(entities=result.entities, task_ids=result.task_ids)
 
     recorded(self, check_entities(entities) if entities else [], body)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,16 +51,21 @@ def fleet(settings: Settings, couch: CouchClient, tmp_path: Path) -> Iterator[Wo
 def test_plan_train_score_through_two_workers(
     settings: Settings, couch: CouchClient, fleet: WorkerFleet
 ) -> None:
-    scenario = generate_demo(users=6, days=12, seed=11)
-    _store(couch, settings, scenario.events)
+    days = 12
+    start = (datetime.now(UTC) - timedelta(days=days + 1)).replace(hour=0, minute=0, second=0)
+    scenario = generate_demo(users=6, days=days, seed=11, start=start)
+    events = sorted(scenario.events, key=lambda e: e["timestamp"])
+    cutoff = int(len(events) * 0.7)
+    history, fresh = events[:cutoff], events[cutoff:]
+    _store(couch, settings, history)
     app = fleet.app()
-    users = sorted({e["user_id"] for e in scenario.events})
+    users = sorted({e["user_id"] for e in history})
 
     app.send_task("couchwatch.plan_scoring", kwargs={"force": True})
     _wait_runs(couch, settings, "couchwatch.plan_scoring", 1)
     registry = [d for d in couch.iter_all_docs(settings.db_name("models")) if d["type"] == "entity"]
     assert sorted(d["entity"] for d in registry) == users
-    assert sum(d["events_seen"] for d in registry) == len(scenario.events)
+    assert sum(d["events_seen"] for d in registry) == len(history)
 
     app.send_task("couchwatch.plan_training", kwargs={"force": True})
     train_runs = _wait_runs(couch, settings, "couchwatch.train_entities", 1)
@@ -68,15 +74,18 @@ def test_plan_train_score_through_two_workers(
         assert head is not None and head["active_version"] == 1, user
     assert all(r["outcome"] == "succeeded" for r in train_runs)
 
-    # scoring batches enqueued by the first planning pass ran before models existed: they used
-    # fallback models. Rescore with the trained models now.
-    for user in users:
-        app.send_task("couchwatch.rescore", args=[user, None, None])
-    rescore_runs = _wait_runs(couch, settings, "couchwatch.rescore", len(users))
-    assert {r["hostname"] for r in rescore_runs}  # recorded
-    workers = {r["worker"] for r in rescore_runs + train_runs}
-    anomalies = [d for d in couch.iter_all_docs(settings.db_name("anomalies"))]
+    # the rest of the period arrives (with the injected incidents); the next pass scores it
+    _store(couch, settings, fresh)
+    app.send_task("couchwatch.plan_scoring", kwargs={"force": True})
+    plans = _wait_runs(couch, settings, "couchwatch.plan_scoring", 2)
+    assert sum(p["events_in"] for p in plans) == len(events)
+    score_runs = _wait_runs(couch, settings, "couchwatch.score_entities", 2)
+    workers = {r["worker"] for r in score_runs + train_runs}
+    anomalies = list(couch.iter_all_docs(settings.db_name("anomalies")))
     assert anomalies, "no anomalies written"
     assert all(a["reasons"] and a["reasons"][0]["text"] for a in anomalies)
     assert all(0 <= a["score"] <= 1 and a["review"]["status"] == "open" for a in anomalies)
+    flagged = {a["entity"] for a in anomalies if a["severity"] in ("medium", "high")}
+    incident_users = {i.entity for i in scenario.incidents}
+    assert flagged & incident_users, (flagged, incident_users)
     assert len(workers) == 2, workers  # both worker hostnames did work

@@ -65,9 +65,9 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
         flower = f"http://127.0.0.1:{env['FLOWER_PORT']}/api/workers"
         assert requests.get(flower, timeout=10).status_code == 401
 
-        demo = _cli(env, "demo")
+        demo = _cli(env, "demo", "--users", "6", "--days", "10")
         assert "accepted" in demo and "rejected 6" in demo
-        assert "accepted 0," in _cli(env, "demo")  # second run stores nothing new
+        assert "accepted 0," in _cli(env, "demo", "--users", "6", "--days", "10")
         for name in ("worker1", "worker2", "couchdb", "flower"):
             assert "stack-pass-51" not in (state / "logs" / f"{name}.log").read_text()
     finally:

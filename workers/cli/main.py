@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from workers.cli.common import fail, settings_or_fail
+from workers.cli.demo_cmd import demo
 from workers.cli.evaluate_cmd import demo_data, evaluate
 from workers.cli.ingest_cmd import ingest
 from workers.cli.ops_cmd import anomalies, review, runs, score, train
-from workers.cli.stack_cmd import demo, down, flower, init, status, up
+from workers.cli.stack_cmd import down, flower, init, status, up
 
 
 @click.group()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -11,7 +10,6 @@ import click
 from workers.cli.common import couch_or_fail, fail, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_schema
-from workers.ingest import ingest_stream
 from workers.settings import get_settings
 from workers.stack import local
 
@@ -81,26 +79,3 @@ def flower(port: int | None, local_only: bool) -> None:
         fail("FLOWER_USER and FLOWER_PASSWORD are not set; pass --local-only to run without them")
     argv = local.flower_argv(settings, port=port)
     os.execve(argv[0], argv, env)  # noqa: S606 - replaces this process with Flower
-
-
-@click.command()
-def demo() -> None:
-    """Ingest the sample events shipped with couchwatch and show the counts."""
-    settings = settings_or_fail()
-    client = couch_or_fail(settings)
-    try:
-        ensure_schema(client, settings)
-        sample = resources.files("workers") / "data" / "sample_events.jsonl"
-        with sample.open("rb") as stream:
-            report = ingest_stream(client, settings, stream, fmt="jsonl", source="sample")
-        info = client.db_info(settings.events_db)
-        quarantine = client.db_info(settings.db_name("quarantine"))
-    except CouchError as exc:
-        fail(str(exc))
-    click.echo(f"sample ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
-               f"rejected {report.rejected}")  # fmt: skip
-    quarantine_db = settings.db_name("quarantine")
-    click.echo(
-        f"{settings.events_db}: {info.get('doc_count')} events; "
-        f"{quarantine_db}: {quarantine.get('doc_count')} quarantined"
-    )

@@ -1,0 +1,99 @@
+"""`couchwatch demo`: the demo job, run through the fleet (never in-process).
+
+Ingests the shipped sample (showing validation and quarantine) and a generated demo scenario,
+then asks the workers to plan, train and score, and shows the top anomalies with their reasons.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import click
+
+from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.cli.ops_cmd import _send, _wait_runs
+from workers.couch.client import CouchClient
+from workers.couch.errors import CouchError
+from workers.couch.schema import ensure_schema
+from workers.ingest import ingest_stream
+from workers.settings import Settings
+
+
+def _planner_task_ids(couch: CouchClient, settings: Settings, plan_id: str) -> list[str]:
+    """Wait for a planner run and return the task ids it enqueued."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        doc = couch.get(settings.db_name("runs"), f"run-{plan_id}")
+        if doc and doc.get("outcome") not in (None, "running", "retrying"):
+            if doc["outcome"] != "succeeded":
+                fail(f"planner {plan_id} {doc['outcome']}: {doc.get('error')}")
+            return list(doc.get("details", {}).get("task_ids", []))
+        time.sleep(0.5)
+    fail("the planner did not run within 600s: are workers up? (couchwatch status)")
+
+
+@click.command()
+@click.option("--users", type=int, default=30, show_default=True)
+@click.option("--days", type=int, default=21, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--top", type=int, default=8, show_default=True)
+def demo(users: int, days: int, seed: int, top: int) -> None:
+    """Ingest demo events, then train and score them through the worker fleet."""
+    from workers.engine.demo_data import generate_demo, write_demo
+
+    settings = settings_or_fail()
+    couch = couch_or_fail(settings)
+    out = Path(settings.couchwatch_state_dir) / "demo"
+    try:
+        ensure_schema(couch, settings)
+        sample = resources.files("workers") / "data" / "sample_events.jsonl"
+        with sample.open("rb") as stream:
+            report = ingest_stream(couch, settings, stream, fmt="jsonl", source="sample")
+        click.echo(f"sample ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
+                   f"rejected {report.rejected}")  # fmt: skip
+        start = (datetime.now(UTC) - timedelta(days=days)).replace(hour=0, minute=0, second=0,
+                                                                   microsecond=0)  # fmt: skip
+        scenario = generate_demo(users=users, days=days, seed=seed, start=start)
+        events_path, labels_path = write_demo(out, scenario)
+        with events_path.open("rb") as stream:
+            report = ingest_stream(couch, settings, stream, fmt="jsonl", source=str(events_path))
+        click.echo(f"demo scenario ({users} users, {days} days): accepted {report.accepted}, "
+                   f"duplicates {report.duplicates}, rejected {report.rejected}")  # fmt: skip
+
+        click.echo("planning (registry from _changes) ...")
+        score_ids = _planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True]))
+        _wait_runs(score_ids, timeout_s=1200)
+        click.echo("training one model per entity on the workers ...")
+        train_ids = _planner_task_ids(
+            couch, settings, _send("couchwatch.plan_training", [None, True])
+        )
+        _wait_runs(train_ids, timeout_s=1800)
+        click.echo("scoring every entity with its own model ...")
+        registry = [d["entity"] for d in couch.iter_all_docs(settings.db_name("models"))
+                    if d.get("type") == "entity"]  # fmt: skip
+        ids = [_send("couchwatch.score_entities", [[[e, None, None] for e in registry[i : i + 25]]])
+               for i in range(0, len(registry), 25)]  # fmt: skip
+        _wait_runs(ids, timeout_s=1800)
+        _show_top(couch, settings, top)
+    except CouchError as exc:
+        fail(str(exc))
+    click.echo(f"labels of the injected incidents: {labels_path}")
+    click.echo(f"evaluate: couchwatch evaluate --labels {labels_path}")
+
+
+def _show_top(couch: CouchClient, settings: Settings, top: int) -> None:
+    docs: list[dict[str, Any]] = list(couch.iter_all_docs(settings.db_name("anomalies")))
+    by_severity = {s: sum(d.get("severity") == s for d in docs) for s in ("high", "medium", "low")}
+    click.echo(f"anomalies: {len(docs)} ({', '.join(f'{n} {s}' for s, n in by_severity.items())})")
+    docs.sort(key=lambda d: (d.get("severity") == "high", d.get("score", 0)), reverse=True)
+    for d in docs[:top]:
+        head = f"{d['severity'].upper():<6} {d['score']:.2f}  {d['entity_field']}={d['entity']}"
+        click.echo(f"\n{head}"
+                   f"  {d['window_start'][:16]}Z  ({d['detector']})")  # fmt: skip
+        for reason in d.get("reasons", [])[:3]:
+            click.echo(f"    - {reason['text']}")
+        click.echo(f"    review: couchwatch review {d['_id']} confirm|dismiss --note ...")
