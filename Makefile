@@ -43,7 +43,7 @@ install: prereqs $(PY_STAMP) $(NODE_STAMP)
 prereqs:
 	@python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
 	  || { echo "couchwatch needs Python >= 3.11 (python3 is $$(python3 --version 2>&1))"; exit 1; }
-	@command -v node >/dev/null && node -e 'process.exit(+process.versions.node.split(".")[0] < 18)' \
+	@command -v node >/dev/null && node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 18 ? 1 : 0)' \
 	  || { echo "couchwatch needs Node.js >= 18 and npm: apt-get install nodejs npm"; exit 1; }
 	@command -v redis-server >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
