@@ -11,7 +11,9 @@ NODE_STAMP := node_modules/.installed
 demo: install
 	@$(CW) up
 	@$(CW) demo
-	@echo "Stop everything with: make down"
+	@$(CW) evaluate --labels $${COUCHWATCH_STATE_DIR:-.couchwatch}/demo/labels.json
+	@$(CW) status
+	@echo "Flower: see above (user and password in .env). Stop everything with: make down"
 
 up: install
 	@$(CW) up

@@ -6,6 +6,8 @@ then asks the workers to plan, train and score, and shows the top anomalies with
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -59,30 +61,38 @@ def demo(users: int, days: int, seed: int, top: int) -> None:
                                                                    microsecond=0)  # fmt: skip
         scenario = generate_demo(users=users, days=days, seed=seed, start=start)
         events_path, labels_path = write_demo(out, scenario)
-        with events_path.open("rb") as stream:
-            report = ingest_stream(couch, settings, stream, fmt="jsonl", source=str(events_path))
-        click.echo(f"demo scenario ({users} users, {days} days): accepted {report.accepted}, "
-                   f"duplicates {report.duplicates}, rejected {report.rejected}")  # fmt: skip
+        events = sorted(scenario.events, key=lambda e: e["timestamp"])
+        cutoff = int(len(events) * 0.7)
+        click.echo(f"demo scenario ({users} users, {days} days, {len(events)} events): "
+                   f"the first 70% is history, the rest arrives after training")  # fmt: skip
+        _ingest_events(couch, settings, events[:cutoff], str(events_path))
 
-        click.echo("planning (registry from _changes) ...")
-        score_ids = _planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True]))
-        _wait_runs(score_ids, timeout_s=1200)
+        click.echo("planning (entity registry from _changes) ...")
+        _wait_runs(_planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True])),
+                   timeout_s=1800)  # fmt: skip
         click.echo("training one model per entity on the workers ...")
         train_ids = _planner_task_ids(
             couch, settings, _send("couchwatch.plan_training", [None, True])
         )
         _wait_runs(train_ids, timeout_s=1800)
-        click.echo("scoring every entity with its own model ...")
-        registry = [d["entity"] for d in couch.iter_all_docs(settings.db_name("models"))
-                    if d.get("type") == "entity"]  # fmt: skip
-        ids = [_send("couchwatch.score_entities", [[[e, None, None] for e in registry[i : i + 25]]])
-               for i in range(0, len(registry), 25)]  # fmt: skip
-        _wait_runs(ids, timeout_s=1800)
+        click.echo("new events arrive; the next planning pass scores only them ...")
+        _ingest_events(couch, settings, events[cutoff:], str(events_path))
+        _wait_runs(_planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True])),
+                   timeout_s=1800)  # fmt: skip
         _show_top(couch, settings, top)
     except CouchError as exc:
         fail(str(exc))
     click.echo(f"labels of the injected incidents: {labels_path}")
     click.echo(f"evaluate: couchwatch evaluate --labels {labels_path}")
+
+
+def _ingest_events(
+    couch: CouchClient, settings: Settings, events: list[dict[str, Any]], source: str
+) -> None:
+    data = "".join(json.dumps(e) + "\n" for e in events).encode()
+    report = ingest_stream(couch, settings, io.BytesIO(data), fmt="jsonl", source=source)
+    click.echo(f"  ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
+               f"rejected {report.rejected}")  # fmt: skip
 
 
 def _show_top(couch: CouchClient, settings: Settings, top: int) -> None:
