@@ -62,15 +62,18 @@ def iter_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | None]]:
         yield number, chunk
 
 
-def read_jsonl(stream: IO[bytes]) -> Iterator[Record]:
-    """Parse JSON Lines; each line becomes a Record with an object or a Rejection."""
+def iter_texts(stream: IO[bytes]) -> Iterator[tuple[int, bytes, str | Rejection]]:
+    """Yield (line number, raw bytes, decoded text or the Rejection); blank lines skipped."""
     for number, chunk in iter_lines(stream):
         if chunk is None:
-            yield Record(number, b"", Rejection(f"line longer than {MAX_LINE_BYTES} bytes"))
-            continue
-        if not chunk.strip():
-            continue
-        text = _decode(chunk)
+            yield number, b"", Rejection(f"line longer than {MAX_LINE_BYTES} bytes")
+        elif chunk.strip():
+            yield number, chunk, _decode(chunk)
+
+
+def read_jsonl(stream: IO[bytes]) -> Iterator[Record]:
+    """Parse JSON Lines; each line becomes a Record with an object or a Rejection."""
+    for number, chunk, text in iter_texts(stream):
         if isinstance(text, Rejection):
             yield Record(number, chunk, text)
             continue
@@ -85,13 +88,7 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[Record]:
 def read_csv(stream: IO[bytes]) -> Iterator[Record]:
     """Parse CSV with a header row; numeric columns become numbers, empty cells are absent."""
     header: list[str] | None = None
-    for number, chunk in iter_lines(stream):
-        if chunk is None:
-            yield Record(number, b"", Rejection(f"line longer than {MAX_LINE_BYTES} bytes"))
-            continue
-        if not chunk.strip():
-            continue
-        text = _decode(chunk)
+    for number, chunk, text in iter_texts(stream):
         if isinstance(text, Rejection):
             yield Record(number, chunk, text)
             continue
