@@ -7,6 +7,7 @@ A missing binary fails the test run (in CI and locally): integration tests never
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -150,15 +151,11 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
     try:
-        import os
-
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
         return
     try:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
-        import os
-
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)

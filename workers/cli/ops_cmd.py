@@ -30,12 +30,10 @@ def _wait_runs(task_ids: list[str], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     with click.progressbar(length=len(task_ids), label="jobs") as bar:
         while len(done) < len(task_ids) and time.monotonic() < deadline:
-            for task_id in task_ids:
-                if task_id in done:
-                    continue
-                doc = couch.get(db, f"run-{task_id}")
-                if doc and doc.get("outcome") in ("succeeded", "partial", "failed"):
-                    done[task_id] = doc["outcome"]
+            waiting = [f"run-{t}" for t in task_ids if t not in done]
+            for doc in couch.get_many(db, waiting).values():
+                if doc.get("outcome") in ("succeeded", "partial", "failed"):
+                    done[doc["task_id"]] = doc["outcome"]
                     bar.update(1)
             time.sleep(0.5)
     failed = [t for t, outcome in done.items() if outcome != "succeeded"]
@@ -117,7 +115,14 @@ def anomalies(entity: str | None, severity: str | None, since: str | None, top: 
         except BadRequest as exc:
             fail(str(exc))
     try:
-        docs = list(couch.iter_all_docs(settings.db_name("anomalies")))
+        db = settings.db_name("anomalies")
+        if entity is not None:  # index-backed: only this entity's anomalies are read
+            docs = list(couch.iter_by_key(
+                db, selector={"entity": entity}, key_field="window_start",
+                sort_prefix=("entity",), index=("by-entity", "by-entity"),
+            ))  # fmt: skip
+        else:
+            docs = list(couch.iter_all_docs(db))
     except CouchError as exc:
         fail(str(exc))
     docs = [d for d in docs if _matches(d, selector)]
