@@ -159,8 +159,9 @@ def iter_registry(fleet: Fleet) -> Iterator[dict[str, Any]]:
 
 def due_for_training(entry: dict[str, Any], *, now: datetime, retrain_after_s: float,
                      min_new_events: int) -> bool:  # fmt: skip
-    """No model, a model older than the retrain interval, or enough new events since."""
-    if not entry.get("model_version"):
+    """No model, a model flagged for retraining (unloadable), a model older than the retrain
+    interval, or enough new events since."""
+    if not entry.get("model_version") or entry.get("needs_retrain"):
         return True
     trained = entry.get("last_trained_at")
     if not trained or trained < canonical_timestamp(now - timedelta(seconds=retrain_after_s)):

@@ -6,6 +6,8 @@ scoring the same events twice writes the same documents.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import pandas as pd
@@ -14,12 +16,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from workers import detection
 from workers.couch.errors import RetryableCouchError
 from workers.engine.config import EngineConfig
-from workers.engine.errors import InsufficientHistoryError, ModelLoadError
+from workers.engine.errors import InsufficientHistoryError, ModelLoadError, UnsafeModelError
 from workers.events import canonical_timestamp
-from workers.fleet import Fleet
+from workers.fleet import Fleet, registry_id
 from workers.history import iter_entity_events
 from workers.ids import Entity
-from workers.runs import Run
+from workers.runs import Run, describe
 from workers.training import load_population
 
 WINDOW = EngineConfig().window
@@ -43,14 +45,12 @@ def score_entities(
     """
     written: list[str] = []
     heads = fleet.models.heads([entity for entity, _, _ in items])
-    population: detection.Population | None = None
-    population_loaded = False
+    population = cache(lambda: load_population(fleet))  # read once, only when needed
     for entity, since, until in items:
         try:
-            head = heads.get(entity)
-            if head is None and not population_loaded:
-                population, population_loaded = load_population(fleet), True
-            model, model_id, version = model_for(fleet, entity, head, population, request_id)
+            model, model_id, version = model_for(
+                fleet, entity, heads.get(entity), population, request_id, run
+            )
             start = window_floor(since) if since else None
             events = list(iter_entity_events(fleet.couch, fleet.settings, entity,
                                              start=start, end=until))  # fmt: skip
@@ -77,13 +77,16 @@ def model_for(
     fleet: Fleet,
     entity: Entity,
     head: dict[str, Any] | None,
-    population: detection.Population | None,
+    population: Callable[[], detection.Population | None],
     request_id: str,
+    run: Run,
 ) -> tuple[detection.EntityModel, str, int]:
-    """The entity's active model (cached per process), or a fresh one when it has none.
+    """The entity's active model (cached per process), or a cold-start model.
 
-    An entity without a model gets a cold-start model against the population (confidence < 1);
-    before any population exists it waits for its first training (recorded in the run).
+    An entity without a loadable model is scored against the population (confidence < 1);
+    before any population exists it waits for its first training (recorded in the run). A
+    stored model from another library version, or one refused as unsafe, is replaced by a
+    cold-start model now and flagged for retraining on the entity's registry document.
     """
     if head is not None:
         version = int(head["active_version"])
@@ -94,14 +97,31 @@ def model_for(
         if stored is not None:
             try:
                 model = detection.load_model(stored.payload)
-            except ModelLoadError:
-                model = None  # saved by another library version: refit below
-            if model is not None:
+            except ModelLoadError as exc:
+                request_retrain(fleet, entity, describe(exc))
+                key = "unsafe_models" if isinstance(exc, UnsafeModelError) else "retrain_requested"
+                run.details.setdefault(key, []).append(entity)
+            else:
                 fleet.cache.put(entity, version, model)
                 return model, stored.doc_id, version
-    if population is None:
+    profile = population()
+    if profile is None:
         raise InsufficientHistoryError(f"{entity!r} has no model yet and no population profile")
     model = detection.fit(
-        entity, [], entity_field=fleet.settings.entity_field, population=population, reviewed=[]
+        entity, [], entity_field=fleet.settings.entity_field, population=profile, reviewed=[]
     )
-    return model, f"unsaved-{request_id}", 0
+    return model, f"cold-start-{request_id}", 0
+
+
+def request_retrain(fleet: Fleet, entity: Entity, reason: str) -> None:
+    """Flag the entity on its registry document; the next `plan_training` retrains it."""
+
+    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        return {**old, "needs_retrain": True, "retrain_reason": new["retrain_reason"]}
+
+    fleet.couch.upsert(
+        fleet.settings.db_name("models"),
+        {"_id": registry_id(entity), "type": "entity", "entity": entity,
+         "needs_retrain": True, "retrain_reason": reason},
+        merge=merge,
+    )  # fmt: skip

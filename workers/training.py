@@ -82,6 +82,7 @@ def mark_trained(fleet: Fleet, entity: Entity, version: int, now: datetime) -> N
         {
             "_id": registry_id(entity), "type": "entity", "entity": entity,
             "model_version": version, "last_trained_at": stamp, "events_since_training": 0,
+            "needs_retrain": False, "retrain_reason": None,
         },
         merge=merge,
     )  # fmt: skip
