@@ -58,7 +58,9 @@ def train(entities: tuple[str, ...], all_: bool, force: bool, wait: bool) -> Non
     from scheduler.planning import plan_training
     from workers.fleet import current
 
-    result = plan_training(current(), _send, entities=list(entities) or None, force=force)
+    fleet = current()
+    known = known_entities(fleet, entities)
+    result = plan_training(fleet, _send, entities=known or None, force=force)
     click.echo(f"enqueued {result.batches} training batches for {result.entities} entities")
     if wait and result.task_ids:
         _wait_runs(result.task_ids, timeout_s=3600)
@@ -77,7 +79,7 @@ def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
 
     fleet = current()
     if entities:
-        items = [[e, None, None] for e in entities]
+        items = [[e, None, None] for e in known_entities(fleet, entities)]
         ids = [_send("couchwatch.score_entities", [b])
                for b in batches(items, fleet.settings.couchwatch_batch_size)]  # fmt: skip
     else:
@@ -85,6 +87,26 @@ def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
     click.echo(f"enqueued {len(ids)} scoring batches")
     if wait and ids:
         _wait_runs(ids, timeout_s=3600)
+
+
+def known_entities(fleet: Any, names: tuple[str, ...]) -> list[Any]:
+    """The registry's entity ids for `names` (text, or integer ids); exit on unknown ones."""
+    from workers.fleet import registry_id
+
+    if not names:
+        return []
+    db = fleet.settings.db_name("models")
+    candidates = {registry_id(n): n for n in names}
+    candidates.update({registry_id(int(n)): n for n in names if n.lstrip("-").isdigit()})
+    try:
+        found = fleet.couch.get_many(db, list(candidates))
+    except CouchError as exc:
+        fail(str(exc))
+    resolved = {candidates[k]: doc["entity"] for k, doc in found.items()}
+    unknown = [n for n in names if n not in resolved]
+    if unknown:
+        fail(f"unknown entity ids (never seen by the planner): {', '.join(unknown[:10])}")
+    return [resolved[n] for n in names]
 
 
 def _send(name: str, args: list[Any]) -> str:
