@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -86,4 +85,4 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-__all__ = ["Path", "make_settings", "settings_env"]
+__all__ = ["make_settings", "settings_env"]

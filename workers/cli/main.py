@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import click
 
@@ -13,6 +12,7 @@ from workers.cli.evaluate_cmd import demo_data, evaluate
 from workers.cli.ingest_cmd import ingest
 from workers.cli.models_cmd import models
 from workers.cli.ops_cmd import anomalies, review, runs, score, train
+from workers.cli.producer_cmd import rescore
 from workers.cli.stack_cmd import down, flower, init, status, up
 
 
@@ -41,6 +41,7 @@ for command in (
     evaluate,
     train,
     score,
+    rescore,
     anomalies,
     review,
     runs,
@@ -58,7 +59,7 @@ def main() -> None:
     sys.exit(0)
 
 
-__all__ = ["Path", "cli", "main"]
+__all__ = ["cli", "main"]
 
 
 if __name__ == "__main__":
