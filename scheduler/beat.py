@@ -10,6 +10,8 @@ from typing import Any
 
 from workers.settings import Settings
 
+NOTIFY_PENDING_INTERVAL_S = 60.0
+
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Scoring every `COUCHWATCH_SCORE_INTERVAL_S`, the training check every
@@ -24,6 +26,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "couchwatch.plan_training",
             "schedule": settings.couchwatch_train_check_interval_s,
             "options": {"queue": "plan", "expires": settings.couchwatch_train_check_interval_s},
+        },
+        # Digests whose window reopened and retries with backoff; sends nothing when none is due.
+        "notify-pending": {
+            "task": "couchwatch.notify_pending",
+            "schedule": NOTIFY_PENDING_INTERVAL_S,
+            "options": {"queue": "notify", "expires": NOTIFY_PENDING_INTERVAL_S},
         },
     }
 

@@ -80,6 +80,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
     )
     if settings.flower_password is not None:
         env["FLOWER_PASSWORD"] = settings.flower_password.get_secret_value()
+    for name, secret in (
+        ("COUCHWATCH_SMTP_PASSWORD", settings.couchwatch_smtp_password),
+        ("COUCHWATCH_WEBHOOK_SECRET", settings.couchwatch_webhook_secret),
+    ):
+        if secret is not None:
+            env[name] = secret.get_secret_value()
+    env["COUCHWATCH_SMTP_TO"] = ",".join(settings.couchwatch_smtp_to)
+    env["COUCHWATCH_WEBHOOK_URLS"] = ",".join(settings.couchwatch_webhook_urls)
     env["COUCHDB_URL"] = settings.couchdb_url
     env["REDIS_URL"] = settings.redis_url
     return env

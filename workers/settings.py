@@ -8,13 +8,28 @@ heavy: the light producer client in `scheduler/` uses it too.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DB_SUFFIXES = ("models", "anomalies", "notifications", "runs", "quarantine")
+
+
+def _split_list(value: Any) -> Any:
+    """`a@x, b@y` (or a JSON list) from the environment as a list of stripped strings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            import json
+
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+TextList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
 
 class Settings(BaseSettings):
@@ -57,6 +72,27 @@ class Settings(BaseSettings):
     celery_result_expires_s: int = 86_400
     celery_max_tasks_per_child: int = 200
 
+    # Notifications (docs/notifications.md). Lists are comma-separated in the environment.
+    couchwatch_notify_severity: Literal["low", "medium", "high"] = "high"
+    couchwatch_notify_rate_limit: int = Field(default=1, ge=1, le=1000)
+    couchwatch_notify_rate_window_s: float = Field(default=600.0, gt=0)
+    couchwatch_notify_max_attempts: int = Field(default=8, ge=1, le=100)
+    couchwatch_notify_backoff_s: float = Field(default=60.0, gt=0)
+    couchwatch_notify_backoff_max_s: float = Field(default=3600.0, gt=0)
+    couchwatch_notify_review_hint: str = "couchwatch review {id} confirm|dismiss"
+    couchwatch_smtp_host: str | None = None
+    couchwatch_smtp_port: int = 587
+    couchwatch_smtp_starttls: bool = True
+    couchwatch_smtp_ssl: bool = False
+    couchwatch_smtp_user: str | None = None
+    couchwatch_smtp_password: SecretStr | None = None
+    couchwatch_smtp_from: str = "couchwatch@localhost"
+    couchwatch_smtp_to: TextList = Field(default_factory=list)
+    couchwatch_smtp_timeout_s: float = Field(default=15.0, gt=0)
+    couchwatch_webhook_urls: TextList = Field(default_factory=list, repr=False)  # may hold tokens
+    couchwatch_webhook_secret: SecretStr | None = None
+    couchwatch_webhook_timeout_s: float = Field(default=10.0, gt=0)
+
     flower_user: str | None = None
     flower_password: SecretStr | None = None
     flower_port: int = 5555
@@ -75,6 +111,21 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in ("http", "https"):
             raise ValueError("COUCHDB_URL must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("couchwatch_webhook_urls")
+    @classmethod
+    def _webhooks_are_http(cls, value: list[str]) -> list[str]:
+        if any(urlsplit(url).scheme not in ("http", "https") for url in value):
+            raise ValueError("COUCHWATCH_WEBHOOK_URLS must be http:// or https:// URLs")
+        return value
+
+    @model_validator(mode="after")
+    def _notify_channels_complete(self) -> Settings:
+        if self.couchwatch_webhook_urls and self.couchwatch_webhook_secret is None:
+            raise ValueError("COUCHWATCH_WEBHOOK_URLS needs COUCHWATCH_WEBHOOK_SECRET (signing)")
+        if self.couchwatch_smtp_starttls and self.couchwatch_smtp_ssl:
+            raise ValueError("set COUCHWATCH_SMTP_STARTTLS or COUCHWATCH_SMTP_SSL, not both")
+        return self
 
     def db_name(self, suffix: str) -> str:
         """Return the name of one of couchwatch's own databases, e.g. `couchwatch_models`."""
@@ -112,6 +163,8 @@ class Settings(BaseSettings):
                 value = "***"
             elif isinstance(value, str) and name.endswith("_url"):
                 value = mask_url_password(value)
+            elif name.endswith("_urls"):  # webhook URLs often carry a token in the path
+                value = [url_origin(u) + "/***" for u in value]
             shown[name.upper()] = value
         return shown
 
@@ -123,6 +176,12 @@ def strip_userinfo(url: str) -> str:
         return url
     netloc = parts.netloc.rpartition("@")[2]  # keeps `[::1]` brackets and the port as written
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def url_origin(url: str) -> str:
+    """`scheme://host:port` of `url`: no user info, path or query (safe to print)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], "", "", ""))
 
 
 def mask_url_password(url: str) -> str:

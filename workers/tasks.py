@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -24,6 +25,7 @@ from workers.celery_app import app
 from workers.couch.errors import RetryableCouchError
 from workers.fleet import Fleet
 from workers.ids import Entity
+from workers.notify import service as notify_service
 from workers.runs import Run, save_run
 
 log = logging.getLogger(__name__)
@@ -100,8 +102,9 @@ def score_entities(self: Task, items: list[list[Any]]) -> None:
     """Score each [entity, since, until] of the batch; write anomaly documents."""
     parsed = [(e, s, u) for e, s, u in items]
     check_entities([e for e, _, _ in parsed])
-    recorded(self, [e for e, _, _ in parsed], lambda f, run: scoring.score_entities(
+    ids = recorded(self, [e for e, _, _ in parsed], lambda f, run: scoring.score_entities(
         f, parsed, request_id=self.request.id or "local", run=run))  # fmt: skip
+    _enqueue_notify(ids)
 
 
 @app.task(name="couchwatch.rescore", base=FleetTask, bind=True, ignore_result=False)
@@ -110,7 +113,59 @@ def rescore(self: Task, entity: Entity, start: str | None = None, end: str | Non
     check_entities([entity])
     ids = recorded(self, [entity], lambda f, run: scoring.score_entities(
         f, [(entity, start, end)], request_id=self.request.id or "local", run=run))  # fmt: skip
+    _enqueue_notify(ids)
     return len(ids)
+
+
+NOTIFY_BATCH = 500
+
+
+def _enqueue_notify(anomaly_ids: list[str]) -> None:
+    """Hand the anomalies just written to the notify queue (it dedupes and filters severity)."""
+    for start in range(0, len(anomaly_ids), NOTIFY_BATCH):
+        _send("couchwatch.notify", [anomaly_ids[start : start + NOTIFY_BATCH]])
+
+
+def check_anomaly_ids(ids: Any) -> list[str]:
+    """Anomaly ids from a message: a bounded list of short strings."""
+    if not isinstance(ids, list) or len(ids) > 10 * NOTIFY_BATCH:
+        raise TypeError("anomaly ids must be a list of at most 5000 ids")
+    if not all(isinstance(i, str) and 0 < len(i) <= MAX_ENTITY_CHARS for i in ids):
+        raise ValueError("anomaly ids must be non-empty strings of bounded length")
+    return ids
+
+
+@app.task(name="couchwatch.notify", base=FleetTask, bind=True)
+def notify(self: Task, anomaly_ids: list[str]) -> None:
+    """Create and send the notifications of newly written anomalies (deduplicated)."""
+    ids = check_anomaly_ids(anomaly_ids)
+
+    def body(fleet: Fleet, run: Run) -> None:
+        result = notify_service.notify_anomalies(
+            fleet.couch, fleet.settings, ids, now=datetime.now(UTC),
+            channels=notify_service.channels_from_settings(fleet.settings),
+            windows=notify_service.windows_for(fleet.settings, fleet.redis),
+        )  # fmt: skip
+        run.events_in, run.docs_out = len(ids), result.created
+        run.details.update(result.as_dict())
+
+    recorded(self, [], body)
+
+
+@app.task(name="couchwatch.notify_pending", base=FleetTask, bind=True)
+def notify_pending(self: Task) -> None:
+    """Send due notifications: digests, retries with backoff, abandoned sends."""
+
+    def body(fleet: Fleet, run: Run) -> None:
+        result = notify_service.notify_pending(
+            fleet.couch, fleet.settings, now=datetime.now(UTC),
+            channels=notify_service.channels_from_settings(fleet.settings),
+            windows=notify_service.windows_for(fleet.settings, fleet.redis),
+        )  # fmt: skip
+        run.docs_out = result.sent
+        run.details.update(result.as_dict())
+
+    recorded(self, [], body)
 
 
 def _send(name: str, args: list[Any]) -> str:

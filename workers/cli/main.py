@@ -11,6 +11,7 @@ from workers.cli.demo_cmd import demo
 from workers.cli.evaluate_cmd import demo_data, evaluate
 from workers.cli.ingest_cmd import ingest
 from workers.cli.models_cmd import models
+from workers.cli.notify_cmd import notifications
 from workers.cli.ops_cmd import anomalies, review, runs, score, train
 from workers.cli.producer_cmd import rescore
 from workers.cli.stack_cmd import down, flower, init, status, up
@@ -45,6 +46,7 @@ for command in (
     anomalies,
     review,
     runs,
+    notifications,
     models,
 ):
     cli.add_command(command)

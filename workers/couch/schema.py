@@ -29,4 +29,8 @@ def ensure_schema(client: CouchClient, settings: Settings) -> list[str]:
     client.ensure_index(settings.db_name("anomalies"), ["entity", "window_start"], name="by-entity")
     client.ensure_index(settings.db_name("runs"), ["finished_at"], name="by-finished")
     client.ensure_index(settings.db_name("models"), ["type", "entity"], name="by-type-entity")
+    notifications = settings.db_name("notifications")
+    client.ensure_index(notifications, ["status", "next_attempt_at"], name="by-status-due")
+    client.ensure_index(notifications, ["created_at"], name="by-created")
+    client.ensure_index(notifications, ["status", "created_at"], name="by-status-created")
     return created

@@ -1,0 +1,138 @@
+"""The notification document: one per (anomaly, channel), ever, in `<prefix>notifications`.
+
+Fields: `_id` (deterministic from anomaly id and channel), `anomaly_id`, `channel`, `target`
+(host only), `entity`, `mode` (`immediate` | `digest`), `status` (`pending` | `sent` |
+`failed`), `attempts`, `last_error`, `next_attempt_at` (when a pending one is due; also the
+lease while a worker sends it), `created_at`, `updated_at`, `sent_at`, `delivery_id` (the message
+it went out in; shared by the members of a digest), `digest_size`, and `anomaly` (a summary:
+entity, severity, score, detector, window, reasons in words).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from workers.events import canonical_timestamp
+
+Doc = dict[str, Any]
+NOTIFICATION_ID_PREFIX = "notification:"
+DIGEST_ID_PREFIX = "digest:"
+STATUSES = ("pending", "sent", "failed")
+MODES = ("immediate", "digest")
+MAX_REASONS = 5
+MAX_ERROR_CHARS = 300
+
+
+def notification_id(anomaly_id: str, channel: str) -> str:
+    """The deterministic `_id` of the notification of `anomaly_id` on `channel`."""
+    digest = hashlib.sha256(f"{anomaly_id}\x1f{channel}".encode()).hexdigest()[:40]
+    return NOTIFICATION_ID_PREFIX + digest
+
+
+def delivery_id(notification_ids: Sequence[str]) -> str:
+    """Id of one sent message: the notification's own id, or a digest id over its members."""
+    if len(notification_ids) == 1:
+        return notification_ids[0]
+    joined = "\x1f".join(sorted(notification_ids)).encode()
+    return DIGEST_ID_PREFIX + hashlib.sha256(joined).hexdigest()[:40]
+
+
+def summarize(anomaly: Mapping[str, Any]) -> Doc:
+    """The part of an anomaly a message needs (reasons as sentences, at most `MAX_REASONS`)."""
+    reasons = [str(r.get("text", "")) for r in anomaly.get("reasons") or [] if r.get("text")]
+    return {
+        "id": anomaly["_id"],
+        "entity": anomaly.get("entity"),
+        "entity_field": anomaly.get("entity_field"),
+        "detector": anomaly.get("detector"),
+        "severity": anomaly.get("severity"),
+        "score": float(anomaly.get("score") or 0.0),
+        "confidence": anomaly.get("confidence"),
+        "window_start": anomaly.get("window_start"),
+        "window_end": anomaly.get("window_end"),
+        "reasons": reasons[:MAX_REASONS],
+    }
+
+
+def new_notification(
+    anomaly: Mapping[str, Any],
+    *,
+    channel: str,
+    target: str,
+    mode: str,
+    due_at: datetime,
+    now: datetime,
+) -> Doc:
+    """A fresh `pending` notification of `anomaly` on `channel`, due at `due_at`."""
+    if mode not in MODES:
+        raise ValueError(f"unknown notification mode {mode!r}")
+    stamp = canonical_timestamp(now)
+    return {
+        "_id": notification_id(anomaly["_id"], channel),
+        "type": "notification",
+        "anomaly_id": anomaly["_id"],
+        "channel": channel,
+        "target": target,
+        "entity": anomaly.get("entity"),
+        "mode": mode,
+        "status": "pending",
+        "attempts": 0,
+        "last_error": None,
+        "next_attempt_at": canonical_timestamp(due_at),
+        "created_at": stamp,
+        "updated_at": stamp,
+        "sent_at": None,
+        "delivery_id": None,
+        "digest_size": None,
+        "anomaly": summarize(anomaly),
+    }
+
+
+def backoff_s(attempts: int, *, base_s: float, max_s: float) -> float:
+    """Seconds to wait after the `attempts`-th failed attempt: base * 2^(attempts-1), capped."""
+    return float(min(max_s, base_s * 2 ** max(0, attempts - 1)))
+
+
+def leased(doc: Mapping[str, Any], *, now: datetime, lease_s: float) -> Doc:
+    """`doc` claimed for sending: due again only after `lease_s` (if the sender dies)."""
+    stamp = canonical_timestamp(now)
+    return {**doc, "next_attempt_at": canonical_timestamp(now + timedelta(seconds=lease_s)),
+            "updated_at": stamp}  # fmt: skip
+
+
+def deferred(doc: Mapping[str, Any], *, until: datetime, now: datetime) -> Doc:
+    """`doc` postponed to `until` without counting an attempt (its rate window is closed)."""
+    return {**doc, "next_attempt_at": canonical_timestamp(until),
+            "updated_at": canonical_timestamp(now)}  # fmt: skip
+
+
+def after_attempt(
+    doc: Mapping[str, Any],
+    *,
+    now: datetime,
+    error: str | None,
+    delivery: str,
+    size: int,
+    max_attempts: int,
+    base_s: float,
+    max_s: float,
+) -> Doc:
+    """`doc` after one delivery attempt: `sent`, or `pending` with backoff and `last_error`,
+    or `failed` once `max_attempts` attempts have failed."""
+    attempts = int(doc.get("attempts") or 0) + 1
+    out = {**doc, "attempts": attempts, "updated_at": canonical_timestamp(now)}
+    if error is None:
+        out.update(status="sent", sent_at=canonical_timestamp(now), next_attempt_at=None,
+                   delivery_id=delivery, digest_size=size if size > 1 else None)  # fmt: skip
+        return out
+    out["last_error"] = error[:MAX_ERROR_CHARS]
+    if attempts >= max_attempts:
+        out.update(status="failed", next_attempt_at=None)
+    else:
+        wait = backoff_s(attempts, base_s=base_s, max_s=max_s)
+        out.update(status="pending",
+                   next_attempt_at=canonical_timestamp(now + timedelta(seconds=wait)))  # fmt: skip
+    return out

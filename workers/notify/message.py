@@ -1,0 +1,112 @@
+"""What a person reads: one message per immediate notification or per digest.
+
+Email: a subject, plain text and HTML (escaped) saying who/what, when, score, severity, reasons
+in words and how to review. Webhook: JSON with the same facts and a Slack-compatible `text`.
+Scores are in [0, 1], higher = more anomalous.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MAX_DIGEST_LINES = 50
+
+
+@dataclass(frozen=True)
+class Message:
+    """One outgoing message. `delivery_id` is stable: receivers can drop duplicates by it."""
+
+    delivery_id: str
+    subject: str
+    text: str
+    html: str
+    payload: dict[str, Any]
+
+
+def review_command(hint: str, anomaly_id: str) -> str:
+    """The review instruction for one anomaly, from the `{id}` template in the settings."""
+    return hint.replace("{id}", anomaly_id)
+
+
+def _who(a: Mapping[str, Any]) -> str:
+    return f"{a.get('entity_field') or 'entity'} {a.get('entity')}"
+
+
+def _when(a: Mapping[str, Any]) -> str:
+    start, end = a.get("window_start"), a.get("window_end")
+    return f"{start} to {end}" if end and end != start else str(start)
+
+
+def _lines(a: Mapping[str, Any], hint: str) -> list[str]:
+    reasons = a.get("reasons") or ["(no reason recorded)"]
+    return [
+        f"Who:      {_who(a)}",
+        f"When:     {_when(a)} (UTC)",
+        f"Severity: {a.get('severity')}   score {float(a.get('score') or 0):.2f} "
+        f"(0-1, higher = more unusual)   detector {a.get('detector')}",
+        "Why:",
+        *[f"  - {r}" for r in reasons],
+        f"Review:   {review_command(hint, a['id'])}",
+        f"Anomaly:  {a['id']}",
+    ]
+
+
+def _html_block(a: Mapping[str, Any], hint: str) -> str:
+    e = html.escape
+    reasons = "".join(f"<li>{e(r)}</li>" for r in a.get("reasons") or ["(no reason recorded)"])
+    return (
+        f"<h3>{e(str(a.get('severity')).upper())}: {e(_who(a))}</h3>"
+        f"<p><b>When:</b> {e(_when(a))} (UTC)<br>"
+        f"<b>Score:</b> {float(a.get('score') or 0):.2f} (0-1, higher = more unusual)"
+        f" &middot; <b>Detector:</b> {e(str(a.get('detector')))}</p>"
+        f"<p><b>Why:</b></p><ul>{reasons}</ul>"
+        f"<p><b>Review:</b> <code>{e(review_command(hint, a['id']))}</code></p>"
+    )
+
+
+def _payload_item(a: Mapping[str, Any], hint: str) -> dict[str, Any]:
+    return {**a, "review": review_command(hint, a["id"])}
+
+
+def render(delivery_id: str, anomalies: Sequence[Mapping[str, Any]], *, hint: str) -> Message:
+    """The message for one anomaly summary (immediate) or several of one entity (digest)."""
+    if not anomalies:
+        raise ValueError("a message needs at least one anomaly")
+    first = anomalies[0]
+    shown = anomalies[:MAX_DIGEST_LINES]
+    more = len(anomalies) - len(shown)
+    if len(anomalies) == 1:
+        subject = (f"[couchwatch] {first.get('severity')} anomaly: {_who(first)} "
+                   f"(score {float(first.get('score') or 0):.2f})")  # fmt: skip
+        head = f"couchwatch found unusual behaviour for {_who(first)}."
+        slack_head = f":rotating_light: *{first.get('severity')}* anomaly for *{_who(first)}*"
+    else:
+        subject = f"[couchwatch] digest: {len(anomalies)} anomalies for {_who(first)}"
+        head = (f"couchwatch found {len(anomalies)} more anomalies for {_who(first)} while "
+                "its notifications were rate-limited.")  # fmt: skip
+        slack_head = f":rotating_light: digest: *{len(anomalies)}* anomalies for *{_who(first)}*"
+    blocks = ["\n".join(_lines(a, hint)) for a in shown]
+    tail = [f"... and {more} more: couchwatch anomalies --entity {first.get('entity')}"]
+    tail = tail if more else []
+    text = "\n\n".join([head, *blocks, *tail]) + "\n"
+    body_html = (f"<html><body><p>{html.escape(head)}</p><hr>"
+                 + "<hr>".join(_html_block(a, hint) for a in shown)
+                 + "".join(f"<p>{html.escape(t)}</p>" for t in tail)
+                 + "</body></html>")  # fmt: skip
+    slack_lines = [slack_head] + [
+        f"• {a.get('window_start')} score {float(a.get('score') or 0):.2f}: "
+        f"{(a.get('reasons') or ['-'])[0]} — `{review_command(hint, a['id'])}`"
+        for a in shown
+    ]
+    payload = {
+        "type": "couchwatch.anomaly" if len(anomalies) == 1 else "couchwatch.digest",
+        "id": delivery_id,
+        "entity": first.get("entity"),
+        "entity_field": first.get("entity_field"),
+        "text": "\n".join(slack_lines + tail),
+        "anomalies": [_payload_item(a, hint) for a in anomalies],
+    }
+    return Message(delivery_id, subject, text, body_html, payload)

@@ -1,0 +1,216 @@
+"""The two plain functions behind the notify tasks.
+
+`notify_anomalies(ids)`: create the notification documents of newly written anomalies (one per
+anomaly and channel, ever: an existing `_id` means already handled, so redeliveries and rescores
+send nothing new), then send the immediate ones. `notify_pending()`: send whatever is due:
+digests whose rate window reopened, retries after backoff, and notifications whose sender died.
+
+Sending is at-least-once around a crash (a worker killed between sending and recording the
+outcome sends that one message again after the lease); it is never zero times: a document stays
+`pending` with `last_error` until it is sent or runs out of attempts (`failed`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Any
+
+from workers.couch.client import CouchClient
+from workers.events import canonical_timestamp
+from workers.notify.channels import Channel, channels_from_settings
+from workers.notify.decide import (
+    digest_groups,
+    group_by_stream,
+    notifiable,
+    plan_stream,
+    stream_key,
+)
+from workers.notify.documents import (
+    Doc,
+    after_attempt,
+    deferred,
+    delivery_id,
+    leased,
+    new_notification,
+    notification_id,
+)
+from workers.notify.errors import DeliveryError, NotifyError
+from workers.notify.message import render
+from workers.notify.ratelimit import RedisWindows, Windows
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+LEASE_S = 300.0  # a sender that died mid-send hands its notifications back after this long
+PENDING_BATCH = 500  # notifications handled per notify_pending run
+DUE_INDEX = ("by-status-due", "by-status-due")
+
+
+@dataclass
+class NotifyResult:
+    """Counts of one notify run: documents created, already handled, messages sent, failed
+    attempts, notifications deferred by the rate limit, notifications given up (`failed`)."""
+
+    created: int = 0
+    duplicates: int = 0
+    sent: int = 0
+    failed_attempts: int = 0
+    deferred: int = 0
+    gave_up: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def notify_anomalies(
+    couch: CouchClient,
+    settings: Settings,
+    anomaly_ids: Sequence[str],
+    *,
+    channels: Sequence[Channel],
+    windows: Windows,
+    now: datetime,
+) -> NotifyResult:
+    """Create notifications for the anomalies among `anomaly_ids` that reach the notification
+    severity and have none yet; send the ones the rate limit lets through now."""
+    result = NotifyResult()
+    if not channels or not anomaly_ids:
+        return result
+    db = settings.db_name("notifications")
+    found = couch.get_many(settings.db_name("anomalies"), list(dict.fromkeys(anomaly_ids)))
+    chosen = notifiable(found.values(), settings.couchwatch_notify_severity)
+    by_name = {c.name: c for c in channels}
+    existing = couch.get_many(db, [notification_id(a["_id"], c) for a in chosen for c in by_name])
+    docs: list[Doc] = []
+    for key, (channel, items) in group_by_stream(chosen, list(by_name)).items():
+        fresh = [a for a in items if notification_id(a["_id"], channel) not in existing]
+        result.duplicates += len(items) - len(fresh)
+        if not fresh:
+            continue
+        for plan in plan_stream(fresh, channel, windows.claim(key, len(fresh), now), now):
+            due = now + timedelta(seconds=LEASE_S) if plan.mode == "immediate" else plan.due_at
+            target = by_name[channel].target
+            docs.append(new_notification(plan.anomaly, channel=channel, mode=plan.mode,
+                                         target=target, due_at=due, now=now))  # fmt: skip
+    written = _write(couch, db, docs)  # a conflict: another task created it first (theirs)
+    result.created = len(written)
+    result.deferred = sum(1 for d in written if d["mode"] == "digest")
+    mine = [d for d in written if d["mode"] == "immediate"]
+    _deliver(couch, settings, mine, channels=by_name, windows=windows, now=now, result=result)
+    return result
+
+
+def notify_pending(
+    couch: CouchClient,
+    settings: Settings,
+    *,
+    channels: Sequence[Channel],
+    windows: Windows,
+    now: datetime,
+    limit: int = PENDING_BATCH,
+) -> NotifyResult:
+    """Send up to `limit` due pending notifications (digests, retries, abandoned sends)."""
+    result = NotifyResult()
+    db = settings.db_name("notifications")
+    due = list(islice(couch.iter_by_key(
+        db, selector={"status": "pending"}, key_field="next_attempt_at",
+        end=canonical_timestamp(now + timedelta(milliseconds=1)), sort_prefix=("status",),
+        index=DUE_INDEX, page_size=min(limit, 500),
+    ), limit))  # fmt: skip
+    mine = _write(couch, db, [leased(d, now=now, lease_s=LEASE_S) for d in due])
+    by_name = {c.name: c for c in channels}
+    _deliver(couch, settings, mine, channels=by_name, windows=windows, now=now, result=result)
+    return result
+
+
+def _deliver(
+    couch: CouchClient,
+    settings: Settings,
+    docs: Iterable[Doc],
+    *,
+    channels: Mapping[str, Channel],
+    windows: Windows,
+    now: datetime,
+    result: NotifyResult,
+) -> None:
+    """Send each group (one immediate, or one digest) and record its outcome right away."""
+    db = settings.db_name("notifications")
+    for group in digest_groups(docs):
+        first = group[0]
+        channel = channels.get(first["channel"])
+        if first["mode"] == "digest" and not any(d.get("attempts") for d in group):
+            window = windows.claim(stream_key(first["channel"], first.get("entity")), 1, now)
+            if not window.granted:  # the window closed again (a new alert took it): wait
+                _write(couch, db, [deferred(d, until=window.reopens_at, now=now) for d in group])
+                result.deferred += len(group)
+                continue
+        ids = [d["_id"] for d in group]
+        error: str | None = None
+        if channel is None:
+            error = f"channel {first['channel']} is no longer configured"
+        else:
+            message = render(delivery_id(ids), [d["anomaly"] for d in group],
+                             hint=settings.couchwatch_notify_review_hint)  # fmt: skip
+            try:
+                channel.send(message)
+            except DeliveryError as exc:
+                error = str(exc)
+        outcomes = [after_attempt(
+            d, now=now, error=error, delivery=delivery_id(ids), size=len(group),
+            max_attempts=settings.couchwatch_notify_max_attempts,
+            base_s=settings.couchwatch_notify_backoff_s,
+            max_s=settings.couchwatch_notify_backoff_max_s,
+        ) for d in group]  # fmt: skip
+        if error is None:
+            result.sent += 1
+        else:
+            result.failed_attempts += 1
+            result.gave_up += sum(1 for d in outcomes if d["status"] == "failed")
+            log.warning("notification %s not delivered (attempt %d): %s",
+                        delivery_id(ids), outcomes[0]["attempts"], error)  # fmt: skip
+        _write(couch, db, outcomes)
+
+
+def _write(couch: CouchClient, db: str, docs: Sequence[Doc]) -> list[Doc]:
+    """Write `docs` (creates, or updates carrying `_rev`); return those written, with new revs.
+
+    Conflicts mean another worker created or claimed the document first: it is theirs.
+    """
+    if not docs:
+        return []
+    reply = couch.bulk_docs(db, docs)
+    if reply.failed:
+        first = reply.failed[0]
+        raise NotifyError(f"{len(reply.failed)} notifications refused by CouchDB: {first.reason}")
+    revs = {row.id: row.rev for row in reply.written}
+    return [{**d, "_rev": revs[d["_id"]]} for d in docs if d["_id"] in revs]
+
+
+def windows_for(settings: Settings, client: Any) -> RedisWindows:
+    """The Redis rate windows configured by the settings."""
+    return RedisWindows(client, limit=settings.couchwatch_notify_rate_limit,
+                        window_s=settings.couchwatch_notify_rate_window_s)  # fmt: skip
+
+
+def recent_notifications(
+    couch: CouchClient, settings: Settings, *, last: int, failed_only: bool = False
+) -> list[Doc]:
+    """The `last` most recently created notifications (only `failed` ones if asked), newest
+    first."""
+    selector: Doc = {"created_at": {"$gt": None}}
+    sort: list[Doc] = [{"created_at": "desc"}]
+    index = ["by-created", "by-created"]
+    if failed_only:
+        selector = {"status": "failed", "created_at": {"$gt": None}}
+        sort = [{"status": "desc"}, {"created_at": "desc"}]
+        index = ["by-status-created", "by-status-created"]
+    docs, _ = couch.find_page(settings.db_name("notifications"),
+                              {"selector": selector, "sort": sort, "use_index": index,
+                               "limit": last})  # fmt: skip
+    return docs
+
+
+__all__ = ["NotifyResult", "channels_from_settings", "notify_anomalies", "notify_pending"]
