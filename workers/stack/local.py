@@ -85,7 +85,8 @@ def flower_argv(settings: Settings, *, port: int | None = None) -> list[str]:
         sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
         f"--address={settings.flower_address}",
         f"--port={port or settings.flower_port}",
-        "--max_tasks=10000",
+        "--max_tasks=10000",  # tasks kept in memory (with their args): bounded
+        "--persistent=False",  # never write task args to a state file on disk
         "--purge_offline_workers=60",
     ]  # fmt: skip
 
