@@ -176,3 +176,25 @@ def test_flower_command_line_is_bounded_and_local_by_default() -> None:
     assert "--persistent=False" in argv
     assert not any("s3cret" in a for a in argv)  # the password travels in the environment
     assert local.flower_env(settings, {})["FLOWER_BASIC_AUTH"] == "ops:s3cret"
+
+
+def test_flower_password_is_shown_only_when_up_generated_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("COUCHDB_PASSWORD", "FLOWER_PASSWORD", "FLOWER_USER"):
+        monkeypatch.delenv(name, raising=False)
+    assert local.ensure_env_file(tmp_path)
+    settings = Settings(_env_file=tmp_path / ".env")  # type: ignore[call-arg]
+    assert settings.flower_password is not None
+    generated = settings.flower_password.get_secret_value()
+    assert local.generated_flower_password(tmp_path, settings) == generated
+    from workers.cli.stack_cmd import _flower_line
+
+    line = _flower_line(settings, tmp_path)  # stdout is not a terminal here: never shown
+    assert generated not in line and "FLOWER_PASSWORD in .env" in line
+
+    monkeypatch.setenv("FLOWER_PASSWORD", "chosen-by-operator")  # the environment wins
+    assert local.generated_flower_password(tmp_path, Settings(_env_file=tmp_path / ".env")) is None  # type: ignore[call-arg]
+    monkeypatch.delenv("FLOWER_PASSWORD")
+    (tmp_path / ".env").write_text(f"FLOWER_USER=ops\nFLOWER_PASSWORD={generated}\n")
+    assert local.generated_flower_password(tmp_path, settings) is None  # hand-written file

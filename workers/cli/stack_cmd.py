@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -10,7 +11,7 @@ import click
 from workers.cli.common import couch_or_fail, fail, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_schema
-from workers.settings import get_settings
+from workers.settings import Settings, get_settings
 from workers.stack import local
 
 
@@ -38,9 +39,18 @@ def up() -> None:
         ensure_schema(couch_or_fail(settings), settings)
     except (local.MissingPrerequisite, RuntimeError, CouchError) as exc:
         fail(str(exc))
-    click.echo(f"Flower: http://{settings.flower_address}:{settings.flower_port}/ "
-               f"(user {settings.flower_user}, password in .env)")  # fmt: skip
+    click.echo(_flower_line(settings, root))
     click.echo("Stop everything with: make down   (or: couchwatch down)")
+
+
+def _flower_line(settings: Settings, root: Path) -> str:
+    """Where Flower is and how to log in. The password is shown only on a terminal and only
+    when it is the local secret `couchwatch up` generated into `.env` (never in a log file)."""
+    url = f"http://{settings.flower_address}:{settings.flower_port}/"
+    password = local.generated_flower_password(root, settings)
+    if password is not None and sys.stdout.isatty():
+        return f"Flower: {url} (user {settings.flower_user}, password {password})"
+    return f"Flower: {url} (user {settings.flower_user}, password: FLOWER_PASSWORD in .env)"
 
 
 @click.command()
@@ -54,12 +64,15 @@ def down() -> None:
 @click.command()
 def status() -> None:
     """Show each local-stack process: state, pid, port and health."""
-    rows = local.status(settings_or_fail(), Path.cwd())
+    settings = settings_or_fail()
+    rows = local.status(settings, Path.cwd())
     click.echo(f"{'component':<10} {'state':<10} {'pid':>7} {'port':>6}  detail")
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
         port = str(row.port) if row.port else "-"
         click.echo(f"{row.name:<10} {row.state:<10} {pid:>7} {port:>6}  {row.detail}")
+    if any(row.name == "flower" and row.state == "running" for row in rows):
+        click.echo(_flower_line(settings, Path.cwd()))
 
 
 @click.command()

@@ -28,6 +28,7 @@ from workers.stack.processes import port_open, wait_for
 
 WORKERS = ("worker1", "worker2")
 ORDER = ("couchdb", "redis", *WORKERS, "beat", "flower")
+ENV_FILE_MARKER = "# written by `couchwatch up` for the local stack; edit freely"
 
 
 class MissingPrerequisite(RuntimeError):
@@ -52,7 +53,7 @@ def ensure_env_file(root: Path) -> bool:
     if env_path.exists() or os.environ.get("COUCHDB_PASSWORD"):
         return False
     lines = [
-        "# written by `couchwatch up` for the local stack; edit freely",
+        ENV_FILE_MARKER,
         "COUCHDB_USER=admin",
         f"COUCHDB_PASSWORD={secrets.token_urlsafe(18)}",
         "FLOWER_USER=admin",
@@ -61,6 +62,22 @@ def ensure_env_file(root: Path) -> bool:
     env_path.write_text("\n".join(lines) + "\n")
     env_path.chmod(0o600)
     return True
+
+
+def generated_flower_password(root: Path, settings: Settings) -> str | None:
+    """The Flower password when it is the local secret `couchwatch up` generated, else None.
+
+    Only then may it be shown (on a terminal): a password an operator chose, or one that comes
+    from the environment or a hand-written `.env`, is never echoed.
+    """
+    env_path = root / ".env"
+    if settings.flower_password is None or not env_path.is_file():
+        return None
+    lines = env_path.read_text().splitlines()
+    if not lines or lines[0] != ENV_FILE_MARKER or "FLOWER_PASSWORD" in os.environ:
+        return None
+    password = settings.flower_password.get_secret_value()
+    return password if f"FLOWER_PASSWORD={password}" in lines else None
 
 
 def child_env(settings: Settings) -> dict[str, str]:
