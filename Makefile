@@ -13,7 +13,7 @@ demo: install
 	@$(CW) demo
 	@$(CW) evaluate --labels $${COUCHWATCH_STATE_DIR:-.couchwatch}/demo/labels.json
 	@$(CW) status
-	@echo "Flower: see the status above. Stop everything with: make down"
+	@echo "Flower: URL and login in the flower row above. Stop everything with: make down"
 
 up: install
 	@$(CW) up

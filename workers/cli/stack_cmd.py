@@ -70,9 +70,10 @@ def status() -> None:
     for row in rows:
         pid = str(row.pid) if row.pid else "-"
         port = str(row.port) if row.port else "-"
-        click.echo(f"{row.name:<10} {row.state:<10} {pid:>7} {port:>6}  {row.detail}")
-    if any(row.name == "flower" and row.state == "running" for row in rows):
-        click.echo(_flower_line(settings, Path.cwd()))
+        detail = row.detail
+        if row.name == "flower" and row.state == "running":
+            detail = _flower_line(settings, Path.cwd()).removeprefix("Flower: ")
+        click.echo(f"{row.name:<10} {row.state:<10} {pid:>7} {port:>6}  {detail}")
 
 
 @click.command()
