@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.support.services import ROOT
+from workers.stack.mail import received
 from workers.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
@@ -46,6 +47,10 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
         "FLOWER_PORT": str(free_port()),
         "COUCHWATCH_STATE_DIR": str(state),
         "COUCHWATCH_EVENTS_DB": "stack_events",
+        "COUCHWATCH_SMTP_HOST": "127.0.0.1",
+        "COUCHWATCH_SMTP_PORT": str(free_port()),
+        "COUCHWATCH_SMTP_STARTTLS": "false",
+        "COUCHWATCH_SMTP_TO": "analyst@localhost",
     }
     try:
         out = _cli(env, "up")
@@ -60,19 +65,23 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
             for line in _cli(env, "status").splitlines()[1:]
         }  # fmt: skip
         assert rows == dict.fromkeys(
-            ("couchdb", "redis", "worker1", "worker2", "beat", "flower"), "running"
+            ("couchdb", "redis", "smtp", "worker1", "worker2", "beat", "flower"), "running"
         )
         flower = f"http://127.0.0.1:{env['FLOWER_PORT']}/api/workers"
         assert requests.get(flower, timeout=10).status_code == 401
 
         demo = _cli(env, "demo", "--users", "6", "--days", "10")
         assert "accepted" in demo and "rejected 6" in demo
+        assert "notifications:" in demo
+        mails = received(state)
+        assert mails and all(m.to == "analyst@localhost" for m in mails), demo
+        assert all("anomaly" in m.subject or "digest" in m.subject for m in mails)
         assert "accepted 0," in _cli(env, "demo", "--users", "6", "--days", "10")
         for name in ("worker1", "worker2", "couchdb", "flower"):
             assert "stack-pass-51" not in (state / "logs" / f"{name}.log").read_text()
     finally:
         down = _cli(env, "down")
-    assert "stopped worker1" in down and "stopped couchdb" in down
+    assert "stopped worker1" in down and "stopped couchdb" in down and "stopped smtp" in down
     assert _processes_under(state) == []
     rows = _cli(env, "status").splitlines()[1:]
     assert all(line.split()[1] == "stopped" for line in rows)

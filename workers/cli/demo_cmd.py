@@ -23,6 +23,7 @@ from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_schema
 from workers.ingest import ingest_stream
 from workers.settings import Settings
+from workers.stack.mail import mail_dir, received
 
 
 def _planner_task_ids(couch: CouchClient, settings: Settings, plan_id: str) -> list[str]:
@@ -80,6 +81,7 @@ def demo(users: int, days: int, seed: int, top: int) -> None:
         _wait_runs(_planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True])),
                    timeout_s=1800)  # fmt: skip
         _show_top(couch, settings, top)
+        _show_notifications(couch, settings)
     except CouchError as exc:
         fail(str(exc))
     click.echo(f"labels of the injected incidents: {labels_path}")
@@ -93,6 +95,34 @@ def _ingest_events(
     report = ingest_stream(couch, settings, io.BytesIO(data), fmt="jsonl", source=source)
     click.echo(f"  ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
                f"rejected {report.rejected}")  # fmt: skip
+
+
+def _show_notifications(couch: CouchClient, settings: Settings, timeout_s: float = 90) -> None:
+    """Wait for the notify queue to settle, then show what the incidents produced."""
+    db = settings.db_name("notifications")
+    deadline, docs, last, stable = time.monotonic() + timeout_s, [], -1, 0
+    while time.monotonic() < deadline and stable < 5:  # until nothing changed for 5 s
+        docs = list(couch.iter_all_docs(db))
+        sent = sum(d.get("status") == "sent" for d in docs)
+        stable = stable + 1 if docs and sent == last else 0
+        last = sent
+        if docs and not any(d.get("status") == "pending" for d in docs):
+            break
+        time.sleep(1)
+    by_status = {s: sum(d.get("status") == s for d in docs) for s in ("sent", "pending", "failed")}
+    counts = ", ".join(f"{n} {s}" for s, n in by_status.items())
+    click.echo(f"\nnotifications: {len(docs)} ({counts}) — couchwatch notifications [--failed]")
+    if by_status["pending"]:
+        limit = settings.couchwatch_notify_rate_limit
+        window = settings.couchwatch_notify_rate_window_s
+        click.echo(f"    pending ones wait for the per-entity rate limit ({limit} per "
+                   f"{window:.0f} s) and go out as a digest")  # fmt: skip
+    mails = received(Path(settings.couchwatch_state_dir))
+    if mails:
+        click.echo(f"local SMTP sink received {len(mails)} messages "
+                   f"({mail_dir(Path(settings.couchwatch_state_dir))}):")  # fmt: skip
+        for message in mails[:8]:
+            click.echo(f"    to {message.to}: {message.subject}")
 
 
 def _show_top(couch: CouchClient, settings: Settings, top: int) -> None:

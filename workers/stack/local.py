@@ -23,11 +23,11 @@ import requests
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
 from workers.settings import Settings
-from workers.stack import processes
+from workers.stack import mail, processes
 from workers.stack.processes import port_open, wait_for
 
 WORKERS = ("worker1", "worker2")
-ORDER = ("couchdb", "redis", *WORKERS, "beat", "flower")
+ORDER = ("couchdb", "redis", "smtp", *WORKERS, "beat", "flower")
 ENV_FILE_MARKER = "# written by `couchwatch up` for the local stack; edit freely"
 
 
@@ -58,6 +58,11 @@ def ensure_env_file(root: Path) -> bool:
         f"COUCHDB_PASSWORD={secrets.token_urlsafe(18)}",
         "FLOWER_USER=admin",
         f"FLOWER_PASSWORD={secrets.token_urlsafe(18)}",
+        "# notifications go to the stack's local SMTP sink (.couchwatch/mail)",
+        "COUCHWATCH_SMTP_HOST=127.0.0.1",
+        "COUCHWATCH_SMTP_PORT=8025",
+        "COUCHWATCH_SMTP_STARTTLS=false",
+        "COUCHWATCH_SMTP_TO=analyst@localhost",
     ]
     env_path.write_text("\n".join(lines) + "\n")
     env_path.chmod(0o600)
@@ -131,6 +136,18 @@ def up(settings: Settings, root: Path, *, say: Callable[[str], None] = print) ->
     env = child_env(settings)
     _up_couchdb(settings, root, state, env, say)
     _up_redis(settings, state, env, say)
+    if mail.sink_wanted(settings):
+        host = settings.couchwatch_smtp_host or "127.0.0.1"
+        record = processes.load(state, "smtp")
+        if (record is None or not processes.alive(record.pid)) and port_open(
+            host, settings.couchwatch_smtp_port
+        ):
+            say(f"smtp: using the server already at {host}:{settings.couchwatch_smtp_port}")
+        else:
+            _ensure(state, "smtp", mail.sink_argv(settings, state), env,
+                    settings.couchwatch_smtp_port, root, say)  # fmt: skip
+        wait_for(lambda: port_open(host, settings.couchwatch_smtp_port), timeout_s=30,
+                 what="SMTP sink", log=str(state / "logs" / "smtp.log"))  # fmt: skip
     for name in WORKERS:
         _ensure(state, name, worker_argv(name), env, None, root, say)
     beat_file = state / "celerybeat-schedule"
@@ -169,6 +186,8 @@ def status(settings: Settings, root: Path) -> list[ComponentStatus]:
     state = root / settings.couchwatch_state_dir
     rows = []
     for name in ORDER:
+        if name == "smtp" and not mail.sink_wanted(settings):
+            continue
         record = processes.load(state, name)
         pid = record.pid if record and processes.alive(record.pid) else None
         port = record.port if record else None
@@ -178,6 +197,9 @@ def status(settings: Settings, root: Path) -> list[ComponentStatus]:
         elif name == "redis":
             port = urlsplit(settings.redis_url).port or 6379
             healthy, detail = _redis_health(settings)
+        elif name == "smtp":
+            healthy = port_open(settings.couchwatch_smtp_host or "", settings.couchwatch_smtp_port)
+            detail = f"SMTP sink, mail in {mail.mail_dir(state)}"
         elif name == "flower":
             healthy = pid is not None and port_open(settings.flower_address, settings.flower_port)
             detail = f"http://{settings.flower_address}:{settings.flower_port}/"
