@@ -6,7 +6,7 @@ CW := $(VENV)/bin/couchwatch
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test up down status install prereqs lint typecheck unit integration clean
+.PHONY: demo test up down status install prereqs lint typecheck unit integration soak clean
 
 demo: install
 	@$(CW) up
@@ -39,6 +39,11 @@ unit: install
 
 integration: install
 	$(PY) -m pytest -q -m integration
+
+# The soak of tests/integration/test_faults.py for 20 minutes (60 s in `make test`).
+soak: install
+	COUCHWATCH_SOAK_S=$${COUCHWATCH_SOAK_S:-1200} $(PY) -m pytest -q -s --timeout=3600 \
+	  tests/integration/test_faults.py -k soak
 
 install: prereqs $(PY_STAMP) $(NODE_STAMP)
 

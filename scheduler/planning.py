@@ -8,6 +8,7 @@ events, never with history.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,7 +19,10 @@ from workers.fleet import Fleet, registry_id
 from workers.history import iter_entity_events, utc_now
 from workers.ids import Entity
 from workers.ingest import Record, quarantine_doc
+from workers.runs import describe
 from workers.training import pending_key
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT = "couchwatch-plan-scoring"
 PAGES_PER_FLUSH = 20
@@ -216,9 +220,28 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
             break
     if not sample:
         return False
-    events = [ev for e in sample for ev in iter_entity_events(fleet.couch, fleet.settings, e)]
-    population = detection.make_population(events, entity_field=fleet.settings.entity_field)
+    by_entity = [list(iter_entity_events(fleet.couch, fleet.settings, e)) for e in sample]
+    events = [ev for mine in by_entity for ev in mine]
+    field = fleet.settings.entity_field
+    try:
+        population = detection.make_population(events, entity_field=field)
+    except Exception:  # a poison entity must not stop training for the whole fleet: drop it
+        events = [ev for mine in by_entity if _population_ok(detection, mine, field) for ev in mine]
+        if not events:
+            return False
+        population = detection.make_population(events, entity_field=field)
     doc = {**detection.population_to_doc(population), "built_at": canonical_timestamp(now),
            "entities": len(sample), "events": len(events)}  # fmt: skip
     fleet.couch.upsert(db, doc)
+    return True
+
+
+def _population_ok(detection: Any, events: list[dict[str, Any]], field: str) -> bool:
+    """Whether one entity's events build a population profile on their own."""
+    try:
+        detection.make_population(events, entity_field=field)
+    except Exception as exc:
+        entity = events[0].get(field) if events else None
+        log.warning("entity %r left out of the population profile: %s", entity, describe(exc))
+        return False
     return True

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 from celery import Task
+from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from scheduler.beat import slot_key
@@ -42,6 +43,19 @@ class FleetTask(Task):
     retry_jitter = True
     max_retries = 8
     ignore_result = True
+
+    def retry(self, *args: Any, **kwargs: Any) -> Any:
+        """Celery drops the message (`Reject(requeue=False)`) when it cannot publish the retry,
+        which is exactly when Redis is down: requeue the message instead, so the job survives
+        (back in the queue on reconnect, or restored after the visibility timeout)."""
+        try:
+            return super().retry(*args, **kwargs)
+        except Reject as exc:
+            if exc.requeue:
+                raise
+            log.warning("%s[%s]: retry not published (%s), requeueing the message",
+                        self.name, self.request.id, type(exc.reason).__name__)  # fmt: skip
+            raise Reject(exc.reason, requeue=True) from None
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         run = Run(task=self.name, task_id=task_id, entities=_entities_of(args))

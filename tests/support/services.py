@@ -56,12 +56,14 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     data_dir: Path
+    options: tuple[str, ...] = ()
 
     def stop(self) -> None:
         _terminate(self.process)
 
     def start_again(self) -> None:
-        self.process = _spawn_redis(self.port, self.data_dir)
+        """Restart on the same port, data dir and options (for outage tests)."""
+        self.process = _spawn_redis(self.port, self.data_dir, self.options)
         _wait_redis(self.url)
 
 
@@ -98,24 +100,38 @@ def couch_server(tmp: Path) -> Iterator[CouchServer]:
         server.stop()
 
 
-def _spawn_redis(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
+def _spawn_redis(
+    port: int, data_dir: Path, options: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceMissing("redis-server not found: apt-get install redis-server")
     return subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-         "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
+         "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", *options],
         stdout=(data_dir / "redis.log").open("ab"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
 
 
 @contextmanager
-def redis_server(tmp: Path) -> Iterator[RedisServer]:
+def redis_server(
+    tmp: Path, *, appendonly: bool = False, password: str | None = None
+) -> Iterator[RedisServer]:
+    """A redis-server on a free port. `appendonly` persists every write (`appendfsync always`),
+    so queued messages survive a restart as they do in production; `password` requires AUTH."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     assert port != 6379
-    server = RedisServer(f"redis://127.0.0.1:{port}/0", port, _spawn_redis(port, tmp), tmp)
+    options: tuple[str, ...] = ()
+    if appendonly:
+        options += ("--appendonly", "yes", "--appendfsync", "always")
+    if password:
+        options += ("--requirepass", password)
+    auth = f":{password}@" if password else ""
+    server = RedisServer(
+        f"redis://{auth}127.0.0.1:{port}/0", port, _spawn_redis(port, tmp, options), tmp, options
+    )
     try:
         _wait_redis(server.url)
         yield server
