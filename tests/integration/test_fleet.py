@@ -80,7 +80,6 @@ def test_plan_train_score_through_two_workers(
     plans = _wait_runs(couch, settings, "couchwatch.plan_scoring", 2)
     assert sum(p["events_in"] for p in plans) == len(events)
     score_runs = _wait_runs(couch, settings, "couchwatch.score_entities", 2)
-    workers = {r["worker"] for r in score_runs + train_runs}
     anomalies = list(couch.iter_all_docs(settings.db_name("anomalies")))
     assert anomalies, "no anomalies written"
     assert all(a["reasons"] and a["reasons"][0]["text"] for a in anomalies)
@@ -88,4 +87,9 @@ def test_plan_train_score_through_two_workers(
     flagged = {a["entity"] for a in anomalies if a["severity"] in ("medium", "high")}
     incident_users = {i.entity for i in scenario.incidents}
     assert flagged & incident_users, (flagged, incident_users)
+    # a burst of rescoring jobs queued at once is shared by both workers (prefetch 1)
+    for user in users:
+        app.send_task("couchwatch.rescore", args=[user, None, None])
+    rescore_runs = _wait_runs(couch, settings, "couchwatch.rescore", len(users))
+    workers = {r["worker"] for r in score_runs + train_runs + rescore_runs}
     assert len(workers) == 2, workers  # both worker hostnames did work
