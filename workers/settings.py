@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DB_SUFFIXES = ("models", "anomalies", "notifications", "runs", "quarantine")
+DB_SUFFIXES = ("models", "anomalies", "notifications", "runs", "quarantine", "apikeys")
 
 
 def _split_list(value: Any) -> Any:
@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     couchwatch_webhook_urls: TextList = Field(default_factory=list, repr=False)  # may hold tokens
     couchwatch_webhook_secret: SecretStr | None = None
     couchwatch_webhook_timeout_s: float = Field(default=10.0, gt=0)
+
+    # HTTP API (docs/api.md)
+    couchwatch_api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    couchwatch_api_max_events: int = Field(default=1000, ge=1, le=10_000)
 
     flower_user: str | None = None
     flower_password: SecretStr | None = None

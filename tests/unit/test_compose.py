@@ -26,7 +26,7 @@ def services() -> dict[str, Any]:
 
 
 def test_expected_services(services: dict[str, Any]) -> None:
-    assert set(services) == {"couchdb", "redis", "init", "worker", "beat", "flower"}
+    assert set(services) == {"couchdb", "redis", "init", "worker", "beat", "flower", "api"}
     assert services["couchdb"]["image"].startswith("couchdb:3")
     assert "noeviction" in services["redis"]["command"]
     assert "deploy" not in services["beat"]  # exactly one beat, never scaled

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from workers.cli.api_cmd import api, apikey
 from workers.cli.common import fail, settings_or_fail
 from workers.cli.demo_cmd import demo
 from workers.cli.evaluate_cmd import demo_data, evaluate
@@ -48,6 +49,8 @@ for command in (
     runs,
     notifications,
     models,
+    api,
+    apikey,
 ):
     cli.add_command(command)
 

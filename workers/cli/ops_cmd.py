@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
 
 from workers.cli.common import couch_or_fail, fail, settings_or_fail
 from workers.couch.errors import CouchError
-from workers.events import canonical_timestamp
 from workers.runs import recent_runs
 
 
@@ -178,17 +176,17 @@ def _matches(doc: dict[str, Any], selector: dict[str, Any]) -> bool:
 @click.option("--by", default="cli")
 def review(anomaly_id: str, decision: str, note: str, by: str) -> None:
     """Confirm (malicious) or dismiss (benign) an anomaly; training learns from it."""
+    from workers.review import UnknownAnomaly, review_anomaly
+
     settings = settings_or_fail()
     couch = couch_or_fail(settings)
-    db = settings.db_name("anomalies")
-    doc = couch.get(db, anomaly_id)
-    if doc is None:
-        fail(f"no anomaly {anomaly_id!r}")
     status = "confirmed" if decision == "confirm" else "dismissed"
-    stamp = canonical_timestamp(datetime.now(UTC))
-    doc["review"] = {"status": status, "by": by, "at": stamp, "note": note[:2000]}
-    doc["updated_at"] = stamp
-    couch.put(db, doc)
+    try:
+        review_anomaly(couch, settings.db_name("anomalies"), anomaly_id, status, note=note, by=by)
+    except UnknownAnomaly:
+        fail(f"no anomaly {anomaly_id!r}")
+    except CouchError as exc:
+        fail(str(exc))
     click.echo(f"{anomaly_id}: {status}")
 
 

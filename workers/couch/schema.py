@@ -6,6 +6,14 @@ from workers.couch.client import CouchClient
 from workers.settings import DB_SUFFIXES, Settings
 
 EVENTS_BY_ENTITY_TIME = "couchwatch-entity-time"
+STATS_DDOC = "_design/couchwatch-stats"
+# Anomaly indexes for keyset pages, by the equality filter in front of [window_start, _id].
+ANOMALY_PAGE_INDEXES: dict[str, tuple[str, ...]] = {
+    "page-time": (),
+    "page-entity": ("entity",),
+    "page-status": ("review.status",),
+    "page-severity": ("severity",),
+}
 
 
 def events_index(settings: Settings) -> tuple[str, str]:
@@ -26,11 +34,22 @@ def ensure_schema(client: CouchClient, settings: Settings) -> list[str]:
     ]
     ddoc, _ = events_index(settings)
     client.ensure_index(settings.events_db, [settings.entity_field, "timestamp"], name=ddoc)
-    client.ensure_index(settings.db_name("anomalies"), ["entity", "window_start"], name="by-entity")
+    anomalies = settings.db_name("anomalies")
+    client.ensure_index(anomalies, ["entity", "window_start"], name="by-entity")
+    for name, prefix in ANOMALY_PAGE_INDEXES.items():  # the API's keyset pages
+        client.ensure_index(anomalies, [*prefix, "window_start", "_id"], name=name)
     client.ensure_index(settings.db_name("runs"), ["finished_at"], name="by-finished")
     client.ensure_index(settings.db_name("models"), ["type", "entity"], name="by-type-entity")
     notifications = settings.db_name("notifications")
     client.ensure_index(notifications, ["status", "next_attempt_at"], name="by-status-due")
     client.ensure_index(notifications, ["created_at"], name="by-created")
     client.ensure_index(notifications, ["status", "created_at"], name="by-status-created")
+    client.upsert(anomalies, count_view("by_severity", "severity"))
+    client.upsert(notifications, count_view("by_status", "status"))
     return created
+
+
+def count_view(view: str, field: str) -> dict[str, object]:
+    """A design document with one view counting documents per `field` value (`/metrics`)."""
+    body = f"function (doc) {{ if (doc.{field}) {{ emit(doc.{field}, null); }} }}"
+    return {"_id": STATS_DDOC, "views": {view: {"map": body, "reduce": "_count"}}}

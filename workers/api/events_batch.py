@@ -1,0 +1,75 @@
+"""Store a batch of events posted to the API, validated exactly like `couchwatch ingest`.
+
+Each item gets its own outcome: `stored`, `duplicate` (the same `_id` is already stored, or
+appears earlier in the batch) or `quarantined` with the reason; quarantined items are written to
+`<prefix>quarantine` like rejected ingest lines. Nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.couch.client import CouchClient
+from workers.events import Rejection, validate_event
+from workers.ingest import Record, quarantine_doc
+from workers.settings import Settings
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The outcome of one posted event (its position in the batch, 0-based)."""
+
+    index: int
+    status: str  # stored | duplicate | quarantined
+    id: str | None = None
+    reason: str | None = None
+
+
+def _record(index: int, item: Any) -> Record:
+    raw = json.dumps(item, ensure_ascii=True, default=str).encode()  # ASCII: never unencodable
+    return Record(index + 1, raw, item)
+
+
+def store_events(
+    client: CouchClient,
+    settings: Settings,
+    items: list[Any],
+    *,
+    source: str,
+    now: datetime | None = None,
+) -> list[ItemResult]:
+    """Validate and store `items`; return one result per item, in order."""
+    now = now or datetime.now(UTC)
+    results: dict[int, ItemResult] = {}
+    events: list[dict[str, Any]] = []
+    positions: dict[str, int] = {}
+    quarantined: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        value = validate_event(item, entity_field=settings.entity_field, now=now)
+        if isinstance(value, Rejection):
+            quarantined.append(quarantine_doc(_record(index, item), value.reason, source, now))
+            results[index] = ItemResult(index, "quarantined", reason=value.reason)
+        elif value["_id"] in positions:
+            results[index] = ItemResult(index, "duplicate", id=value["_id"])
+        else:
+            positions[value["_id"]] = index
+            events.append(value)
+    written = client.bulk_docs(settings.events_db, events)
+    for row in written.rows:
+        index = positions[row.id]
+        if row.ok:
+            results[index] = ItemResult(index, "stored", id=row.id)
+        elif row.conflict:
+            results[index] = ItemResult(index, "duplicate", id=row.id)
+        else:
+            reason = f"refused by CouchDB: {row.error}: {row.reason}"[:300]
+            quarantined.append(quarantine_doc(_record(index, items[index]), reason, source, now))
+            results[index] = ItemResult(index, "quarantined", id=row.id, reason=reason)
+    if quarantined:
+        failed = client.bulk_docs(settings.db_name("quarantine"), quarantined).failed
+        if failed:
+            raise RuntimeError(f"could not quarantine {len(failed)} rejected events")
+    return [results[i] for i in range(len(items))]

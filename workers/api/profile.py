@@ -1,0 +1,118 @@
+"""What is normal for one entity, and its activity timeline, from CouchDB reads.
+
+Pure summaries (`summarize`, `bin_counts`) over event documents; the reads stay small: the most
+recent `PROFILE_EVENTS` events for the profile, at most `TIMELINE_MAX_EVENTS` for a timeline.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from workers.couch.client import CouchClient
+from workers.couch.schema import events_index
+from workers.events import canonical_timestamp
+from workers.ids import Entity
+from workers.settings import Settings
+
+PROFILE_EVENTS = 2000
+TIMELINE_MAX_EVENTS = 50_000
+WINDOW_S = 15 * 60  # the engine's scoring window (EngineConfig.window = 15min)
+TOP = 5
+
+Doc = dict[str, Any]
+DEVICES = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Windows", "Windows"),
+           ("Mac OS X", "Mac"), ("Linux", "Linux"))  # fmt: skip
+
+
+def recent_events(
+    client: CouchClient, settings: Settings, entity: Entity, *, limit: int = PROFILE_EVENTS
+) -> list[Doc]:
+    """The entity's `limit` most recent events, newest first (one index-backed `_find`)."""
+    field = settings.entity_field
+    docs, _ = client.find_page(
+        settings.events_db,
+        {
+            "selector": {field: entity, "timestamp": {"$gt": None}},
+            "sort": [{field: "desc"}, {"timestamp": "desc"}],
+            "use_index": list(events_index(settings)),
+            "limit": limit,
+        },
+    )
+    return docs
+
+
+def _top(values: Iterable[Any]) -> list[dict[str, Any]]:
+    counts = Counter(v for v in values if v not in (None, ""))
+    total = sum(counts.values()) or 1
+    return [{"value": v, "share": round(n / total, 3)} for v, n in counts.most_common(TOP)]
+
+
+def _browser(agent: str | None) -> str | None:
+    if not agent:
+        return None
+    for name in ("Edg", "OPR", "Firefox", "Chrome", "Safari", "curl", "python-requests"):
+        if name in agent:
+            return {"Edg": "Edge", "OPR": "Opera"}.get(name, name)
+    return "other"
+
+
+def _device(agent: str | None) -> str | None:
+    if not agent:
+        return None
+    for marker, name in DEVICES:
+        if marker in agent:
+            return name
+    return "other"
+
+
+def summarize(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Usual countries, devices, browsers, hours (UTC) and volumes of `events`.
+
+    Volumes: events per active day (median and max), median `bytes_sent` and `latency_ms`.
+    """
+    if not events:
+        return {"events_read": 0}
+    stamps = sorted(str(e["timestamp"]) for e in events)
+    per_day = Counter(s[:10] for s in stamps)
+    hours = Counter(int(s[11:13]) for s in stamps)
+
+    def median(name: str) -> float | None:
+        values = [float(e[name]) for e in events if isinstance(e.get(name), int | float)]
+        return statistics.median(values) if values else None
+
+    return {
+        "events_read": len(events),
+        "first": stamps[0],
+        "last": stamps[-1],
+        "countries": _top(e.get("country") for e in events),
+        "cities": _top(e.get("city") for e in events),
+        "devices": _top(_device(e.get("user_agent")) for e in events),
+        "browsers": _top(_browser(e.get("user_agent")) for e in events),
+        "types": _top(e.get("type") for e in events),
+        "endpoints": _top(e.get("endpoint") for e in events),
+        "hours_utc": [hours.get(h, 0) for h in range(24)],
+        "usual_hours_utc": sorted(h for h, n in hours.items() if n >= 0.05 * len(stamps)),
+        "events_per_active_day": {
+            "median": statistics.median(per_day.values()),
+            "max": max(per_day.values()),
+        },
+        "median_bytes_sent": median("bytes_sent"),
+        "median_latency_ms": median("latency_ms"),
+    }
+
+
+def window_start(timestamp: str) -> str:
+    """Start of the 15-minute window holding `timestamp` (canonical UTC text)."""
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = int(moment.timestamp()) // WINDOW_S * WINDOW_S
+    return canonical_timestamp(datetime.fromtimestamp(seconds, tz=UTC))
+
+
+def bin_counts(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Event counts per 15-minute window (only windows with events), oldest first."""
+    counts = Counter(window_start(str(e["timestamp"])) for e in events)
+    return [{"window_start": w, "events": n} for w, n in sorted(counts.items())]
