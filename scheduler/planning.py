@@ -92,9 +92,11 @@ def _collect(
         checked = validate_event(doc, entity_field=settings.entity_field, now=now)
         if isinstance(checked, Rejection):
             raw = str({k: v for k, v in doc.items() if k != "_rev"}).encode()[:4096]
-            bad.append(
-                quarantine_doc(Record(0, raw, None), checked.reason, settings.events_db, now)
+            quarantined = quarantine_doc(
+                Record(0, raw, None), checked.reason, settings.events_db, now
             )
+            # the raw text is cut at 4 KB, maybe before `_id`: name the document it came from
+            bad.append({**quarantined, "event_id": change.get("id")})
             continue
         entity, stamp = doc[settings.entity_field], checked["timestamp"]
         counts[entity] = counts.get(entity, 0) + 1

@@ -8,7 +8,7 @@ from typing import Any
 
 from workers.couch.client import CouchClient
 from workers.couch.schema import events_index
-from workers.events import canonical_timestamp
+from workers.events import Rejection, canonical_timestamp, validate_event
 from workers.ids import Entity
 from workers.settings import Settings
 
@@ -23,8 +23,16 @@ def iter_entity_events(
     start: str | None = None,
     end: str | None = None,
 ) -> Iterator[Doc]:
-    """Yield the entity's events with `start <= timestamp < end` (canonical UTC text), in order."""
-    yield from client.iter_by_key(
+    """Yield the entity's events with `start <= timestamp < end` (canonical UTC text), in order.
+
+    Documents that fail `validate_event` are skipped: a producer may write anything straight to
+    the events database, and the planner quarantines such documents, but they stay there and
+    match the entity's query. Trained or scored on, one `bytes_sent: "1e308"` makes the
+    population profile hold infinity, which no JSON document can store (tests/integration/
+    test_bad_input.py).
+    """
+    now = utc_now()
+    for doc in client.iter_by_key(
         settings.events_db,
         selector={settings.entity_field: entity},
         key_field="timestamp",
@@ -32,7 +40,11 @@ def iter_entity_events(
         end=end,
         sort_prefix=(settings.entity_field,),
         index=events_index(settings),
-    )
+    ):
+        if not isinstance(
+            validate_event(doc, entity_field=settings.entity_field, now=now), Rejection
+        ):
+            yield doc
 
 
 def training_history(
