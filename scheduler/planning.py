@@ -17,7 +17,7 @@ from typing import Any
 from workers.events import Rejection, canonical_timestamp, validate_event
 from workers.fleet import Fleet, registry_id
 from workers.history import iter_entity_events, utc_now
-from workers.ids import Entity
+from workers.ids import Entity, short_hash
 from workers.ingest import Record, quarantine_doc
 from workers.runs import describe
 from workers.training import pending_key
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "couchwatch-plan-scoring"
 PAGES_PER_FLUSH = 20
+COUNTED_SPANS_KEPT = 20
 ScoreItem = list[Any]  # [entity, since, until]
 Enqueue = Callable[[str, list[Any]], str]
 
@@ -55,6 +56,7 @@ def plan_scoring(fleet: Fleet, enqueue: Enqueue, *, max_pages: int = 1000) -> Pl
     now = utc_now()
     earliest: dict[Entity, str] = {}
     counts: dict[Entity, int] = {}
+    flush_since = since
     for page_number in range(1, max_pages + 1):
         page = couch.changes(db, since=since, limit=settings.couchwatch_changes_page_size)
         last_page = not page.results or page_number == max_pages
@@ -65,8 +67,9 @@ def plan_scoring(fleet: Fleet, enqueue: Enqueue, *, max_pages: int = 1000) -> Pl
         # Enqueue every few pages and at the end; the checkpoint moves only after enqueueing.
         if last_page or page_number % PAGES_PER_FLUSH == 0:
             if counts:
-                _flush(fleet, enqueue, counts, earliest, now, result)
-                counts, earliest = {}, {}
+                span = short_hash("changes", flush_since, since)
+                _flush(fleet, enqueue, counts, earliest, now, result, span)
+                counts, earliest, flush_since = {}, {}, since
             if result.pages:
                 couch.put_local(db, CHECKPOINT, {"seq": since, "at": canonical_timestamp(now)})
         if last_page:
@@ -114,9 +117,10 @@ def _flush(
     earliest: dict[Entity, str],
     now: datetime,
     result: PlanResult,
+    span: str,
 ) -> None:
     """Update the registry and enqueue scoring batches for the collected entities."""
-    update_registry(fleet, counts, earliest, now)
+    update_registry(fleet, counts, earliest, now, span)
     items: list[ScoreItem] = [[e, s, None] for e, s in earliest.items()]
     for batch in batches(items, fleet.settings.couchwatch_batch_size):
         result.task_ids.append(enqueue("couchwatch.score_entities", [batch]))
@@ -126,22 +130,34 @@ def _flush(
 
 
 def update_registry(
-    fleet: Fleet, counts: dict[Entity, int], earliest: dict[Entity, str], now: datetime
+    fleet: Fleet,
+    counts: dict[Entity, int],
+    earliest: dict[Entity, str],
+    now: datetime,
+    span: str,
 ) -> None:
-    """Add this page's counts to each entity's registry document (first/last seen, counts)."""
+    """Add these changes' counts to each entity's registry document (first/last seen, counts).
+
+    `span` names the `_changes` range counted (a hash of its start and end seq): a replayed range
+    (a checkpoint written back, a planner that died before checkpointing) is not counted twice.
+    """
     stamp = canonical_timestamp(now)
     docs = [
         {
             "_id": registry_id(e), "type": "entity", "entity": e, "first_seen": earliest[e],
             "last_event_at": earliest[e], "last_seen": stamp, "events_seen": n,
-            "events_since_training": n,
+            "events_since_training": n, "counted_spans": [span],
         }
         for e, n in counts.items()
     ]  # fmt: skip
 
     def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        spans = list(old.get("counted_spans", []))
+        if span in spans:
+            return old
         return {
             **old,
+            "counted_spans": [*spans, span][-COUNTED_SPANS_KEPT:],
             "last_seen": new["last_seen"],
             "first_seen": min(old.get("first_seen", new["first_seen"]), new["first_seen"]),
             "last_event_at": max(old.get("last_event_at", ""), new["last_event_at"]),

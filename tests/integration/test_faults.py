@@ -451,6 +451,9 @@ def test_replayed_changes_page_doubles_nothing(
         replayed = Counter(e["user_id"] for e in burst)
         _record(logs, couch, settings)
         stored = sum(1 for e in scenario.events if e["user_id"] == users[0]) + replayed[users[0]]
+        for user in users:  # the replayed range is not counted twice
+            stored_for = sum(1 for e in scenario.events if e["user_id"] == user) + replayed[user]
+            assert registry[user]["events_seen"] == stored_for, user
         print(f"\n[replay] {len(burst)} events replayed: {len(after)} anomalies before and after; "
               f"registry events_seen of a replayed entity: {registry[users[0]]['events_seen']} "
               f"(stored {stored})")  # fmt: skip
