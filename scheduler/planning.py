@@ -180,9 +180,13 @@ def iter_registry(fleet: Fleet) -> Iterator[dict[str, Any]]:
 
 
 def due_for_training(entry: dict[str, Any], *, now: datetime, retrain_after_s: float,
-                     min_new_events: int) -> bool:  # fmt: skip
+                     min_new_events: int, max_failures: int = 5) -> bool:  # fmt: skip
     """No model, a model flagged for retraining (unloadable), a model older than the retrain
-    interval, or enough new events since."""
+    interval, or enough new events since — unless training this entity already failed
+    `max_failures` times in a row (then only an explicit `train --entity` or `--force` retries;
+    the errors stay on its registry document and in its run records)."""
+    if int(entry.get("train_failures", 0)) >= max_failures:
+        return False
     if not entry.get("model_version") or entry.get("needs_retrain"):
         return True
     trained = entry.get("last_trained_at")
@@ -209,6 +213,7 @@ def plan_training(
             if force or due_for_training(
                 e, now=now, retrain_after_s=settings.couchwatch_retrain_after_s,
                 min_new_events=settings.couchwatch_retrain_min_new_events,
+                max_failures=settings.couchwatch_max_train_failures,
             )
         ]  # fmt: skip
     ttl = settings.celery_visibility_timeout_s

@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     couchwatch_retrain_after_s: float = Field(default=86_400.0, gt=0)
     couchwatch_retrain_min_new_events: int = Field(default=500, ge=1)
     couchwatch_history_days: int = Field(default=90, ge=1)
+    couchwatch_max_train_failures: int = Field(default=5, ge=1)
     couchwatch_model_keep_versions: int = Field(default=3, ge=1)
     couchwatch_model_cache_size: int = Field(default=256, ge=1)
     couchwatch_changes_page_size: int = Field(default=1000, ge=1, le=10_000)
@@ -101,6 +102,7 @@ class Settings(BaseSettings):
     flower_password: SecretStr | None = None
     flower_port: int = 5555
     flower_address: str = "127.0.0.1"
+    couchwatch_api_port: int = 8080  # the local stack's API and review page (on 127.0.0.1)
 
     @field_validator("couchwatch_entity_field")
     @classmethod

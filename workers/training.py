@@ -41,6 +41,7 @@ def train_entities(fleet: Fleet, entities: list[Entity], *, request_id: str, run
                 raise
             except Exception as exc:  # a poison entity: record it, carry on with the rest
                 run.fail_entity(entity, exc)
+                record_failure(fleet, entity, run.entity_errors[str(entity)])
                 continue
             fleet.redis.delete(pending_key(entity))
             run.details.setdefault("versions", {})[str(entity)] = version
@@ -82,8 +83,24 @@ def mark_trained(fleet: Fleet, entity: Entity, version: int, now: datetime) -> N
         {
             "_id": registry_id(entity), "type": "entity", "entity": entity,
             "model_version": version, "last_trained_at": stamp, "events_since_training": 0,
-            "needs_retrain": False, "retrain_reason": None,
+            "needs_retrain": False, "retrain_reason": None, "train_failures": 0,
+            "last_train_error": None,
         },
+        merge=merge,
+    )  # fmt: skip
+
+
+def record_failure(fleet: Fleet, entity: Entity, error: str) -> None:
+    """Count a failed training on the entity's registry document (planning stops after a few)."""
+
+    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        failures = int(old.get("train_failures", 0)) + 1
+        return {**old, "train_failures": failures, "last_train_error": new["last_train_error"]}
+
+    fleet.couch.upsert(
+        fleet.settings.db_name("models"),
+        {"_id": registry_id(entity), "type": "entity", "entity": entity, "train_failures": 1,
+         "last_train_error": error},
         merge=merge,
     )  # fmt: skip
 

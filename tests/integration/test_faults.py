@@ -39,6 +39,7 @@ from tests.integration.test_fleet_resilience import (
 from tests.support.fleet import worker_fleet
 from tests.support.services import CouchServer, RedisServer, couch_server, redis_server
 from workers.couch.client import CouchClient
+from workers.fleet import registry_id
 from workers.model_store import head_id
 from workers.settings import Settings
 
@@ -379,6 +380,9 @@ def test_poison_entity_is_recorded_bounded_and_isolated(
         assert train["outcome"] == "partial", train
         assert list(train["entity_errors"]) == ["poison"], train["entity_errors"]
         assert "ValueError" in train["entity_errors"]["poison"]
+        entry = couch.get(settings.db_name("models"), registry_id("poison"))
+        assert entry is not None and entry["train_failures"] >= 1
+        assert "ValueError" in entry["last_train_error"]
         assert sorted(train["details"]["versions"]) == users
         entities_planned = sorted(p["details"]["entities"] for p in plans_t)
         assert entities_planned == [0, 1, 7], entities_planned  # all, none, the poison alone
