@@ -45,6 +45,7 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
         "FLOWER_USER": "flower",
         "FLOWER_PASSWORD": "flower-pass-93",
         "FLOWER_PORT": str(free_port()),
+        "COUCHWATCH_API_PORT": str(free_port()),
         "COUCHWATCH_STATE_DIR": str(state),
         "COUCHWATCH_EVENTS_DB": "stack_events",
         "COUCHWATCH_SMTP_HOST": "127.0.0.1",
@@ -65,14 +66,18 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
             for line in _cli(env, "status").splitlines()[1:]
         }  # fmt: skip
         assert rows == dict.fromkeys(
-            ("couchdb", "redis", "smtp", "worker1", "worker2", "beat", "flower"), "running"
+            ("couchdb", "redis", "smtp", "worker1", "worker2", "beat", "flower", "api"), "running"
         )
         flower = f"http://127.0.0.1:{env['FLOWER_PORT']}/api/workers"
         assert requests.get(flower, timeout=10).status_code == 401
+        api = f"http://127.0.0.1:{env['COUCHWATCH_API_PORT']}"
+        assert "couchwatch" in requests.get(f"{api}/", timeout=10).text  # the review page
+        assert requests.get(f"{api}/v1/anomalies", timeout=10).status_code == 401
 
         demo = _cli(env, "demo", "--users", "6", "--days", "10")
         assert "accepted" in demo and "rejected 6" in demo
         assert "notifications:" in demo
+        assert f"review page: {api}/" in demo and "cwk_" not in demo  # a key only on a terminal
         mails = received(state)
         assert mails and all(m.to == "analyst@localhost" for m in mails), demo
         assert all("anomaly" in m.subject or "digest" in m.subject for m in mails)
@@ -82,6 +87,7 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
     finally:
         down = _cli(env, "down")
     assert "stopped worker1" in down and "stopped couchdb" in down and "stopped smtp" in down
+    assert "stopped api" in down
     assert _processes_under(state) == []
     rows = _cli(env, "status").splitlines()[1:]
     assert all(line.split()[1] == "stopped" for line in rows)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from workers.api.keys import create_key
 from workers.cli.common import couch_or_fail, fail, settings_or_fail
 from workers.cli.ops_cmd import _send, _wait_runs
 from workers.couch.client import CouchClient
@@ -23,6 +25,7 @@ from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_schema
 from workers.ingest import ingest_stream
 from workers.settings import Settings
+from workers.stack import local
 from workers.stack.mail import mail_dir, received
 
 
@@ -86,6 +89,25 @@ def demo(users: int, days: int, seed: int, top: int) -> None:
         fail(str(exc))
     click.echo(f"labels of the injected incidents: {labels_path}")
     click.echo(f"evaluate: couchwatch evaluate --labels {labels_path}")
+    _show_review_page(couch, settings)
+
+
+def _show_review_page(couch: CouchClient, settings: Settings) -> None:
+    """The review page's URL, and on a terminal a fresh read+review API key (shown once)."""
+    url = local.api_url(settings)
+    if not sys.stdout.isatty():  # never write a key into a log or a CI transcript
+        click.echo(
+            f"review page: {url} (a key: couchwatch apikey create --scope read --scope review)"
+        )
+        return
+    db = settings.db_name("apikeys")
+    try:
+        couch.ensure_db(db)
+        key = create_key(couch, db, ["read", "review"], name="make demo")
+    except CouchError as exc:
+        click.echo(f"review page: {url} (could not create a key: {exc})")
+        return
+    click.echo(f"review page: {url}  API key (read, review; shown only now): {key}")
 
 
 def _ingest_events(

@@ -1,8 +1,9 @@
 """The local stack behind `couchwatch up | down | status` and `make demo`.
 
 PouchDB Server (a CouchDB-compatible server from npm) with an admin user and its data under
-`.couchwatch/`, redis-server, two Celery workers, beat and Flower with basic auth. A CouchDB or
-Redis already answering at `COUCHDB_URL`/`REDIS_URL` is used instead of starting one.
+`.couchwatch/`, redis-server, two Celery workers, beat, Flower with basic auth and the API with
+the review page (on 127.0.0.1). A CouchDB or Redis already answering at `COUCHDB_URL`/`REDIS_URL`
+is used instead of starting one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from workers.stack import mail, processes
 from workers.stack.processes import port_open, wait_for
 
 WORKERS = ("worker1", "worker2")
-ORDER = ("couchdb", "redis", "smtp", *WORKERS, "beat", "flower")
+ORDER = ("couchdb", "redis", "smtp", *WORKERS, "beat", "flower", "api")
+API_ADDRESS = "127.0.0.1"  # the local API is never exposed beyond this machine
 ENV_FILE_MARKER = "# written by `couchwatch up` for the local stack; edit freely"
 
 
@@ -123,6 +125,17 @@ def flower_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def api_argv(settings: Settings) -> list[str]:
+    """The command line that serves the HTTP API and the review page for the local stack."""
+    return [sys.executable, "-m", "workers.cli.main", "api",
+            "--host", API_ADDRESS, "--port", str(settings.couchwatch_api_port)]  # fmt: skip
+
+
+def api_url(settings: Settings) -> str:
+    """The review page of the local stack's API."""
+    return f"http://{API_ADDRESS}:{settings.couchwatch_api_port}/"
+
+
 def worker_argv(name: str, queues: str = "plan,train,score,notify") -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
@@ -165,6 +178,9 @@ def up(settings: Settings, root: Path, *, say: Callable[[str], None] = print) ->
             lambda: port_open(settings.flower_address, settings.flower_port),
             timeout_s=30, what="Flower", log=str(state / "logs" / "flower.log"),
         )  # fmt: skip
+    if _ensure(state, "api", api_argv(settings), env, settings.couchwatch_api_port, root, say):
+        wait_for(lambda: port_open(API_ADDRESS, settings.couchwatch_api_port), timeout_s=60,
+                 what="API", log=str(state / "logs" / "api.log"))  # fmt: skip
 
 
 def down(settings: Settings, root: Path, *, say: Callable[[str], None] = print) -> list[str]:
@@ -203,6 +219,9 @@ def status(settings: Settings, root: Path) -> list[ComponentStatus]:
         elif name == "flower":
             healthy = pid is not None and port_open(settings.flower_address, settings.flower_port)
             detail = f"http://{settings.flower_address}:{settings.flower_port}/"
+        elif name == "api":
+            healthy = pid is not None and port_open(API_ADDRESS, settings.couchwatch_api_port)
+            detail = f"{api_url(settings)} (review page)"
         else:
             healthy, detail = pid is not None, (record.log if record else "")
         if pid is None and healthy:
