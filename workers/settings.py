@@ -103,7 +103,6 @@ class Settings(BaseSettings):
     flower_port: int = 5555
     flower_address: str = "127.0.0.1"
     couchwatch_api_port: int = 8080  # the local stack's API and review page (on 127.0.0.1)
-    couchwatch_api_port: int = 8080  # the local stack's API and review page (on 127.0.0.1)
 
     @field_validator("couchwatch_entity_field")
     @classmethod
