@@ -6,7 +6,7 @@ CW := $(VENV)/bin/couchwatch
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test up down status install prereqs lint typecheck unit integration soak clean
+.PHONY: demo test up down status install prereqs lint typecheck unit integration soak clean bench
 
 demo: install
 	@$(CW) up
@@ -39,6 +39,10 @@ unit: install
 
 integration: install
 	$(PY) -m pytest -q -m integration
+
+# Benchmarks (<= 15 min on 2 cores): bench/results/<date>.json and docs/performance.md
+bench: install
+	$(PY) -m bench
 
 # The soak of tests/integration/test_faults.py for 20 minutes (60 s in `make test`).
 soak: install

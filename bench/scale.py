@@ -1,0 +1,143 @@
+"""Scale curve (small histories), steady state, worker RSS and model sizes at the large point.
+
+Store points go through PouchDB Server and two real workers (plan + train + score); memory points
+feed the engine from memory (population over every entity, then fit + score a sample).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from bench import data
+from bench.fleet_e2e import model_sizes, task_overhead
+from bench.stack import Doc, Services, Stack, planned, stack, store, warm_index, worker_peaks
+from scheduler.planning import CHECKPOINT
+from workers.engine.model import fit_entity_model
+from workers.engine.population import build_population
+
+FIELD = "user_id"
+MB = 1024 * 1024
+
+
+def _pass(st: Stack, fresh: list[Doc]) -> dict[str, Any]:
+    """Store `fresh`, then one timed scoring pass (plan_scoring and every score task)."""
+    store(st, fresh)
+    warm_index(st, str(fresh[0][FIELD]))
+    start = time.perf_counter()
+    plan, runs = planned(st, "couchwatch.plan_scoring", force=True)
+    wall = time.perf_counter() - start
+    return {
+        "new_events": len(fresh),
+        "wall_s": wall,
+        "plan_s": float(plan["duration_s"]),
+        "plan_events_in": int(plan["events_in"]),
+        "score_tasks": len(runs),
+        "score_body_s": sum(float(r["duration_s"]) for r in runs),
+        "runs": runs,
+    }
+
+
+def store_point(
+    svc: Services, n: int, history: int, fresh: int, *, steady: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    old, new = data.small_entities(n, history, fresh, prefix=f"s{n}-")
+    with stack(svc, f"scale-{n}") as st:
+        store(st, old)
+        warm_index(st, str(old[0][FIELD]))
+        start = time.perf_counter()
+        plan, _ = planned(st, "couchwatch.plan_scoring", force=True)
+        _, train_runs = planned(st, "couchwatch.plan_training", force=True)
+        train_wall = time.perf_counter() - start
+        scored = _pass(st, new)
+        overhead = task_overhead(train_runs, scored.pop("runs"))
+        overhead["batch_size"] = st.settings.couchwatch_batch_size
+        wall = train_wall + scored["wall_s"]
+        out: dict[str, Any] = {
+            "entities": n,
+            "through_store": True,
+            "events": len(old) + len(new),
+            "wall_s": wall,
+            "per_entity_ms": wall / n * 1000,
+            "train_phase_s": train_wall,
+            "score_phase_s": scored["wall_s"],
+            "plan_history_s": float(plan["duration_s"]),
+            "plan_history_events": len(old),
+            "plan_new_s": scored["plan_s"],
+            "plan_new_events": scored["plan_events_in"],
+            "train_tasks": len(train_runs),
+            "overhead": overhead,
+        }
+        peaks = worker_peaks(st)
+        out["worker_peak_rss_mb"] = {k: max(v) / MB if v else None for k, v in peaks.items()}
+        out["model_size"] = model_sizes(st)
+        if steady is not None:
+            out["steady"] = steady_state(st, new, n * (history + fresh), *steady)
+    return out
+
+
+def steady_state(
+    st: Stack, fresh: list[Doc], history_now: int, new_events: int, extra: int
+) -> dict[str, Any]:
+    """One scoring pass over `new_events` new events at two history sizes."""
+    last: dict[str, Doc] = {}
+    for e in fresh:
+        last[str(e[FIELD])] = e
+    entities = sorted(last)
+    per_entity = 5
+    m = max(1, new_events // per_entity)
+    a = _pass(st, data.later_events(last, entities[:m], new_events, "sa"))
+    a.pop("runs")
+    a["history_events"] = history_now + new_events
+    older = data.older_history(entities, extra)
+    store(st, older)
+    # that history was scored long ago: move the planner's checkpoint past it, as production would
+    seq = st.couch.db_info(st.settings.events_db)["update_seq"]
+    st.couch.put_local(st.settings.events_db, CHECKPOINT, {"seq": str(seq)})
+    warm_index(st, entities[0])
+    b = _pass(st, data.later_events(last, entities[m : 2 * m], new_events, "sb"))
+    b.pop("runs")
+    b["history_events"] = a["history_events"] + len(older) + new_events
+    ratio = b["wall_s"] / a["wall_s"]
+    return {
+        "small": a,
+        "large": b,
+        "ratio": ratio,
+        "target": "within +-20%",
+        "met": abs(ratio - 1) <= 0.2,
+    }
+
+
+def memory_point(n: int, history: int, fresh: int, sample: int) -> dict[str, Any]:
+    old, new = data.small_entities(n, history, fresh, prefix=f"m{n}-")
+    hist, news = data.by_entity(old), data.by_entity(new)
+    start = time.perf_counter()
+    population = build_population(old, entity_field=FIELD)
+    pop_s = time.perf_counter() - start
+    chosen = sorted(hist)[:: max(1, n // sample)][:sample]
+    start = time.perf_counter()
+    for entity in chosen:
+        model = fit_entity_model(entity, hist[entity], entity_field=FIELD, population=population)
+        model.score(news[entity])
+    fit_s = time.perf_counter() - start
+    per_entity = pop_s / n + fit_s / len(chosen)
+    return {
+        "entities": n,
+        "through_store": False,
+        "events": len(old) + len(new),
+        "population_s": pop_s,
+        "sampled_entities": len(chosen),
+        "sample_fit_score_s": fit_s,
+        "per_entity_ms": per_entity * 1000,
+    }
+
+
+def ratios(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for small, large in itertools.pairwise(points):
+        r = large["per_entity_ms"] / small["per_entity_ms"]
+        out.append(
+            {"from": small["entities"], "to": large["entities"], "ratio": r, "met": r <= 1.2}
+        )
+    return out
