@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from tests.support.services import (
     CouchServer,
@@ -56,6 +57,9 @@ def make_settings(couchdb: CouchServer, redis_url: str, **overrides: object) -> 
 
 @pytest.fixture
 def settings(couchdb: CouchServer, redis_service: RedisServer) -> Settings:
+    """Settings on the session's servers; the broker starts empty (no message of an earlier
+    test's can reach this test's workers, which would run it against this test's databases)."""
+    redis.Redis.from_url(redis_service.url).flushdb()
     return make_settings(couchdb, redis_service.url)
 
 

@@ -97,12 +97,13 @@ def record_failure(fleet: Fleet, entity: Entity, error: str) -> None:
         failures = int(old.get("train_failures", 0)) + 1
         return {**old, "train_failures": failures, "last_train_error": new["last_train_error"]}
 
-    fleet.couch.upsert(
-        fleet.settings.db_name("models"),
-        {"_id": registry_id(entity), "type": "entity", "entity": entity, "train_failures": 1,
-         "last_train_error": error},
-        merge=merge,
-    )  # fmt: skip
+    db = fleet.settings.db_name("models")
+    existing = fleet.couch.get(db, registry_id(entity))
+    if existing is None:  # an id the planner never registered: nothing to count it on
+        return
+    first = {**existing, "train_failures": int(existing.get("train_failures", 0)) + 1,
+             "last_train_error": error}  # fmt: skip
+    fleet.couch.upsert(db, first, merge=merge)
 
 
 def load_population(fleet: Fleet) -> detection.Population | None:
