@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -56,12 +57,19 @@ def _zone(name: str) -> ZoneInfo | None:
         return None
 
 
-def _local_hour(ts: pd.Timestamp, tz: str | None, offset_minutes: float) -> float:
-    if not np.isnan(offset_minutes):
-        local = ts + pd.Timedelta(minutes=float(offset_minutes))
-        return float(local.hour)
-    zone = _zone(tz) if tz else None
-    return float(ts.tz_convert(zone).hour if zone else ts.hour)
+def _local_hours(stamps: pd.DatetimeIndex, tz: list[str | None], offset: np.ndarray) -> np.ndarray:
+    """Local hour per login: UTC + ``utc_offset_minutes``, else the IANA zone, else UTC."""
+    ns = stamps.as_unit("ns").asi8
+    with np.errstate(invalid="ignore"):
+        shifted = ns + np.nan_to_num(offset * 60e9).astype(np.int64)
+    hours = ((shifted // 3_600_000_000_000) % 24).astype(float)
+    use_zone = np.isnan(offset)
+    for name in {z for z, use in zip(tz, use_zone, strict=True) if use and z}:
+        zone = _zone(name)
+        rows = np.flatnonzero(use_zone & np.array([z == name for z in tz], dtype=bool))
+        if zone is not None and len(rows):
+            hours[rows] = stamps[rows].tz_convert(zone).hour.to_numpy(dtype=float)
+    return hours
 
 
 def is_login_type(value: object) -> bool:
@@ -81,32 +89,29 @@ def login_context(frame: pd.DataFrame) -> pd.DataFrame:
     """
     if frame.empty:
         return pd.DataFrame(columns=list(CONTEXT_COLUMNS))
-    logins = frame.loc[[is_login_type(t) for t in frame["type"]]]
-    ua = [ua_families(s) if _text(s) else (None, None, None) for s in logins["user_agent"]]
-    out = pd.DataFrame(
-        {
-            "event_id": logins["event_id"].to_numpy(),
-            "timestamp": logins["timestamp"].to_numpy(),
-            "country": [c.upper() if (c := _text(v)) else None for v in logins["country"]],
-            "region": [_text(v) for v in logins["region"]],
-            "city": [_text(v) for v in logins["city"]],
-            "ip_prefix": [ip_prefix(ip) if _text(ip) else None for ip in logins["ip_address"]],
-            "asn": [_text(v) for v in logins["asn"]],
-            "browser": [u[0] for u in ua],
-            "os": [u[1] for u in ua],
-            "device": [u[2] for u in ua],
-            "local_hour": [
-                _local_hour(ts, _text(tz), off)
-                for ts, tz, off in zip(
-                    logins["timestamp"],
-                    logins["tz"],
-                    logins["utc_offset_minutes"],
-                    strict=True,
-                )
-            ],
-        }
-    )
-    out["timestamp"] = pd.to_datetime(out["timestamp"], utc=True)
-    for name in CONTEXT_FIELDS:
-        out[name] = pd.Series([_text(v) for v in out[name]], index=out.index, dtype=object)
-    return out.reset_index(drop=True)
+    rows = np.flatnonzero([is_login_type(t) for t in frame["type"].to_numpy(dtype=object)])
+
+    def column(name: str) -> list[str | None]:
+        return [_text(v) for v in frame[name].to_numpy(dtype=object)[rows].tolist()]
+
+    agents = column("user_agent")
+    ua = [ua_families(s) if s else (None, None, None) for s in agents]
+    stamps = pd.DatetimeIndex(frame["timestamp"]).take(rows)
+    offset = frame["utc_offset_minutes"].to_numpy(dtype=float)[rows]
+    values: dict[str, list[str | None]] = {
+        "country": [c.upper() if c else None for c in column("country")],
+        "region": column("region"),
+        "city": column("city"),
+        "ip_prefix": [ip_prefix(ip) if ip else None for ip in column("ip_address")],
+        "asn": column("asn"),
+        "browser": [u[0] for u in ua],
+        "os": [u[1] for u in ua],
+        "device": [u[2] for u in ua],
+    }
+    out: dict[str, Any] = {
+        "event_id": pd.Series(frame["event_id"].to_numpy(dtype=object)[rows], dtype=object),
+        "timestamp": stamps,
+    }
+    out.update({name: pd.Series(values[name], dtype=object) for name in CONTEXT_FIELDS})
+    out["local_hour"] = _local_hours(stamps, column("tz"), offset)
+    return pd.DataFrame(out)

@@ -15,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import grouped
 from .context import is_login_type, login_context
+from .grouped import first_occurrence, group_starts
 
 __all__ = [
     "CATEGORICAL_FIELDS",
@@ -30,6 +32,7 @@ __all__ = [
     "parse_timestamps",
     "relative_min_scales",
     "window_features",
+    "window_table",
 ]
 
 CATEGORICAL_FIELDS: tuple[str, ...] = (
@@ -88,25 +91,60 @@ def window_timedelta(window: str) -> pd.Timedelta:
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
     """Parse ISO 8601 strings (any offset) or epoch seconds into UTC timestamps (NaT if bad)."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    is_num = numeric.notna() & values.map(lambda v: not isinstance(v, str) or _is_number(v))
-    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    if is_num.any():
-        out[is_num] = pd.to_datetime(numeric[is_num], unit="s", utc=True, errors="coerce")
-    rest = ~is_num & values.notna()
-    if rest.any():
-        out[rest] = pd.to_datetime(
-            values[rest].astype(str), utc=True, format="ISO8601", errors="coerce"
-        )
+    ns = _timestamps_ns(values.tolist())
+    stamps = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
+    return pd.Series(stamps, index=values.index, dtype="datetime64[ns, UTC]")
+
+
+_NAT = np.iinfo(np.int64).min
+_US_LIMIT = np.iinfo(np.int64).max // 1000  # microseconds that still fit in nanoseconds
+
+
+def _timestamps_ns(values: list[Any]) -> np.ndarray:
+    """Epoch nanoseconds of ISO 8601 strings or epoch seconds; ``_NAT`` where unparseable."""
+    out = np.full(len(values), _NAT, dtype=np.int64)
+    iso = np.array(
+        [type(v) is str and v[4:5] == "-" and v[:4].isdigit() for v in values], dtype=bool
+    )
+    if iso.any():
+        out[iso] = _iso_ns([v for v, ok in zip(values, iso, strict=True) if ok])
+    rest = np.flatnonzero(~iso)
+    if len(rest):
+        out[rest] = _other_ns(pd.Series([values[i] for i in rest], dtype=object))
     return out
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _iso_ns(texts: list[str]) -> np.ndarray:
+    parsed = pd.to_datetime(texts, utc=True, format="ISO8601", errors="coerce")
+    return _as_ns(pd.DatetimeIndex(parsed))
+
+
+def _as_ns(stamps: pd.DatetimeIndex) -> np.ndarray:
+    """Nanoseconds of any-unit timestamps; ``_NAT`` where missing or beyond year 2262."""
+    if stamps.unit == "ns":
+        return np.asarray(stamps.asi8, dtype=np.int64).copy()
+    micros = stamps.as_unit("us").asi8
+    ok = (micros != _NAT) & (np.abs(micros) < _US_LIMIT)
+    return np.where(ok, micros * 1000, _NAT)
+
+
+def _other_ns(values: pd.Series) -> np.ndarray:
+    """Epoch seconds (numbers or numeric strings), else any ISO 8601 text the fast path skipped."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    is_num = numeric.notna()
+    out = np.full(len(values), _NAT, dtype=np.int64)
+    if is_num.any():
+        stamps = pd.to_datetime(numeric[is_num], unit="s", utc=True, errors="coerce")
+        out[is_num.to_numpy()] = _as_ns(pd.DatetimeIndex(stamps))
+    rest = (~is_num & values.notna()).to_numpy()
+    if rest.any():
+        texts = [str(v) for v in values[rest]]
+        out[rest] = _iso_ns(texts)
+    return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def events_frame(
@@ -118,46 +156,61 @@ def events_frame(
     missing or unparseable); ``state`` is accepted for ``region``. Events whose timestamp cannot
     be parsed are dropped and counted in ``frame.attrs["dropped_events"]``.
     """
-    rows = list(events)
-    raw = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
-    n = len(raw)
-
-    def column(name: str) -> pd.Series:
-        if name in raw.columns:
-            return raw[name]
-        return pd.Series([None] * n, index=raw.index, dtype=object)
-
-    region = column("region")
-    if "state" in raw.columns:
-        region = region.where(region.notna(), raw["state"])
-    frame = pd.DataFrame(
-        {
-            "event_id": column("_id").astype(object),
-            "entity": column(entity_field).astype(object),
-            "timestamp": parse_timestamps(column("timestamp")),
-        },
-        index=raw.index,
-    )
+    rows = events if isinstance(events, list) else list(events)
+    ts = _timestamps_ns([r.get("timestamp") for r in rows])
+    good = np.flatnonzero(ts != _NAT)
+    ids = [_event_id(rows[i].get("_id")) for i in good]
+    order = _time_order(ts[good], ids)
+    kept = [rows[i] for i in good[order]]
+    columns: dict[str, Any] = {
+        "event_id": _objects([ids[i] for i in order]),
+        "entity": _objects([r.get(entity_field) for r in kept]),
+        "timestamp": pd.DatetimeIndex(ts[good[order]].view("datetime64[ns]")).tz_localize("UTC"),
+    }
     for name in CATEGORICAL_FIELDS:
-        values = region if name == "region" else column(name)
-        frame[name] = pd.Series(
-            [_clean_category(v) for v in values], index=frame.index, dtype=object
+        values = [_region(r) for r in kept] if name == "region" else [r.get(name) for r in kept]
+        columns[name] = _objects(
+            [(v.strip() or None) if type(v) is str else _clean_category(v) for v in values]
         )
     for name in NUMERIC_FIELDS:
-        frame[name] = pd.to_numeric(column(name), errors="coerce").astype(float)
-    bad = frame["timestamp"].isna()
-    frame = frame.loc[~bad]
-    frame["event_id"] = pd.Series(
-        [None if pd.isna(v) else str(v) for v in frame["event_id"]], index=frame.index, dtype=object
-    )
-    frame = frame.sort_values(["timestamp", "event_id"], kind="stable", na_position="last")
-    frame = frame.reset_index(drop=True)
-    frame.attrs["dropped_events"] = int(bad.sum())
+        columns[name] = _floats([r.get(name) for r in kept])
+    frame = pd.DataFrame(columns)
+    frame.attrs["dropped_events"] = len(rows) - len(good)
     return frame
 
 
+def _objects(values: list[Any]) -> pd.Series:
+    return pd.Series(values, dtype=object)
+
+
+def _floats(values: list[Any]) -> np.ndarray:
+    try:
+        return np.array(values, dtype=float)
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
+
+
+def _event_id(value: Any) -> str | None:
+    return None if _missing(value) else str(value)
+
+
+def _region(row: Mapping[str, Any]) -> Any:
+    region = row.get("region")
+    return row.get("state") if _missing(region) else region
+
+
+def _time_order(ts: np.ndarray, ids: list[str | None]) -> np.ndarray:
+    """Row order by (timestamp, event_id), missing ids last among equal timestamps."""
+    order = np.argsort(ts, kind="stable")
+    ordered = ts[order]
+    if len(ts) < 2 or not (ordered[1:] == ordered[:-1]).any():
+        return order
+    keyed = sorted(range(len(ts)), key=lambda i: (ts[i], ids[i] is None, ids[i] or ""))
+    return np.asarray(keyed, dtype=np.intp)
+
+
 def _clean_category(value: Any) -> str | None:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+    if _missing(value):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -174,72 +227,140 @@ def window_features(
     ``event_ids`` (list) and the :data:`WINDOW_FEATURES` columns (floats). ``new_endpoints``
     counts endpoints neither in ``known_endpoints`` nor seen earlier in ``frame``.
     """
-    columns = ["window_start", "window_end", "event_ids", *WINDOW_FEATURES]
+    return window_table(frame, window, known_endpoints)
+
+
+def window_table(
+    frame: pd.DataFrame,
+    window: str = "15min",
+    known_endpoints: Iterable[str] = (),
+    *,
+    by_entity: bool = False,
+    event_ids: bool = True,
+) -> pd.DataFrame:
+    """:func:`window_features` over one frame, optionally per entity (a leading ``entity``).
+
+    With ``by_entity`` windows are grouped by (entity, window) and ``new_endpoints`` is per
+    entity; without ``event_ids`` that (costly) list column is left out.
+    """
+    lead = ["entity"] if by_entity else []
+    columns = [*lead, "window_start", "window_end", *(["event_ids"] if event_ids else [])]
+    columns += list(WINDOW_FEATURES)
     if frame.empty:
         return pd.DataFrame(columns=columns)
-    width = window_timedelta(window)
-    f = frame.assign(window_start=frame["timestamp"].dt.floor(width))
-    is_login = pd.Series([is_login_type(t) for t in f["type"]], index=f.index, dtype=bool)
-    status = f["status_code"]
-    known = set(known_endpoints)
-    first_seen = f["endpoint"].notna() & ~f["endpoint"].duplicated() & ~f["endpoint"].isin(known)
-    has_type = f["type"].notna()
-    f = f.assign(
-        _login=is_login.astype(float).where(has_type),
-        _failed=(is_login & status.isin(FAILED_LOGIN_CODES)).astype(float).where(has_type),
-        _4xx=((status >= 400) & (status < 500)).astype(float).where(status.notna()),
-        _5xx=(status >= 500).astype(float).where(status.notna()),
-        _new=first_seen.astype(float).where(f["endpoint"].notna()),
-    )
-    g = f.groupby("window_start", sort=True)
-    out = pd.DataFrame(
-        {
-            "event_ids": g["event_id"].agg(list),
-            "events": g.size().astype(float),
-            "logins": g["_login"].sum(min_count=1),
-            "failed_logins": g["_failed"].sum(min_count=1),
-            "status_4xx": g["_4xx"].sum(min_count=1),
-            "status_5xx": g["_5xx"].sum(min_count=1),
-            "n_status": g["_4xx"].count(),
-            "bytes_sum": g["bytes_sent"].sum(min_count=1),
-            "bytes_max": g["bytes_sent"].max(),
-            "latency_mean": g["latency_ms"].mean(),
-            "latency_p95": g["latency_ms"].quantile(0.95),
-            "distinct_endpoints": g["endpoint"].nunique().astype(float),
-            "n_endpoint": g["endpoint"].count(),
-            "distinct_ips": g["ip_address"].nunique().astype(float),
-            "n_ip": g["ip_address"].count(),
-            "new_endpoints": g["_new"].sum(min_count=1),
-        }
-    )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["failed_login_ratio"] = (out["failed_logins"] / out["logins"]).where(
-            out["logins"] > 0, 0.0
-        )
-        out.loc[out["logins"].isna(), "failed_login_ratio"] = np.nan
-        out["ratio_4xx"] = (out["status_4xx"] / out["n_status"]).where(out["n_status"] > 0)
-        out["ratio_5xx"] = (out["status_5xx"] / out["n_status"]).where(out["n_status"] > 0)
-    out.loc[out["n_endpoint"] == 0, "distinct_endpoints"] = np.nan
-    out.loc[out["n_ip"] == 0, "distinct_ips"] = np.nan
-    starts = pd.DatetimeIndex(out.index)
-    hour = starts.hour + starts.minute / 60.0
+    width = window_timedelta(window).value
+    ts = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8
+    owner = np.zeros(len(ts), dtype=np.intp)
+    entities: Any = None
+    order = np.arange(len(ts))
+    if by_entity:
+        owner, entities = pd.factorize(frame["entity"].astype(str), sort=True)
+        order = np.argsort(owner, kind="stable")
+    win = ts[order] // width
+    owner = owner[order]
+    starts = group_starts(owner, win)
+    out: dict[str, Any] = {}
+    if by_entity:
+        out["entity"] = _objects(list(np.asarray(entities)[owner[starts]]))
+    stamps = pd.DatetimeIndex((win[starts] * width).view("datetime64[ns]")).tz_localize("UTC")
+    out["window_start"] = stamps
+    out["window_end"] = stamps + pd.Timedelta(width, unit="ns")
+    if event_ids:
+        ids = frame["event_id"].to_numpy(dtype=object)[order].tolist()
+        ends = [*starts[1:].tolist(), len(ids)]
+        out["event_ids"] = [ids[a:b] for a, b in zip(starts.tolist(), ends, strict=True)]
+    out.update(_window_values(frame, order, owner, starts, set(known_endpoints)))
+    minutes = (win[starts] * width) // 60_000_000_000
+    hour = (minutes % 1440) / 60.0
     out["hour_sin"] = np.sin(2 * np.pi * hour / 24.0)
     out["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
-    out["hour_rarity"] = np.nan  # needs the entity's hour profile: see hour_rarity()
-    out["weekday"] = starts.day_of_week.astype(float)
-    out["window_start"] = starts
-    out["window_end"] = starts + width
-    out = out.reset_index(drop=True)
-    out[list(WINDOW_FEATURES)] = out[list(WINDOW_FEATURES)].astype(float)
-    return out[columns]
+    out["hour_rarity"] = np.full(len(starts), np.nan)  # needs the hour profile: hour_rarity()
+    out["weekday"] = ((minutes // 1440 + 3) % 7).astype(float)  # 1970-01-01 was a Thursday
+    return pd.DataFrame({name: out[name] for name in columns})
+
+
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object))
+    return codes, np.asarray(uniques, dtype=object)
+
+
+def _window_values(
+    frame: pd.DataFrame,
+    order: np.ndarray,
+    owner: np.ndarray,
+    starts: np.ndarray,
+    known: set[str],
+) -> dict[str, np.ndarray]:
+    """The count, ratio, bytes, latency and distinct-value features per window."""
+    n = len(order)
+    type_code, types = _codes(frame["type"].to_numpy(dtype=object)[order])
+    has_type = type_code >= 0
+    is_login = np.array([*map(is_login_type, types), False], dtype=bool)[type_code]  # -1: none
+    status = frame["status_code"].to_numpy(dtype=float)[order]
+    has_status = ~np.isnan(status)
+    endpoint, endpoints = _codes(frame["endpoint"].to_numpy(dtype=object)[order])
+    ip, _ = _codes(frame["ip_address"].to_numpy(dtype=object)[order])
+    is_known = np.array([*(e in known for e in endpoints), False], dtype=bool)[endpoint]
+    first = first_occurrence(endpoint, owner) & ~is_known
+
+    def where(flag: np.ndarray, present: np.ndarray) -> np.ndarray:
+        return np.where(present, flag.astype(float), np.nan)
+
+    with np.errstate(invalid="ignore"):
+        is_4xx = (status >= 400) & (status < 500)
+        is_5xx = status >= 500
+    failed = is_login & np.isin(status, FAILED_LOGIN_CODES)
+    logins = grouped.nansum(where(is_login, has_type), starts)
+    failed_logins = grouped.nansum(where(failed, has_type), starts)
+    status_4xx = grouped.nansum(where(is_4xx, has_status), starts)
+    status_5xx = grouped.nansum(where(is_5xx, has_status), starts)
+    n_status = grouped.valid_count(status, starts)
+    bytes_sent = frame["bytes_sent"].to_numpy(dtype=float)[order]
+    latency = frame["latency_ms"].to_numpy(dtype=float)[order]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        failed_ratio = np.where(logins > 0, failed_logins / logins, 0.0)
+        failed_ratio[np.isnan(logins)] = np.nan
+        ratio_4xx = np.where(n_status > 0, status_4xx / n_status, np.nan)
+        ratio_5xx = np.where(n_status > 0, status_5xx / n_status, np.nan)
+    distinct_endpoints = grouped.distinct_count(endpoint, starts)
+    distinct_ips = grouped.distinct_count(ip, starts)
+    return {
+        "events": grouped.sizes(starts, n).astype(float),
+        "logins": logins,
+        "failed_logins": failed_logins,
+        "failed_login_ratio": failed_ratio,
+        "status_4xx": status_4xx,
+        "status_5xx": status_5xx,
+        "ratio_4xx": ratio_4xx,
+        "ratio_5xx": ratio_5xx,
+        "bytes_sum": grouped.nansum(bytes_sent, starts),
+        "bytes_max": grouped.nanmax(bytes_sent, starts),
+        "latency_mean": grouped.nanmean(latency, starts),
+        "latency_p95": grouped.nanquantile(latency, starts, 0.95),
+        "distinct_endpoints": np.where(
+            grouped.valid_count(np.where(endpoint >= 0, 0.0, np.nan), starts) > 0,
+            distinct_endpoints,
+            np.nan,
+        ),
+        "distinct_ips": np.where(
+            grouped.valid_count(np.where(ip >= 0, 0.0, np.nan), starts) > 0,
+            distinct_ips,
+            np.nan,
+        ),
+        "new_endpoints": grouped.nansum(where(first, endpoint >= 0), starts),
+    }
 
 
 def feature_matrix(
     windows: pd.DataFrame, features: Sequence[str], fill: Mapping[str, float]
 ) -> np.ndarray:
     """Return ``windows[features]`` as a float array with NaN replaced by ``fill[feature]``."""
-    block = windows.loc[:, list(features)].astype(float)
-    return block.fillna(value=dict(fill)).to_numpy(dtype=float)
+    X = np.array(windows.loc[:, list(features)].to_numpy(dtype=float), dtype=float)
+    rows, cols = np.nonzero(np.isnan(X))
+    if len(rows):
+        values = np.array([fill.get(f, np.nan) for f in features], dtype=float)
+        X[rows, cols] = values[cols]
+    return X
 
 
 HOUR_PSEUDOCOUNT = 0.5

@@ -223,8 +223,7 @@ def fit_entity_model(
         detectors["robust_zscore"] = population.window_detector()
         X = feature_matrix(windows, features, fill) if n_windows else np.zeros((0, len(features)))
     elif n_windows >= 2:
-        features = tuple(f for f in WINDOW_FEATURES if windows[f].notna().any())
-        fill = {f: float(windows[f].median()) for f in features}
+        features, fill = _present_features(windows)
         X = feature_matrix(windows, features, fill)
         for name in config.window_detectors or ("robust_zscore",):
             detectors[name] = _make_detector(name, features, config).fit(X, sample_weight=weight)
@@ -350,6 +349,15 @@ def _explain_profile(
         prof_c.setdefault(f, float(fill[f]))
         prof_s.setdefault(f, 1.0)
     return prof_c, prof_s
+
+
+def _present_features(windows: pd.DataFrame) -> tuple[tuple[str, ...], dict[str, float]]:
+    """Window features with at least one value, and each one's median (the NaN fill)."""
+    M = windows[list(WINDOW_FEATURES)].to_numpy(dtype=float)
+    present = [i for i in range(M.shape[1]) if not np.isnan(M[:, i]).all()]
+    medians = np.nanmedian(M[:, present], axis=0) if present else np.zeros(0)
+    features = tuple(WINDOW_FEATURES[i] for i in present)
+    return features, dict(zip(features, medians.tolist(), strict=True))
 
 
 def _counts(values: list[int], size: int) -> list[float]:

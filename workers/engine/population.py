@@ -30,8 +30,8 @@ from .features import (
     login_context,
     min_scales,
     relative_min_scales,
+    window_table,
 )
-from .features import window_features as build_windows
 
 POPULATION_FORMAT = 1
 TOP_VALUES = 25
@@ -127,16 +127,13 @@ def build_population(
     """Build a :class:`Population` from many entities' events (pure; no I/O)."""
     config = config or EngineConfig()
     frame = events_frame(events, entity_field)
-    groups = [g for _, g in frame.groupby(frame["entity"].astype(str), sort=True)]
     context = login_context(frame)
     priors = {f: field_prior(context[f]) for f in CONTEXT_FIELDS}
-    windows = [build_windows(g, config.window) for g in groups]
-    starts = [t for w in windows for t in w["window_start"]]
-    hour_counts = np.bincount([t.hour for t in starts], minlength=24).astype(float).tolist()
-    for w in windows:
-        if len(w):
-            w["hour_rarity"] = hour_rarity(w["window_start"], hour_counts)
-    pooled = pd.concat(windows, ignore_index=True) if windows else pd.DataFrame()
+    pooled = window_table(frame, config.window, by_entity=True, event_ids=False)
+    hours = pd.DatetimeIndex(pooled["window_start"]).hour.to_numpy(dtype=int)
+    hour_counts = np.bincount(hours, minlength=24).astype(float).tolist()
+    if len(pooled):
+        pooled["hour_rarity"] = hour_rarity(pooled["window_start"], hour_counts)
     features = tuple(f for f in WINDOW_FEATURES if f in pooled.columns and pooled[f].notna().any())
     center: dict[str, float] = {}
     scale: dict[str, float] = {}
@@ -169,7 +166,7 @@ def build_population(
         hour_counts=hour_counts,
         window_state=window_state,
         novelty_calibrator=novelty_cal,
-        n_entities=len(groups),
+        n_entities=int(pooled["entity"].nunique()),
         n_logins=len(context),
         n_windows=len(pooled),
     )

@@ -153,15 +153,26 @@ class NoveltyProfile:
         return out
 
     def _raw(self, context: pd.DataFrame, leave_out: np.ndarray | None = None) -> np.ndarray:
-        rows: list[dict[str, Any]] = [
-            {str(k): v for k, v in row.items()} for row in context.to_dict("records")
-        ]
-        removed = np.zeros(len(rows)) if leave_out is None else leave_out
-        out = np.zeros(len(rows))
-        for i, (row, r) in enumerate(zip(rows, removed, strict=True)):
-            out[i] = float(
-                np.sum([self.weights[s.field] * s.nats for s in self.surprises(row, float(r))])
-            )
+        """Weighted field surprises per row (the sum :meth:`surprises` gives, field by field)."""
+        n = len(context)
+        removed = np.zeros(n) if leave_out is None else np.asarray(leave_out, dtype=float)
+        out = np.zeros(n)
+        for f, weight in self.weights.items():
+            if f not in context.columns:
+                continue
+            mode, _ = self._mode(f)
+            if mode is None:
+                continue
+            p_mode = self._p(f, mode)
+            nats: dict[tuple[str, float], float] = {}
+            column = context[f].to_numpy(dtype=object)
+            for i, (value, r) in enumerate(zip(column, removed.tolist(), strict=True)):
+                if not isinstance(value, str) or value == mode:
+                    continue
+                key = (value, r)
+                if key not in nats:
+                    nats[key] = max(math.log(p_mode / self._p(f, value, r)), 0.0)
+                out[i] += weight * nats[key]
         return out
 
     def raw_score_samples(self, context: pd.DataFrame) -> np.ndarray:
