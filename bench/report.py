@@ -22,94 +22,209 @@ def _met(ok: Any) -> str:
     return "**met**" if ok else "**MISSED**"
 
 
-def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(measure, figure, target, verdict) for the summary table."""
-    c, e, s = r["compute"], r["store_floor"], r["scale"]
-    st, o, m, g, lat = (
-        r["steady_state"],
-        r["task_overhead"],
-        r["memory"],
-        r["storage"],
-        r["latency"],
+Row = tuple[str, str, str, str]
+
+
+def _ok(r: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The section if it was measured (not missing, failed or skipped)."""
+    sec = r.get(key)
+    if not isinstance(sec, dict) or "error" in sec or "skipped" in sec:
+        return None
+    return sec
+
+
+def _unmeasured(r: dict[str, Any], key: str, measure: str, target: str) -> Row:
+    """The row of a section that has no figures: not run, failed, or skipped."""
+    sec = r.get(key)
+    if isinstance(sec, dict) and "error" in sec:
+        return (measure, f"failed: {sec['error']}", target, "**FAILED**")
+    if isinstance(sec, dict) and "skipped" in sec:
+        return (measure, f"skipped: {sec['skipped']}", target, "skipped")
+    return (measure, "not run", target, "not run")
+
+
+def _compute_rows(r: dict[str, Any]) -> list[Row]:
+    measure, target = "Compute throughput vs seed per-user", ">= 20x, F1 >= seed"
+    c = _ok(r, "compute")
+    if c is None:
+        return [_unmeasured(r, "compute", measure, target)]
+    figure = (
+        f"{_f(c['speedup_vs_seed_per_entity'])}x ({_f(c['events_per_s']['couchwatch'], 0)} vs "
+        f"{_f(c['events_per_s']['seed_per_entity'], 0)} events/s); "
+        f"F1 {_f(c['f1']['couchwatch'])} vs {_f(c['f1']['seed_per_entity'])}"
     )
-    out = [
-        (
-            "Compute throughput vs seed per-user",
-            f"{_f(c['speedup_vs_seed_per_entity'])}x ({_f(c['events_per_s']['couchwatch'], 0)} vs "
-            f"{_f(c['events_per_s']['seed_per_entity'], 0)} events/s); "
-            f"F1 {_f(c['f1']['couchwatch'])} "
-            f"vs {_f(c['f1']['seed_per_entity'])}",
-            ">= 20x, F1 >= seed",
-            _met(c["met"]),
-        ),
-        (
-            "Fleet end-to-end vs store floor",
-            f"{_f(e['ratio_to_floor'])}x ({_f(e['fleet_seconds'], 1)} s "
-            f"vs {_f(e['floor_seconds'], 1)} s)",
-            "<= 1.25x",
-            _met(e["met"]),
-        ),
-    ]
+    return [(measure, figure, target, _met(c["met"]))]
+
+
+def _fleet_rows(r: dict[str, Any]) -> list[Row]:
+    measure, target = "Fleet end-to-end vs store floor", "<= 1.25x"
+    e = _ok(r, "store_floor")
+    if e is None:
+        return [_unmeasured(r, "store_floor", measure, target)]
+    figure = (
+        f"{_f(e['ratio_to_floor'])}x ({_f(e['fleet_seconds'], 1)} s "
+        f"vs {_f(e['floor_seconds'], 1)} s)"
+    )
+    return [(measure, figure, target, _met(e["met"]))]
+
+
+def _scale_rows(r: dict[str, Any]) -> list[Row]:
+    target = "<= 1.2"
+    s = _ok(r, "scale")
+    if s is None:
+        return [_unmeasured(r, "scale", "Per-entity cost (scale curve)", target)]
+    out: list[Row] = []
     for kind in ("store", "memory"):
         for ratio in s[f"{kind}_ratios"]:
             out.append(
                 (
                     f"Per-entity cost {ratio['to']:,}/{ratio['from']:,} ({kind})",
                     f"{_f(ratio['ratio'])}",
-                    "<= 1.2",
+                    target,
                     _met(ratio["met"]),
                 )
             )
-    out += [
-        (
-            "Steady state: 1 pass, history large/small",
-            f"{_f(st['ratio'])} ({_f(st['large']['wall_s'])} s "
-            f"at {_f(st['large']['history_events'])} "
-            f"vs {_f(st['small']['wall_s'])} s at {_f(st['small']['history_events'])} events)",
-            "1.0 +-20%",
-            _met(st["met"]),
-        ),
-        (
-            f"Task overhead share (demo, batch {o['demo']['batch_size']})",
-            f"{_f(o['demo']['overhead_share'] * 100, 1)}%",
-            "<= 10%",
-            _met(o["demo"]["met"]),
-        ),
-        (
-            f"Task overhead share ({o['scale']['entities']:,} entities, "
-            f"batch {o['scale']['batch_size']})",
-            f"{_f(o['scale']['overhead_share'] * 100, 1)}%",
-            "<= 10%",
-            _met(o["scale"]["met"]),
-        ),
+    for p in s.get("not_measured", []):
+        measure = f"Scale point {p['entities']:,} entities ({p['kind']})"
+        if "error" in p:
+            out.append((measure, f"failed: {p['error']}", target, "**FAILED**"))
+        else:
+            out.append((measure, f"skipped: {p['skipped']}", target, "skipped"))
+    if not out:
+        out.append(("Per-entity cost (scale curve)", "fewer than two points run", target, "n/a"))
+    return out
+
+
+def _steady_rows(r: dict[str, Any]) -> list[Row]:
+    measure, target = "Steady state: 1 pass, history large/small", "1.0 +-20%"
+    st = _ok(r, "steady_state")
+    if st is None:
+        return [_unmeasured(r, "steady_state", measure, target)]
+    figure = (
+        f"{_f(st['ratio'])} ({_f(st['large']['wall_s'])} s "
+        f"at {_f(st['large']['history_events'])} "
+        f"vs {_f(st['small']['wall_s'])} s at {_f(st['small']['history_events'])} events)"
+    )
+    return [(measure, figure, target, _met(st["met"]))]
+
+
+def _overhead_rows(r: dict[str, Any]) -> list[Row]:
+    target = "<= 10%"
+    o = _ok(r, "task_overhead")
+    if o is None:
+        return [_unmeasured(r, "task_overhead", "Task overhead share", target)]
+    out: list[Row] = []
+    d, sc = o.get("demo"), o.get("scale")
+    if d:
+        out.append(
+            (
+                f"Task overhead share (demo, batch {d['batch_size']})",
+                f"{_f(d['overhead_share'] * 100, 1)}%",
+                target,
+                _met(d["met"]),
+            )
+        )
+    else:
+        out.append(("Task overhead share (demo)", "not run", target, "not run"))
+    if sc:
+        out.append(
+            (
+                f"Task overhead share ({sc['entities']:,} entities, batch {sc['batch_size']})",
+                f"{_f(sc['overhead_share'] * 100, 1)}%",
+                target,
+                _met(sc["met"]),
+            )
+        )
+    else:
+        out.append(("Task overhead share (scale store point)", "not run", target, "not run"))
+    return out
+
+
+def _memory_rows(r: dict[str, Any]) -> list[Row]:
+    target = "<= 400 MB"
+    m = _ok(r, "memory")
+    if m is None:
+        return [_unmeasured(r, "memory", "Peak RSS per worker process", target)]
+    return [
         (
             f"Peak RSS per worker process ({m['entities']:,} entities)",
             f"{_f(m['max_mb'], 0)} MB",
-            "<= 400 MB",
+            target,
             _met(m["met"]),
-        ),
+        )
+    ]
+
+
+def _kib(value: Any) -> str:
+    return _f(value / 1024 if value else None, 1)
+
+
+def _storage_rows(r: dict[str, Any]) -> list[Row]:
+    target = "median <= 32 KiB"
+    g = _ok(r, "storage")
+    if g is None:
+        return [_unmeasured(r, "storage", "Stored model size median / p99", target)]
+    label, sizes = (
+        ("demo", g.get("demo")) if g.get("demo") else ("small histories", g.get("small_histories"))
+    )
+    if not sizes:
+        return [("Stored model size median / p99", "not run", target, "not run")]
+    return [
         (
-            "Stored model size median / p99 (demo)",
-            f"{_f(g['demo']['median_bytes'] / 1024 if g['demo']['median_bytes'] else None, 1)} / "
-            f"{_f(g['demo']['p99_bytes'] / 1024 if g['demo']['p99_bytes'] else None, 1)} KiB",
-            "median <= 32 KiB",
+            f"Stored model size median / p99 ({label})",
+            f"{_kib(sizes['median_bytes'])} / {_kib(sizes['p99_bytes'])} KiB",
+            target,
             _met(g["met"]),
-        ),
+        )
+    ]
+
+
+def _latency_rows(r: dict[str, Any]) -> list[Row]:
+    lat = _ok(r, "latency")
+    if lat is None:
+        return [_unmeasured(r, "latency", "Alert latency p95", "<= N + 5 s")]
+    return [
         (
             f"Alert latency p95 (scoring every {_f(lat['interval_s'], 0)} s)",
             f"{_f(lat['p95_s'])} s",
             f"<= {_f(lat['interval_s'] + 5, 0)} s",
             _met(lat["met"]),
-        ),
+        )
     ]
-    return out
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    """(measure, figure, target, verdict) for the summary table; a section that was not run,
+    failed or was skipped gets a row that says so."""
+    builders = (
+        _compute_rows,
+        _fleet_rows,
+        _scale_rows,
+        _steady_rows,
+        _overhead_rows,
+        _memory_rows,
+        _storage_rows,
+        _latency_rows,
+    )
+    return [row for build in builders for row in build(r)]
+
+
+def failed_sections(r: dict[str, Any]) -> dict[str, str]:
+    return dict(r.get("failed") or {})
 
 
 def summary(r: dict[str, Any]) -> str:
-    return "\n".join(f"{m}: {fig}  [target {t}: {v.strip('*')}]" for m, fig, t, v in rows(r))
+    lines = [f"{m}: {fig}  [target {t}: {v.strip('*')}]" for m, fig, t, v in rows(r)]
+    failed = failed_sections(r)
+    if failed:
+        lines.append("FAILED sections: " + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    for name, why in (r.get("skipped") or {}).items():
+        lines.append(f"skipped section {name}: {why['skipped']}")
+    return "\n".join(lines)
 
 
 def plots(r: dict[str, Any], out: Path) -> list[str]:
+    """The PNG plots of the sections that were measured; their file names."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,68 +232,189 @@ def plots(r: dict[str, Any], out: Path) -> list[str]:
 
     out.mkdir(parents=True, exist_ok=True)
     names = []
-    c = r["compute"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    labels = ["couchwatch", "seed_per_entity", "seed_global"]
-    bars = ax.bar(labels, [c["events_per_s"][k] for k in labels], color=["#2a7", "#c63", "#888"])
-    for bar, k in zip(bars, labels, strict=True):
-        ax.annotate(
-            f"F1 {c['f1'][k]:.2f}",
-            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
-    ax.set_ylabel("events/s (one process)")
-    ax.set_title(f"Compute throughput, {c['events']:,} demo events")
-    fig.tight_layout()
-    fig.savefig(out / "compute.png", dpi=110)
-    names.append("compute.png")
-    plt.close(fig)
+    c = _ok(r, "compute")
+    if c is not None:
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        labels = ["couchwatch", "seed_per_entity", "seed_global"]
+        values = [c["events_per_s"][k] for k in labels]
+        bars = ax.bar(labels, values, color=["#2a7", "#c63", "#888"])
+        for bar, k in zip(bars, labels, strict=True):
+            ax.annotate(
+                f"F1 {c['f1'][k]:.2f}",
+                (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        ax.set_ylabel("events/s (one process)")
+        ax.set_title(f"Compute throughput, {c['events']:,} demo events")
+        fig.tight_layout()
+        fig.savefig(out / "compute.png", dpi=110)
+        names.append("compute.png")
+        plt.close(fig)
 
-    s = r["scale"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for kind, style in (("store", "o-"), ("memory", "s--")):
-        pts = s[kind]
-        ax.plot(
-            [p["entities"] for p in pts],
-            [p["per_entity_ms"] for p in pts],
-            style,
-            label=f"{kind} ({'fleet, PouchDB' if kind == 'store' else 'engine only'})",
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("entities")
-    ax.set_ylabel("ms per entity")
-    ax.set_ylim(bottom=0)
-    ax.legend()
-    ax.set_title("Scale curve (small histories)")
-    fig.tight_layout()
-    fig.savefig(out / "scale.png", dpi=110)
-    names.append("scale.png")
-    plt.close(fig)
+    s = _ok(r, "scale")
+    if s is not None and (s["store"] or s["memory"]):
+        fig, ax = plt.subplots(figsize=(6, 3.2))
+        for kind, style in (("store", "o-"), ("memory", "s--")):
+            pts = s[kind]
+            if not pts:
+                continue
+            ax.plot(
+                [p["entities"] for p in pts],
+                [p["per_entity_ms"] for p in pts],
+                style,
+                label=f"{kind} ({'fleet, PouchDB' if kind == 'store' else 'engine only'})",
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("entities")
+        ax.set_ylabel("ms per entity")
+        ax.set_ylim(bottom=0)
+        ax.legend()
+        ax.set_title("Scale curve (small histories)")
+        fig.tight_layout()
+        fig.savefig(out / "scale.png", dpi=110)
+        names.append("scale.png")
+        plt.close(fig)
 
-    e = r["store_floor"]
-    fig, ax = plt.subplots(figsize=(6, 2.6))
-    ax.barh(
-        ["store floor", "fleet: train phase", "fleet: score phase"],
-        [e["floor_seconds"], e["fleet_train_phase_s"], e["fleet_score_phase_s"]],
-        color=["#888", "#2a7", "#4a9"],
-    )
-    ax.set_xlabel("seconds")
-    ax.set_title(
-        f"Fleet end-to-end vs store floor ({e['entities']} entities, {e['events']:,} events)"
-    )
-    fig.tight_layout()
-    fig.savefig(out / "fleet.png", dpi=110)
-    names.append("fleet.png")
-    plt.close(fig)
+    e = _ok(r, "store_floor")
+    if e is not None:
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        ax.barh(
+            ["store floor", "fleet: train phase", "fleet: score phase"],
+            [e["floor_seconds"], e["fleet_train_phase_s"], e["fleet_score_phase_s"]],
+            color=["#888", "#2a7", "#4a9"],
+        )
+        ax.set_xlabel("seconds")
+        ax.set_title(
+            f"Fleet end-to-end vs store floor ({e['entities']} entities, {e['events']:,} events)"
+        )
+        fig.tight_layout()
+        fig.savefig(out / "fleet.png", dpi=110)
+        names.append("fleet.png")
+        plt.close(fig)
     return names
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _load(values: Any) -> str:
+    return ", ".join(f"{x:.2f}" for x in values) if values else "n/a"
+
+
+def _how(r: dict[str, Any]) -> list[str]:
+    """How each measured figure is measured (only for the sections that have figures)."""
+    z = r["sizes"]
+    out = []
+    c, e, s = _ok(r, "compute"), _ok(r, "store_floor"), _ok(r, "scale")
+    st, g, lat = _ok(r, "steady_state"), _ok(r, "storage"), _ok(r, "latency")
+    mem = _ok(r, "memory")
+    if c:
+        out.append(
+            f"- **Compute**: {c['entities']} demo users x {c['days']} days ({c['events']:,} "
+            "events) in memory, one process; the production-like split of `evaluate_events` (fit "
+            "on each user's first 70%, score the rest). couchwatch = `score_entities` (population "
+            "+ features + fit + score per user); the seed = `score_seed_per_entity` / "
+            "`score_seed_global` on the same split. events/s = all events / wall time. F1 from "
+            "`evaluate_events` (combined detector) with the demo labels."
+        )
+    if e:
+        out.append(
+            f"- **Store floor**: {e['floor_readers']} reader processes call `iter_entity_events` "
+            "for the same (entity, start) ranges the fleet reads (training history, then the new "
+            f"events scored) on the same PouchDB Server: {e['floor_events_read']:,} events read. "
+            "**Fleet**: two real `celery worker` processes (concurrency 1, batch size "
+            f"{e['batch_size']}); plan_scoring (registry) + plan_training + training, then the "
+            "next 20% of events arrives (store time not counted) and one plan_scoring + scoring "
+            "pass; wall time from sending each planner to the last run record."
+        )
+    if s:
+        store_sizes = ", ".join(f"{p['entities']:,}" for p in s["store"]) or "no"
+        memory_sizes = ", ".join(f"{p['entities']:,}" for p in s["memory"]) or "no"
+        out.append(
+            f"- **Scale curve**: small histories ({z['history_events']} events + "
+            f"{z['fresh_events']} new per entity, cloned from demo users). Through the store "
+            f"and the fleet (plan + train + score): {store_sizes} entities. Fed to the engine "
+            f"from memory: {memory_sizes} entities (population over every entity, then fit + "
+            f"score of {z['memory_sample']} evenly sampled entities; per-entity cost = "
+            "population time / entities + sampled fit+score time / sample)."
+        )
+        for p in s.get("not_measured", []):
+            why = f"failed ({p['error']})" if "error" in p else f"skipped ({p['skipped']})"
+            out.append(f"  - {p['entities']:,} entities ({p['kind']}): {why}.")
+        passes = s["planning"]["passes"]
+        if passes:
+            out.append(
+                "- **Planning**: plan_scoring duration (its run record) per new event: "
+                + "; ".join(
+                    f"{p['new_events']:,} new events over {p['history_events']:,} history: "
+                    f"{p['ms_per_new_event']:.3f} ms/event"
+                    for p in passes
+                )
+                + "."
+            )
+    if st:
+        out.append(
+            f"- **Steady state**: after the largest store point ({z['scale_store'][-1]:,} "
+            f"entities), one scoring pass over {st['small']['new_events']:,} new events; then "
+            f"{z['steady_extra_history']:,} older events are added (checkpoint moved past them, "
+            "index warmed) and another pass over the same number of new events for other "
+            "entities. 1M events of history through PouchDB Server did not fit the 15-minute "
+            "budget on this machine (loading and indexing run at ~5k docs/s), so the comparison "
+            f"is {st['small']['history_events']:,} vs {st['large']['history_events']:,} events."
+        )
+    if _ok(r, "task_overhead"):
+        out.append(
+            "- **Task overhead**: run records of the timed training and scoring tasks (demo "
+            "fleet run, and the largest store point at the default batch size): per phase and "
+            "worker, busy span (first task start to last task end) vs the summed task body "
+            "durations; the rest is broker, serialization, acks and run-record writes."
+        )
+    if mem:
+        out.append(
+            "- **Memory**: VmHWM of every process of each worker (main + pool child) after the "
+            f"{mem['entities']:,}-entity store point."
+        )
+    if g:
+        small = (g.get("small_histories") or {}).get("median_bytes")
+        out.append(
+            "- **Model size**: `size_bytes` of every stored model version (demo users; "
+            f"small-history entities: median {_kib(small)} KiB)."
+        )
+    if lat:
+        out.append(
+            f"- **Alert latency**: beat schedules plan_scoring every {lat['interval_s']:g} s; the "
+            f"last 10% of the demo events ({lat['events']:,}) is written in {lat['writes']} "
+            "chunks; each new anomaly document's latency is its first appearance on the "
+            "anomalies `_changes` feed minus the write time of the latest of its events written "
+            f"before. {lat['anomalies']} anomaly documents: p50 {_f(lat['p50_s'])} s, "
+            f"p95 {_f(lat['p95_s'])} s, max {_f(lat['max_s'])} s."
+        )
+    return out
+
+
+def _sections(r: dict[str, Any]) -> list[str]:
+    """One row per benchmark step: status and wall time."""
+    status = r.get("section_status") or {}
+    seconds = r.get("section_seconds") or {}
+    failed, skipped = r.get("failed") or {}, r.get("skipped") or {}
+    lines = ["| section | status | seconds |", "|---|---|---|"]
+    for name, state in status.items():
+        detail = state
+        if name in failed:
+            detail = f"**FAILED**: {failed[name]}"
+        elif name in skipped:
+            detail = f"skipped: {skipped[name]['skipped']}"
+        lines.append(f"| {name} | {_cell(detail)} | {_f(seconds.get(name), 1)} |")
+    return lines
 
 
 def write(r: dict[str, Any], docs: Path, *, json_path: Path) -> Path:
     images = plots(r, docs / PLOTS)
     m = r["machine"]
-    c, e, s, lat = r["compute"], r["store_floor"], r["scale"], r["latency"]
+    budget = r.get("budget_s")
     lines = [
         "# Performance",
         "",
@@ -186,82 +422,38 @@ def write(r: dict[str, Any], docs: Path, *, json_path: Path) -> Path:
         f"`bench/results/{json_path.name}`.",
         "",
         f"Machine: {m['cores']} cores, {m['memory_gb']} GB RAM, {m['cpu']}, Python {m['python']}; "
-        f"load average at start {', '.join(f'{x:.2f}' for x in m['load_avg_start'])}, "
-        f"at end {', '.join(f'{x:.2f}' for x in m['load_avg_end'])}. "
+        f"load average at start {_load(m.get('load_avg_start'))}, "
+        f"at end {_load(m.get('load_avg_end'))}. "
         f"Run {r['date']}, sizes `{r['sizes']['name']}`, "
-        f"whole run {r['total_seconds'] / 60:.1f} min.",
+        f"whole run {r['total_seconds'] / 60:.1f} min"
+        + (f" (time budget {budget:.0f} s)." if budget else "."),
     ]
     if r.get("note"):
         lines += ["", f"> {r['note']}"]
+    failed = failed_sections(r)
+    if not r.get("complete", True):
+        lines += ["", "**This run did not complete**; the figures below are partial."]
+    if failed:
+        lines += [
+            "",
+            "**Sections that failed**: "
+            + "; ".join(f"`{k}` ({v})" for k, v in failed.items())
+            + ". Their figures are missing below.",
+        ]
     lines += ["", "| measure | figure | target | verdict |", "|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {t} | {v} |" for a, b, t, v in rows(r)]
-    lines += [
-        "",
-        *(f"![{n}]({PLOTS}/{n})" for n in images),
-        "",
-        "## How each figure is measured",
-        "",
-    ]
-    store_sizes = ", ".join(f"{p['entities']:,}" for p in s["store"])
-    memory_sizes = ", ".join(f"{p['entities']:,}" for p in s["memory"])
-    lines += [
-        f"- **Compute**: {c['entities']} demo users x {c['days']} days ({c['events']:,} events) in "
-        "memory, one process; the production-like split of `evaluate_events` (fit on each user's "
-        "first 70%, score the rest). couchwatch = `score_entities` (population + features + fit + "
-        "score per user); the seed = `score_seed_per_entity` / `score_seed_global` on the same "
-        "split. events/s = all events / wall time. F1 from `evaluate_events` (combined detector) "
-        "with the demo labels.",
-        f"- **Store floor**: {e['floor_readers']} reader processes call `iter_entity_events` for "
-        "the same (entity, start) ranges the fleet reads (training history, then the new events "
-        f"scored) on the same PouchDB Server: {e['floor_events_read']:,} events read. **Fleet**: "
-        f"two real `celery worker` processes (concurrency 1, batch size {e['batch_size']}); "
-        "plan_scoring (registry) + plan_training + training, then the next 20% of events arrives "
-        "(store time not counted) and one plan_scoring + scoring pass; wall time from sending "
-        "each planner to the last run record.",
-        f"- **Scale curve**: small histories ({r['sizes']['history_events']} events + "
-        f"{r['sizes']['fresh_events']} new per entity, cloned from demo users). Through the store "
-        f"and the fleet (plan + train + score): {store_sizes} entities. Fed to the engine from "
-        f"memory: {memory_sizes} entities (population over every entity, then fit + score of "
-        f"{r['sizes']['memory_sample']} evenly sampled entities; per-entity cost = population "
-        "time / entities + sampled fit+score time / sample).",
-        "- **Planning**: plan_scoring duration (its run record) per new event: "
-        + "; ".join(
-            f"{p['new_events']:,} new events over {p['history_events']:,} history: "
-            f"{p['ms_per_new_event']:.3f} ms/event"
-            for p in s["planning"]["passes"]
-        )
-        + ".",
-        f"- **Steady state**: after the {s['store'][-1]['entities']:,}-entity store point, one "
-        f"scoring pass over {r['steady_state']['small']['new_events']:,} new events; then "
-        f"{r['sizes']['steady_extra_history']:,} older events are added "
-        "(checkpoint moved past them, "
-        "index warmed) and another pass over the same number of new events for other entities. "
-        "1M events of history through PouchDB Server did not fit the 15-minute budget on this "
-        "machine (loading and indexing run at ~5k docs/s), so the comparison is "
-        f"{r['steady_state']['small']['history_events']:,} vs "
-        f"{r['steady_state']['large']['history_events']:,} events.",
-        "- **Task overhead**: run records of the timed training and scoring tasks (demo fleet "
-        "run, and the largest store point at the default batch size): per phase and worker, "
-        "busy span (first task start to last task end) vs the summed task body "
-        "durations; the rest is broker, serialization, acks and run-record writes.",
-        "- **Memory**: VmHWM of every process of each worker (main + pool child) after the "
-        f"{s['store'][-1]['entities']:,}-entity store point. **Model size**: `size_bytes` of "
-        "every stored model version (demo users; small-history entities: "
-        f"median {(r['storage']['small_histories']['median_bytes'] or 0) / 1024:.1f} KiB).",
-        f"- **Alert latency**: beat schedules plan_scoring every {lat['interval_s']:g} s; the last "
-        f"10% of the demo events ({lat['events']:,}) is written in {lat['writes']} chunks; each "
-        "new anomaly document's latency is its first appearance on the anomalies `_changes` feed "
-        "minus the write time of the latest of its events written before. "
-        f"{lat['anomalies']} anomaly documents: p50 {_f(lat['p50_s'])} s, "
-        f"p95 {_f(lat['p95_s'])} s, "
-        f"max {_f(lat['max_s'])} s.",
-    ]
+    lines += [f"| {_cell(a)} | {_cell(b)} | {t} | {v} |" for a, b, t, v in rows(r)]
+    lines += ["", *(f"![{n}]({PLOTS}/{n})" for n in images)]
+    lines += ["", "## How each figure is measured", "", *_how(r)]
+    lines += ["", "## Sections", "", *_sections(r)]
     missed = [a for a, _, _, v in rows(r) if "MISSED" in v]
+    not_measured = [a for a, _, _, v in rows(r) if "MISSED" not in v and "met" not in v]
     lines += ["", "## Targets missed", ""]
     if not missed:
         lines.append("None.")
     else:
         lines.append("Missed in this run: " + "; ".join(missed) + ".")
+    if not_measured:
+        lines += ["", "Not measured in this run: " + "; ".join(not_measured) + "."]
     for name, path in (r.get("profiles") or {}).items():
         lines += [
             "",

@@ -44,8 +44,10 @@ def store_point(
 ) -> dict[str, Any]:
     old, new = data.small_entities(n, history, fresh, prefix=f"s{n}-")
     with stack(svc, f"scale-{n}") as st:
+        start = time.perf_counter()
         store(st, old)
         warm_index(st, str(old[0][FIELD]))
+        load_s = time.perf_counter() - start
         start = time.perf_counter()
         plan, _ = planned(st, "couchwatch.plan_scoring", force=True)
         _, train_runs = planned(st, "couchwatch.plan_training", force=True)
@@ -60,6 +62,7 @@ def store_point(
             "events": len(old) + len(new),
             "wall_s": wall,
             "per_entity_ms": wall / n * 1000,
+            "load_s": load_s,
             "train_phase_s": train_wall,
             "score_phase_s": scored["wall_s"],
             "plan_history_s": float(plan["duration_s"]),

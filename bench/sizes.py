@@ -22,6 +22,7 @@ class Sizes:
     latency_interval_s: float  # beat scoring interval N
     latency_chunks: int  # event writes during the latency test
     profile: bool = True
+    budget_s: float | None = None  # default --budget-s: skip scale points estimated to overrun
 
 
 FULL = Sizes(
@@ -39,6 +40,7 @@ FULL = Sizes(
     steady_extra_history=200_000,
     latency_interval_s=10.0,
     latency_chunks=6,
+    budget_s=900.0,
 )
 
 TINY = Sizes(

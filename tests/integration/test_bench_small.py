@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from bench import scale
 from bench.__main__ import main
 
 pytestmark = pytest.mark.integration
@@ -34,6 +36,9 @@ def test_bench_tiny_writes_every_section(tmp_path: Path) -> None:
     (path,) = (tmp_path / "results").glob("*.json")
     r = json.loads(path.read_text())
     assert all(name in r for name in SECTIONS)
+    assert r["complete"] is True and not r["failed"] and not r["skipped"]
+    assert set(r["section_seconds"]) == set(r["section_status"])
+    assert all(_number(s) for s in r["section_seconds"].values())
     c = r["compute"]
     assert all(
         _number(c["events_per_s"][k]) for k in ("couchwatch", "seed_per_entity", "seed_global")
@@ -55,3 +60,31 @@ def test_bench_tiny_writes_every_section(tmp_path: Path) -> None:
     text = (tmp_path / "performance.md").read_text()
     assert "| measure | figure | target | verdict |" in text
     assert (tmp_path / "performance" / "scale.png").stat().st_size > 0
+
+
+@pytest.mark.timeout(120)
+def test_bench_subset_records_a_failed_section_and_keeps_going(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = scale.memory_point
+
+    def memory_point(n: int, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        if n == 30:
+            raise RuntimeError("injected failure\nsecond line")
+        return real(n, *args, **kwargs)
+
+    monkeypatch.setattr(scale, "memory_point", memory_point)
+    argv = ["--size", "tiny", "--sections", "memory", "--results", str(tmp_path / "results")]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--docs", str(tmp_path)])
+    assert exit_.value.code == 1
+    (path,) = (tmp_path / "results").glob("*.json")
+    r = json.loads(path.read_text())
+    assert r["complete"] is True
+    assert r["failed"] == {"memory_30": "RuntimeError: injected failure"}
+    assert r["section_status"]["memory_60"] == "ok" and r["section_status"]["fleet"] == "not run"
+    assert [p["entities"] for p in r["scale"]["memory"]] == [10, 60]
+    assert r["scale"]["not_measured"][0]["error"] == "RuntimeError: injected failure"
+    assert "compute" not in r and "latency" not in r
+    text = (tmp_path / "performance.md").read_text()
+    assert "**FAILED**" in text and "memory_30" in text and "not run" in text
