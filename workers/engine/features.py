@@ -159,7 +159,7 @@ def events_frame(
     rows = events if isinstance(events, list) else list(events)
     ts = _timestamps_ns([r.get("timestamp") for r in rows])
     good = np.flatnonzero(ts != _NAT)
-    ids = [_event_id(rows[i].get("_id")) for i in good]
+    ids = [v if type(v := rows[i].get("_id")) is str else _event_id(v) for i in good]
     order = _time_order(ts[good], ids)
     kept = [rows[i] for i in good[order]]
     columns: dict[str, Any] = {
