@@ -183,10 +183,14 @@ def _depth(value: Any, level: int = 0) -> int:
     if level > MAX_DEPTH:
         return level
     if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
-    if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level + 1)
-    return level
+        children: Any = value.values()
+    elif isinstance(value, list):
+        children = value
+    else:
+        return level
+    nested = [v for v in children if isinstance(v, dict | list)]
+    # scalars sit one level down; a nested container always reaches deeper than that
+    return max((_depth(v, level + 1) for v in nested), default=level + 1)
 
 
 def _kind(value: Any) -> str:

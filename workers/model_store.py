@@ -7,13 +7,13 @@ request, so a redelivered task finds its own version instead of adding a second 
 
 from __future__ import annotations
 
+import base64
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from workers.couch.client import CouchClient
-from workers.couch.errors import NotFound
 from workers.events import canonical_timestamp
 from workers.ids import Entity, entity_key, short_hash
 
@@ -62,15 +62,19 @@ class ModelStore:
         created False. Versions beyond the newest `keep` are deleted.
         """
         doc_id = version_id(entity, request_id)
-        existing = self.client.get(self.db, doc_id)
-        head = self.head(entity) or {"_id": head_id(entity), "type": "model_head", "versions": []}
+        found = self.client.get_many(self.db, [doc_id, head_id(entity)])
+        existing = found.get(doc_id)
+        head = found.get(head_id(entity)) or {
+            "_id": head_id(entity), "type": "model_head", "versions": [],
+        }  # fmt: skip
         if existing is not None and ATTACHMENT in existing.get("_attachments", {}):
             self._activate(entity, head, existing["version"], doc_id)
             return int(existing["version"]), False
         version = max([v["version"] for v in head["versions"]], default=0) + 1
-        if existing is not None:  # a crash between the document and its attachment
+        if existing is not None:  # an older writer crashed between document and attachment
             version, rev = int(existing["version"]), existing["_rev"]
-        else:
+            self.client.put_attachment(self.db, doc_id, rev, ATTACHMENT, payload, CONTENT_TYPE)
+        else:  # document and model bytes in one request: no half-written version
             doc = {
                 "_id": doc_id,
                 "type": "model",
@@ -79,28 +83,36 @@ class ModelStore:
                 "request_id": request_id,
                 "created_at": canonical_timestamp(datetime.now(UTC)),
                 **meta,
+                "_attachments": {
+                    ATTACHMENT: {
+                        "content_type": CONTENT_TYPE,
+                        "data": base64.b64encode(payload).decode("ascii"),
+                    }
+                },
             }
-            rev = self.client.put(self.db, doc)
-        self.client.put_attachment(self.db, doc_id, rev, ATTACHMENT, payload, CONTENT_TYPE)
+            self.client.put(self.db, doc)
         self._activate(entity, head, version, doc_id)
         return version, True
 
-    def load(self, entity: Entity, version: int | None = None) -> StoredModel | None:
-        """The active (or the given) version of an entity's model, or None."""
-        head = self.head(entity)
+    def load(
+        self, entity: Entity, version: int | None = None, *, head: dict[str, Any] | None = None
+    ) -> StoredModel | None:
+        """The active (or the given) version of an entity's model, or None.
+
+        `head` is the entity's head document when the caller already read it (`heads`).
+        """
+        head = head if head is not None else self.head(entity)
         if head is None:
             return None
         wanted = version if version is not None else head.get("active_version")
         match = [v for v in head["versions"] if v["version"] == wanted]
         if not match:
             return None
-        doc = self.client.get(self.db, match[0]["doc_id"])
-        if doc is None:
+        doc = self.client.get(self.db, match[0]["doc_id"], attachments=True)
+        inline = (doc or {}).get("_attachments", {}).get(ATTACHMENT, {}).get("data")
+        if doc is None or inline is None:
             return None
-        try:
-            payload = self.client.get_attachment(self.db, doc["_id"], ATTACHMENT)
-        except NotFound:
-            return None
+        payload = base64.b64decode(inline)
         meta = {k: v for k, v in doc.items() if not k.startswith("_")}
         return StoredModel(entity, int(doc["version"]), doc["_id"], payload, meta)
 

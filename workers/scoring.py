@@ -43,7 +43,8 @@ def score_entities(
 
     `since` is floored to its window so the window is scored whole; None means all history.
     """
-    written: list[str] = []
+    owner: dict[str, Entity] = {}  # anomaly id → entity, written in one bulk request
+    docs: list[dict[str, Any]] = []
     heads = fleet.models.heads([entity for entity, _, _ in items])
     population = cache(lambda: load_population(fleet))  # read once, only when needed
     for entity, since, until in items:
@@ -55,21 +56,25 @@ def score_entities(
             events = list(iter_entity_events(fleet.couch, fleet.settings, entity,
                                              start=start, end=until))  # fmt: skip
             run.events_in += len(events)
-            docs = detection.score(model, events, model_id=model_id, version=version)
-            result = fleet.couch.bulk_upsert(
-                fleet.settings.db_name("anomalies"), docs, merge=detection.merge_anomaly
-            )
-            if result.failed:
-                first = result.failed[0]
-                raise RuntimeError(f"{len(result.failed)} anomalies refused: {first.reason}")
-            run.docs_out += len(docs)
-            written += [d["_id"] for d in docs]
+            scored = detection.score(model, events, model_id=model_id, version=version)
+            docs += scored
+            owner.update({d["_id"]: entity for d in scored})
         except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's
             raise
         except InsufficientHistoryError:  # nothing to learn from yet; training will catch up
             run.details.setdefault("awaiting_history", []).append(entity)
         except Exception as exc:  # a poison entity: record it, carry on with the rest
             run.fail_entity(entity, exc)
+    result = fleet.couch.bulk_upsert(
+        fleet.settings.db_name("anomalies"), docs, merge=detection.merge_anomaly
+    )
+    refused: dict[Entity, list[str]] = {}
+    for row in result.failed:
+        refused.setdefault(owner[row.id], []).append(str(row.reason))
+    for entity, reasons in refused.items():
+        run.fail_entity(entity, RuntimeError(f"{len(reasons)} anomalies refused: {reasons[0]}"))
+    written = [d["_id"] for d in docs if owner[d["_id"]] not in refused]
+    run.docs_out += len(written)
     return written
 
 
@@ -93,7 +98,7 @@ def model_for(
         cached = fleet.cache.get(entity, version)
         if cached is not None:
             return cached, head["_id"], version
-        stored = fleet.models.load(entity, version)
+        stored = fleet.models.load(entity, version, head=head)
         if stored is not None:
             try:
                 model = detection.load_model(stored.payload)

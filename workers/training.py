@@ -30,6 +30,7 @@ def train_entities(fleet: Fleet, entities: list[Entity], *, request_id: str, run
     population = load_population(fleet)
     ttl = settings.celery_task_time_limit_s + 60
     now = utc_now()
+    trained: dict[Entity, int] = {}
     for entity in entities:
         with fleet.training_lock(entity, request_id, ttl) as got:
             if not got:
@@ -43,8 +44,11 @@ def train_entities(fleet: Fleet, entities: list[Entity], *, request_id: str, run
                 run.fail_entity(entity, exc)
                 record_failure(fleet, entity, run.entity_errors[str(entity)])
                 continue
-            fleet.redis.delete(pending_key(entity))
             run.details.setdefault("versions", {})[str(entity)] = version
+            trained[entity] = version
+    mark_trained(fleet, trained, now, run)
+    if trained:  # only now may a planner enqueue these entities again
+        fleet.redis.delete(*(pending_key(entity) for entity in trained))
 
 
 def train_one(
@@ -67,27 +71,33 @@ def train_one(
     meta = {**detection.model_meta(model), "size_bytes": len(payload)}
     version, created = fleet.models.save(entity, request_id, payload, meta)
     run.docs_out += int(created)
-    mark_trained(fleet, entity, version, now)
     return version
 
 
-def mark_trained(fleet: Fleet, entity: Entity, version: int, now: datetime) -> None:
-    """Record on the entity's registry document that it was trained now."""
+def mark_trained(fleet: Fleet, versions: dict[Entity, int], now: datetime, run: Run) -> None:
+    """Record on each entity's registry document that it was trained now (one bulk write).
+
+    A row the server refuses is recorded as that entity's failure; its model is stored and
+    active, only the registry's bookkeeping is stale until the next training.
+    """
     stamp = canonical_timestamp(now)
 
     def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         return {**old, **{k: v for k, v in new.items() if k != "events_seen"}}
 
-    fleet.couch.upsert(
-        fleet.settings.db_name("models"),
+    docs = [
         {
             "_id": registry_id(entity), "type": "entity", "entity": entity,
             "model_version": version, "last_trained_at": stamp, "events_since_training": 0,
             "needs_retrain": False, "retrain_reason": None, "train_failures": 0,
             "last_train_error": None,
-        },
-        merge=merge,
-    )  # fmt: skip
+        }
+        for entity, version in versions.items()
+    ]  # fmt: skip
+    result = fleet.couch.bulk_upsert(fleet.settings.db_name("models"), docs, merge=merge)
+    by_id = {registry_id(entity): entity for entity in versions}
+    for row in result.failed:
+        run.fail_entity(by_id[row.id], RuntimeError(f"registry update refused: {row.reason}"))
 
 
 def record_failure(fleet: Fleet, entity: Entity, error: str) -> None:

@@ -143,10 +143,11 @@ class CouchClient:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def get(self, db: str, doc_id: str) -> Doc | None:
-        """Return the document or None when it does not exist."""
+    def get(self, db: str, doc_id: str, *, attachments: bool = False) -> Doc | None:
+        """Return the document (with inline base64 attachments if asked) or None if missing."""
+        params = {"attachments": "true"} if attachments else None
         try:
-            doc: Doc = self.transport.request("GET", doc_path(db, doc_id))
+            doc: Doc = self.transport.request("GET", doc_path(db, doc_id), params=params)
         except NotFound:
             return None
         return doc
