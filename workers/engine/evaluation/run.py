@@ -57,29 +57,48 @@ def _split_by_entity(
     return train_all, train, test
 
 
-def _rows(entity: str, frame: pd.DataFrame, detector: str) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "entity": entity,
-            "window_start": frame["window_start"].to_numpy(),
-            "window_end": frame["window_end"].to_numpy(),
-            "score": frame["score"].to_numpy(dtype=float),
-            "flagged": frame["flagged"].to_numpy(dtype=bool),
-            "threshold": frame["threshold"].to_numpy(dtype=float),
-            "detector": detector,
-        }
-    )
+Part = dict[str, Any]
 
 
-def _entity_rows(entity: str, result: ScoreResult) -> list[pd.DataFrame]:
-    parts = [_rows(entity, result.detector_frame(name), name) for name in result.model.detectors]
+def _ns(values: Any) -> np.ndarray:
+    return np.asarray(pd.DatetimeIndex(values).as_unit("ns").asi8, dtype=np.int64)
+
+
+def _part(entity: str, frame: pd.DataFrame, cols: Sequence[str], detector: str) -> Part:
+    """One detector's rows of one entity as plain arrays (``score, threshold, flagged``)."""
+    score, threshold, flagged = cols
+    n = len(frame)
+    return {
+        "entity": np.full(n, entity, dtype=object),
+        "window_start": _ns(frame["window_start"]),
+        "window_end": _ns(frame["window_end"]),
+        "score": frame[score].to_numpy(dtype=float),
+        "flagged": frame[flagged].to_numpy(dtype=bool),
+        "threshold": frame[threshold].to_numpy(dtype=float),
+        "detector": np.full(n, detector, dtype=object),
+    }
+
+
+def _entity_rows(entity: str, result: ScoreResult) -> list[Part]:
+    w, logins = result.windows, result.logins
+    parts = [
+        _part(entity, w, (f"score_{d}", f"threshold_{d}", f"flagged_{d}"), d)
+        for d in result.model.detectors
+    ]
+    both = ("score", "threshold", "flagged")
     if result.model.novelty is not None:
-        parts.append(_rows(entity, result.detector_frame("novelty"), "novelty"))
-    both = [result.detector_frame(COMBINED)]
-    if len(result.logins):
-        both.append(result.logins[["window_start", "window_end", "score", "threshold", "flagged"]])
-    parts.append(_rows(entity, pd.concat(both, ignore_index=True), COMBINED))
+        parts.append(_part(entity, logins, ("score_novelty", "threshold", "flagged"), "novelty"))
+    parts.append(_part(entity, w, both, COMBINED))
+    if len(logins):
+        parts.append(_part(entity, logins, both, COMBINED))
     return parts
+
+
+def _frame(parts: list[Part]) -> pd.DataFrame:
+    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    for col in ("window_start", "window_end"):
+        columns[col] = pd.DatetimeIndex(columns[col].view("datetime64[ns]")).tz_localize("UTC")
+    return pd.DataFrame(columns)[list(RUN_COLUMNS)]
 
 
 def _seed_rows(scored: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -103,7 +122,7 @@ def score_entities(
     config = config or EngineConfig()
     train_all, train, test = _split_by_entity(events, entity_field, cutoffs)
     population = build_population(train_all, entity_field=entity_field, config=config)
-    parts: list[pd.DataFrame] = []
+    parts: list[Part] = []
     for entity in sorted(cutoffs):
         if not test[entity]:
             continue
@@ -111,10 +130,10 @@ def score_entities(
             entity, train[entity], entity_field=entity_field, config=config, population=population
         )
         parts += _entity_rows(entity, model.score(test[entity]))
-    parts = [p for p in parts if len(p)]
+    parts = [p for p in parts if len(p["score"])]
     if not parts:
         return pd.DataFrame(columns=list(RUN_COLUMNS))
-    scored = pd.concat(parts, ignore_index=True)
+    scored = _frame(parts)
     for col in ("window_start", "window_end"):
         scored[col] = to_utc(scored[col], what=col).to_numpy()
     return scored
