@@ -95,7 +95,7 @@ def _entity_rows(entity: str, result: ScoreResult) -> list[Part]:
 
 
 def _frame(parts: list[Part]) -> pd.DataFrame:
-    columns = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    columns: dict[str, Any] = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     for col in ("window_start", "window_end"):
         columns[col] = pd.DatetimeIndex(columns[col].view("datetime64[ns]")).tz_localize("UTC")
     return pd.DataFrame(columns)[list(RUN_COLUMNS)]
