@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from workers.events import Rejection, canonical_timestamp, validate_event
@@ -243,7 +244,15 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
             break
     if not sample:
         return False
-    by_entity = [list(iter_entity_events(fleet.couch, fleet.settings, e)) for e in sample]
+    # a profile of the population, not a census: the first events of each sampled entity's
+    # history window are enough, and reading all of them would read the fleet's history twice
+    cap = fleet.settings.couchwatch_population_events_per_entity
+    since = canonical_timestamp(now - timedelta(days=fleet.settings.couchwatch_history_days))
+    by_entity = [
+        list(islice(iter_entity_events(fleet.couch, fleet.settings, e, start=since,
+                                       page_size=cap), cap))
+        for e in sample
+    ]  # fmt: skip
     events = [ev for mine in by_entity for ev in mine]
     field = fleet.settings.entity_field
     try:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.couch.client import CouchClient
+from workers.couch.client import DEFAULT_PAGE_SIZE, CouchClient
 from workers.couch.schema import events_index
 from workers.events import Rejection, canonical_timestamp, validate_event
 from workers.ids import Entity
@@ -22,8 +22,11 @@ def iter_entity_events(
     *,
     start: str | None = None,
     end: str | None = None,
+    page_size: int | None = None,
 ) -> Iterator[Doc]:
     """Yield the entity's events with `start <= timestamp < end` (canonical UTC text), in order.
+
+    `page_size` bounds each request (a caller that stops early reads no more than it needs).
 
     Documents that fail `validate_event` are skipped: a producer may write anything straight to
     the events database, and the planner quarantines such documents, but they stay there and
@@ -40,6 +43,7 @@ def iter_entity_events(
         end=end,
         sort_prefix=(settings.entity_field,),
         index=events_index(settings),
+        page_size=page_size or DEFAULT_PAGE_SIZE,
     ):
         if not isinstance(
             validate_event(doc, entity_field=settings.entity_field, now=now), Rejection

@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
+from workers import detection
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
@@ -73,6 +74,13 @@ def test_plan_train_score_through_two_workers(
         head = couch.get(settings.db_name("models"), head_id(user))
         assert head is not None and head["active_version"] == 1, user
     assert all(r["outcome"] == "succeeded" for r in train_runs)
+    # the population profile reads a bounded number of events per sampled entity
+    population = couch.get(settings.db_name("models"), detection.POPULATION_ID)
+    cap = settings.couchwatch_population_events_per_entity
+    per_user = [sum(e["user_id"] == u for e in history) for u in users]
+    assert max(per_user) > cap  # the cap matters in this scenario
+    assert population is not None and population["entities"] == len(users)
+    assert population["events"] == sum(min(n, cap) for n in per_user)
 
     # the rest of the period arrives (with the injected incidents); the next pass scores it
     _store(couch, settings, fresh)
