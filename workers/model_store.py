@@ -90,8 +90,29 @@ class ModelStore:
                     }
                 },
             }
-            self.client.put(self.db, doc)
+            return self._write_new(entity, head, doc)
         self._activate(entity, head, version, doc_id)
+        return version, True
+
+    def _write_new(
+        self, entity: Entity, head: dict[str, Any], doc: dict[str, Any]
+    ) -> tuple[int, bool]:
+        """The new version document and the head naming it, in one `_bulk_docs` request."""
+        version, doc_id = int(doc["version"]), str(doc["_id"])
+        updated = _with_version(head, entity, version, doc_id, self.keep)
+        rows = {row.id: row for row in self.client.bulk_docs(self.db, [doc, updated]).rows}
+        written, head_row = rows[doc_id], rows[head_id(entity)]
+        if written.conflict:  # a redelivery of the same request stored it first: use that one
+            stored = self.client.get(self.db, doc_id) or {}
+            version = int(stored.get("version", version))
+            self._activate(entity, head, version, doc_id)
+            return version, False
+        if not written.ok:
+            raise RuntimeError(f"model version {doc_id!r} refused: {written.reason}")
+        if head_row.ok:
+            self._drop_unkept(head, updated)
+        else:  # the head changed since it was read: merge into the current one
+            self._activate(entity, head, version, doc_id)
         return version, True
 
     def load(
@@ -141,6 +162,10 @@ class ModelStore:
 
         updated = _with_version(head, entity, version, doc_id, self.keep)
         self.client.upsert(self.db, updated, merge=merge)
+        self._drop_unkept(head, updated)
+
+    def _drop_unkept(self, head: dict[str, Any], updated: dict[str, Any]) -> None:
+        """Delete the version documents `head` named that `updated` no longer keeps."""
         kept = {v["doc_id"] for v in updated["versions"]}
         for old in head.get("versions", []):
             if old["doc_id"] in kept:
