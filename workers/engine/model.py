@@ -101,60 +101,65 @@ class EntityModel:
         """Score events of this entity: every active window and every login event."""
         frame = _own_events(events_frame(events, self.entity_field), self.entity)
         windows = window_features(frame, self.config.window, self.known_endpoints)
-        if len(windows):
+        n = len(windows)
+        if n:
             windows["hour_rarity"] = hour_rarity(windows["window_start"], self.hour_counts)
-        X = feature_matrix(windows, self.features, self.fill) if len(windows) else None
-        out = windows[["window_start", "window_end", "event_ids"]].copy()
-        out["n_events"] = windows["events"].astype(int) if len(windows) else []
-        if X is not None and self.detectors:
-            per, combined = self.window_scores(X)
+        if n and self.detectors:
+            per, combined = self.window_scores(feature_matrix(windows, self.features, self.fill))
         else:
-            per, combined = (
-                {name: np.zeros(len(out)) for name in self.detectors},
-                np.zeros(len(out)),
-            )
+            per = {name: np.zeros(n) for name in self.detectors}
+            combined = np.zeros(n)
+        out: dict[str, Any] = {
+            "window_start": windows["window_start"],
+            "window_end": windows["window_end"],
+            "event_ids": windows["event_ids"],
+            "n_events": windows["events"].to_numpy(dtype=int) if n else np.zeros(0, dtype=int),
+        }
         for name, s in per.items():
             out[f"score_{name}"] = s
-            out[f"threshold_{name}"] = self.thresholds[name]
+            out[f"threshold_{name}"] = np.full(n, float(self.thresholds[name]))
             out[f"flagged_{name}"] = s >= self.thresholds[name]
-        _finish(out, combined, self.thresholds["combined"], self.window_confidence, self.config)
+        out |= _finished(combined, self.thresholds["combined"], self.window_confidence, self.config)
         logins = login_context(frame)
-        login_out = logins.copy()
-        login_out["window_start"] = login_out["timestamp"]
-        login_out["window_end"] = login_out["timestamp"]
-        login_out["event_ids"] = [[e] for e in login_out["event_id"]]
         if self.novelty is not None and len(logins):
             nov = self.novelty.score_samples(logins)
             threshold = self.thresholds["novelty"]
         else:
             nov, threshold = np.zeros(len(logins)), 1.0
-        login_out["score_novelty"] = nov
-        _finish(login_out, nov, threshold, self.login_confidence, self.config)
-        features = windows[list(self.features)].reset_index(drop=True) if len(windows) else None
+        login_out: dict[str, Any] = {name: logins[name] for name in logins.columns}
+        login_out |= {
+            "window_start": logins["timestamp"],
+            "window_end": logins["timestamp"],
+            "event_ids": [[e] for e in logins["event_id"]],
+            "score_novelty": nov,
+        }
+        login_out |= _finished(nov, threshold, self.login_confidence, self.config)
+        features = windows[list(self.features)].reset_index(drop=True) if n else None
         return ScoreResult(
             model=self,
-            windows=out.reset_index(drop=True),
-            logins=login_out.reset_index(drop=True),
+            windows=pd.DataFrame(out).reset_index(drop=True),
+            logins=pd.DataFrame(login_out).reset_index(drop=True),
             features=features,
             dropped_events=int(frame.attrs.get("dropped_events", 0)),
         )
 
 
-def _finish(
-    out: pd.DataFrame,
-    score: np.ndarray,
-    threshold: float,
-    confidence: float,
-    config: EngineConfig,
-) -> None:
-    out["score"] = np.asarray(score, dtype=float)
-    out["threshold"] = float(threshold)
-    out["flagged"] = out["score"] >= threshold
-    out["severity"] = [
-        severity_of(s, threshold, config.severity_factors) if f else None
-        for s, f in zip(out["score"], out["flagged"], strict=True)
-    ]
-    out["confidence"] = float(confidence)
+def _finished(
+    score: np.ndarray, threshold: float, confidence: float, config: EngineConfig
+) -> dict[str, Any]:
+    """Score, threshold, flagged, severity and confidence columns of scored items."""
+    score = np.asarray(score, dtype=float)
+    flagged = score >= threshold
+    return {
+        "score": score,
+        "threshold": np.full(len(score), float(threshold)),
+        "flagged": flagged,
+        "severity": [
+            severity_of(s, threshold, config.severity_factors) if f else None
+            for s, f in zip(score.tolist(), flagged.tolist(), strict=True)
+        ],
+        "confidence": np.full(len(score), float(confidence)),
+    }
 
 
 def _own_events(frame: pd.DataFrame, entity: str) -> pd.DataFrame:
