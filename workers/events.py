@@ -148,7 +148,7 @@ def validate_event(raw: Any, *, entity_field: str, now: datetime) -> dict[str, A
             return Rejection("_id must not start with '_' (reserved by CouchDB)")
 
     doc = {k: v for k, v in raw.items() if not k.startswith("_")}
-    stamp = canonical_timestamp(moment)
+    stamp = raw["timestamp"] if _is_canonical(raw["timestamp"]) else canonical_timestamp(moment)
     if raw["timestamp"] != stamp:
         doc["timestamp_original"] = raw["timestamp"]
     doc["timestamp"] = stamp
@@ -156,6 +156,18 @@ def validate_event(raw: Any, *, entity_field: str, now: datetime) -> dict[str, A
         doc["status_code"] = int(doc["status_code"])
     doc["_id"] = doc_id if doc_id is not None else content_id(doc, entity_field)
     return doc
+
+
+def _is_canonical(value: Any) -> bool:
+    """Whether a timestamp that parsed is already canonical (``YYYY-MM-DDTHH:MM:SS.mmmZ``)."""
+    return (
+        type(value) is str
+        and len(value) == 24
+        and value[10] == "T"
+        and value[19] == "."
+        and value[23] == "Z"
+        and value[20:23].isdigit()
+    )
 
 
 def content_id(doc: dict[str, Any], entity_field: str) -> str:
