@@ -342,8 +342,11 @@ def _how(r: dict[str, Any]) -> list[str]:
             f"{z['fresh_events']} new per entity, cloned from demo users). Through the store "
             f"and the fleet (plan + train + score): {store_sizes} entities. Fed to the engine "
             f"from memory: {memory_sizes} entities (population over every entity, then fit + "
-            f"score of {z['memory_sample']} evenly sampled entities; per-entity cost = "
-            "population time / entities + sampled fit+score time / sample)."
+            f"score of the first {z['memory_sample']} entities (the same mix of cloned demo "
+            "users at every point) in 3 rounds; per-entity cost = population time / entities + "
+            "the fastest round's fit+score time / sample; the "
+            "generated events are moved out of the cyclic GC's reach with `gc.freeze()`, as a "
+            "worker never holds the fleet's events)."
         )
         for p in s.get("not_measured", []):
             why = f"failed ({p['error']})" if "error" in p else f"skipped ({p['skipped']})"

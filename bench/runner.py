@@ -208,8 +208,11 @@ class Runner:
         n0, n = basis.entities or 1, step.entities
         if step.kind == "memory":
             # population (and data generation) grow with entities; the fitted sample does not
-            fixed0 = float(r["sample_fit_score_s"])
-            fixed = fixed0 / max(1, r["sampled_entities"]) * min(z.memory_sample, n)
+            # (every timed round, its own and the previous point's, is a fixed cost)
+            fixed0 = sum(r.get("sample_rounds_s", [r["sample_fit_score_s"]]))
+            fixed0 += sum((r.get("interleaved") or {}).get("previous_rounds_s", []))
+            per_round = float(r["sample_fit_score_s"]) / max(1, r["sampled_entities"])
+            fixed = per_round * min(z.memory_sample, n) * 2 * scale.MEMORY_ROUNDS
             return fixed + max(0.0, secs - fixed0) / n0 * n, basis.name
         est = secs / n0 * n
         if step.steady:
