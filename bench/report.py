@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,29 +44,35 @@ def _unmeasured(r: dict[str, Any], key: str, measure: str, target: str) -> Row:
     return (measure, "not run", target, "not run")
 
 
+def _one_row(
+    r: dict[str, Any], key: str, measure: str, target: str, figure: Callable[[Any], str]
+) -> list[Row]:
+    """The row of a section with one verdict (its `met`), or why it has no figures."""
+    sec = _ok(r, key)
+    if sec is None:
+        return [_unmeasured(r, key, measure, target)]
+    return [(measure, figure(sec), target, _met(sec["met"]))]
+
+
 def _compute_rows(r: dict[str, Any]) -> list[Row]:
-    measure, target = "Compute throughput vs seed per-user", ">= 20x, F1 >= seed"
-    c = _ok(r, "compute")
-    if c is None:
-        return [_unmeasured(r, "compute", measure, target)]
-    figure = (
-        f"{_f(c['speedup_vs_seed_per_entity'])}x ({_f(c['events_per_s']['couchwatch'], 0)} vs "
-        f"{_f(c['events_per_s']['seed_per_entity'], 0)} events/s); "
-        f"F1 {_f(c['f1']['couchwatch'])} vs {_f(c['f1']['seed_per_entity'])}"
-    )
-    return [(measure, figure, target, _met(c["met"]))]
+    return _one_row(
+        r, "compute", "Compute throughput vs seed per-user", ">= 20x, F1 >= seed",
+        lambda c: (
+            f"{_f(c['speedup_vs_seed_per_entity'])}x ({_f(c['events_per_s']['couchwatch'], 0)} "
+            f"vs {_f(c['events_per_s']['seed_per_entity'], 0)} events/s); "
+            f"F1 {_f(c['f1']['couchwatch'])} vs {_f(c['f1']['seed_per_entity'])}"
+        ),
+    )  # fmt: skip
 
 
 def _fleet_rows(r: dict[str, Any]) -> list[Row]:
-    measure, target = "Fleet end-to-end vs store floor", "<= 1.25x"
-    e = _ok(r, "store_floor")
-    if e is None:
-        return [_unmeasured(r, "store_floor", measure, target)]
-    figure = (
-        f"{_f(e['ratio_to_floor'])}x ({_f(e['fleet_seconds'], 1)} s "
-        f"vs {_f(e['floor_seconds'], 1)} s)"
-    )
-    return [(measure, figure, target, _met(e["met"]))]
+    return _one_row(
+        r, "store_floor", "Fleet end-to-end vs store floor", "<= 1.25x",
+        lambda e: (
+            f"{_f(e['ratio_to_floor'])}x ({_f(e['fleet_seconds'], 1)} s "
+            f"vs {_f(e['floor_seconds'], 1)} s)"
+        ),
+    )  # fmt: skip
 
 
 def _scale_rows(r: dict[str, Any]) -> list[Row]:
@@ -96,16 +103,14 @@ def _scale_rows(r: dict[str, Any]) -> list[Row]:
 
 
 def _steady_rows(r: dict[str, Any]) -> list[Row]:
-    measure, target = "Steady state: scoring pass, history large/small", "1.0 +-20%"
-    st = _ok(r, "steady_state")
-    if st is None:
-        return [_unmeasured(r, "steady_state", measure, target)]
-    figure = (
-        f"{_f(st['ratio'])} ({_f(st['large']['wall_s'])} s "
-        f"at {_f(st['large']['history_events'])} "
-        f"vs {_f(st['small']['wall_s'])} s at {_f(st['small']['history_events'])} events)"
-    )
-    return [(measure, figure, target, _met(st["met"]))]
+    return _one_row(
+        r, "steady_state", "Steady state: scoring pass, history large/small", "1.0 +-20%",
+        lambda st: (
+            f"{_f(st['ratio'])} ({_f(st['large']['wall_s'])} s "
+            f"at {_f(st['large']['history_events'])} "
+            f"vs {_f(st['small']['wall_s'])} s at {_f(st['small']['history_events'])} events)"
+        ),
+    )  # fmt: skip
 
 
 def _overhead_rows(r: dict[str, Any]) -> list[Row]:
