@@ -337,16 +337,9 @@ def _window_values(
         "bytes_max": grouped.nanmax(bytes_sent, starts),
         "latency_mean": grouped.nanmean(latency, starts),
         "latency_p95": grouped.nanquantile(latency, starts, 0.95),
-        "distinct_endpoints": np.where(
-            grouped.valid_count(np.where(endpoint >= 0, 0.0, np.nan), starts) > 0,
-            distinct_endpoints,
-            np.nan,
-        ),
-        "distinct_ips": np.where(
-            grouped.valid_count(np.where(ip >= 0, 0.0, np.nan), starts) > 0,
-            distinct_ips,
-            np.nan,
-        ),
+        # no endpoint (ip) in a window is missing data, not zero distinct values
+        "distinct_endpoints": np.where(distinct_endpoints > 0, distinct_endpoints, np.nan),
+        "distinct_ips": np.where(distinct_ips > 0, distinct_ips, np.nan),
         "new_endpoints": grouped.nansum(where(first, endpoint >= 0), starts),
     }
 
