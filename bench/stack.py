@@ -7,7 +7,6 @@ Reuses the integration-test harness (``tests/support``): the same PouchDB Server
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Any
 from celery import Celery
 
 from tests.support.fleet import WorkerFleet, worker_fleet
-from tests.support.services import ROOT, CouchServer, couch_server, redis_server
+from tests.support.services import ROOT, CouchServer, couch_server, redis_server, terminate
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.history import iter_entity_events
@@ -181,10 +180,4 @@ def beat(st: Stack) -> Iterator[subprocess.Popen[bytes]]:
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=5)
+            terminate(proc, grace_s=20)

@@ -5,7 +5,6 @@ against the served OpenAPI schema on a real uvicorn process."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from fastapi.testclient import TestClient
 from scheduler import client as producer
 from tests.conftest import settings_env
 from tests.support.fleet import worker_fleet
-from tests.support.services import ROOT
+from tests.support.services import ROOT, terminate
 from workers.api.app import create_app
 from workers.api.keys import create_key
 from workers.couch.client import CouchClient
@@ -343,6 +342,5 @@ def test_schemathesis_finds_no_server_errors(
         )  # fmt: skip
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        terminate(proc, grace_s=30)
         log.close()

@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 from tests.conftest import settings_env
 from tests.integration.test_fleet_resilience import _new_window_events, _recent_demo, _services
 from tests.support.fleet import WorkerFleet, worker_fleet
+from tests.support.runs import wait_run
 from tests.support.services import ROOT, CouchServer, RedisServer
 from workers import detection
 from workers.couch.client import CouchClient
@@ -51,7 +52,6 @@ PLAN, SCORE, TRAIN = (
     "couchwatch.score_entities",
     "couchwatch.train_entities",
 )
-TERMINAL = ("succeeded", "partial", "failed")
 CORPUS = ROOT / "tests" / "data" / "fuzz" / "ingest_garbage.tsv"
 NOW = datetime.now(UTC)
 
@@ -59,26 +59,14 @@ NOW = datetime.now(UTC)
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _wait_run(
-    couch: CouchClient, settings: Settings, task_id: str, timeout_s: float = 180
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        doc = couch.get(settings.db_name("runs"), f"run-{task_id}")
-        if doc and doc["outcome"] in TERMINAL:
-            return doc
-        time.sleep(0.3)
-    raise AssertionError(f"run-{task_id} not finished within {timeout_s}s")
-
-
 def _plan_and_score(
     fleet: WorkerFleet, couch: CouchClient
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One planner pass (forced) and every scoring batch it enqueued, finished."""
     settings = fleet.settings
-    plan = _wait_run(couch, settings, fleet.app().send_task(PLAN, kwargs={"force": True}).id)
+    plan = wait_run(couch, settings, fleet.app().send_task(PLAN, kwargs={"force": True}).id)
     assert plan["outcome"] == "succeeded", (plan["error"], plan["entity_errors"])
-    return plan, [_wait_run(couch, settings, t) for t in plan["details"]["task_ids"]]
+    return plan, [wait_run(couch, settings, t) for t in plan["details"]["task_ids"]]
 
 
 def _train_all(
@@ -86,9 +74,9 @@ def _train_all(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     settings = fleet.settings
     task = fleet.app().send_task("couchwatch.plan_training", kwargs={"force": True})
-    plan = _wait_run(couch, settings, task.id)
+    plan = wait_run(couch, settings, task.id)
     assert plan["outcome"] == "succeeded", (plan["error"], plan["entity_errors"])
-    return plan, [_wait_run(couch, settings, t, 240) for t in plan["details"]["task_ids"]]
+    return plan, [wait_run(couch, settings, t, 240) for t in plan["details"]["task_ids"]]
 
 
 def _docs(couch: CouchClient, db: str, kind: str | None = None) -> list[dict[str, Any]]:

@@ -25,7 +25,8 @@ import redis
 
 from tests.conftest import make_settings, settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
-from tests.support.services import ROOT, CouchServer, RedisServer
+from tests.support.runs import TERMINAL
+from tests.support.services import ROOT, CouchServer, RedisServer, terminate
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import DemoScenario, format_ts, generate_demo
@@ -33,8 +34,6 @@ from workers.model_store import head_id
 from workers.settings import DB_SUFFIXES, Settings
 
 pytestmark = pytest.mark.integration
-
-TERMINAL = ("succeeded", "partial", "failed")
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -135,16 +134,6 @@ def _beat(env: dict[str, str], schedule: Path, log: Path) -> subprocess.Popen[by
     )  # fmt: skip
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
-
-
 # --- tests ---------------------------------------------------------------------------------
 
 
@@ -218,7 +207,7 @@ def test_two_beats_do_not_double_planning(
                 time.sleep(15)
             finally:
                 for beat in beats:
-                    _stop(beat)
+                    terminate(beat, grace_s=20)
             assert all(b.returncode is not None for b in beats)
             time.sleep(2)  # let the last enqueued scoring batches finish
 

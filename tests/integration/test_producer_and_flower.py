@@ -8,7 +8,6 @@ arguments behind basic auth, while its health and metrics endpoints stay open.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import requests
 from scheduler import client
 from tests.conftest import settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
-from tests.support.services import ROOT
+from tests.support.services import ROOT, terminate
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
@@ -87,13 +86,7 @@ def flower_process(env: dict[str, str], port: int, logs: Path) -> Iterator[str]:
         _eventually(healthy, "Flower to answer", timeout_s=60)
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        terminate(proc, grace_s=15)
         log.close()
 
 

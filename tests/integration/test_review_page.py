@@ -8,7 +8,6 @@ thing no longer alerts at medium/high severity after a rescore with the new mode
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ import requests
 
 from tests.conftest import settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
-from tests.support.services import ROOT
+from tests.support.services import ROOT, terminate
 from workers.api.keys import create_key
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
@@ -103,13 +102,7 @@ def api_url(settings: Settings, fleet: WorkerFleet, tmp_path: Path) -> Iterator[
             time.sleep(0.3)
         yield url
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
+        terminate(proc, grace_s=20)
 
 
 def _demo_anomalies(couch: CouchClient, settings: Settings, fleet: WorkerFleet) -> None:

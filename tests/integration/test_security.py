@@ -40,6 +40,7 @@ from tests.conftest import make_settings, settings_env
 from tests.integration.test_fleet_resilience import _recent_demo
 from tests.integration.test_producer_and_flower import flower_process
 from tests.support.fleet import worker_fleet
+from tests.support.runs import wait_run
 from tests.support.services import ROOT, CouchServer, RedisServer, redis_server
 from workers.celery_app import QUEUES
 from workers.couch.client import CouchClient, MissingCredentials
@@ -66,7 +67,6 @@ PLAN, SCORE, TRAIN = (
     "couchwatch.score_entities",
     "couchwatch.train_entities",
 )
-TERMINAL = ("succeeded", "partial", "failed")
 COUCHWATCH = [sys.executable, "-m", "workers.cli.main"]
 
 
@@ -92,18 +92,6 @@ def _set_members(couchdb: CouchServer, db: str, names: list[str]) -> None:
     reply = requests.put(f"{couchdb.url}/{db}/_security", json=security, auth=_admin(couchdb),
                          timeout=30)  # fmt: skip
     assert reply.ok, reply.text
-
-
-def _wait_run(
-    couch: CouchClient, settings: Settings, task_id: str, timeout_s: float = 180
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        doc = couch.get(settings.db_name("runs"), f"run-{task_id}")
-        if doc and doc["outcome"] in TERMINAL:
-            return doc
-        time.sleep(0.3)
-    raise AssertionError(f"run-{task_id} not finished within {timeout_s}s")
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -260,13 +248,13 @@ def test_member_user_fleet_leaks_no_credentials(
         done = _cli(admin_env, "ingest", "--quiet", str(events_file))
         assert done.returncode == 0, done.stderr
         app = fleet.app()
-        plan = _wait_run(member, cfg, app.send_task(PLAN, kwargs={"force": True}).id)
-        scores = [_wait_run(member, cfg, t) for t in plan["details"]["task_ids"]]
-        tplan = _wait_run(member, cfg, app.send_task("couchwatch.plan_training",
+        plan = wait_run(member, cfg, app.send_task(PLAN, kwargs={"force": True}).id)
+        scores = [wait_run(member, cfg, t) for t in plan["details"]["task_ids"]]
+        tplan = wait_run(member, cfg, app.send_task("couchwatch.plan_training",
                                                      kwargs={"force": True}).id)  # fmt: skip
-        trains = [_wait_run(member, cfg, t, 240) for t in tplan["details"]["task_ids"]]
+        trains = [wait_run(member, cfg, t, 240) for t in tplan["details"]["task_ids"]]
         whole = [[u, None, None] for u in users]
-        rescore = _wait_run(member, cfg, app.send_task(SCORE, args=[whole]).id)
+        rescore = wait_run(member, cfg, app.send_task(SCORE, args=[whole]).id)
         runs = [plan, *scores, tplan, *trains, rescore]
         assert all(r["outcome"] == "succeeded" for r in runs), [
             (r["task"], r["outcome"], r["error"], r["entity_errors"]) for r in runs
@@ -281,14 +269,14 @@ def test_member_user_fleet_leaks_no_credentials(
 
         ModelStore(member, cfg.db_name("models")).save(users[0], "req-evil",
                                                        pickle.dumps(Planted()), {})  # fmt: skip
-        evil = _wait_run(member, cfg, app.send_task(SCORE, args=[[[users[0], None, None]]]).id)
+        evil = wait_run(member, cfg, app.send_task(SCORE, args=[[[users[0], None, None]]]).id)
         assert evil["details"].get("unsafe_models") == [users[0]], evil
         assert evil["outcome"] == "succeeded" and not marker.exists()
 
         # an induced CouchDB error: the member is dropped from the events database
         _set_members(couchdb, cfg.events_db, ["somebody-else"])
         try:
-            broken = _wait_run(member, cfg, app.send_task(PLAN, kwargs={"force": True}).id)
+            broken = wait_run(member, cfg, app.send_task(PLAN, kwargs={"force": True}).id)
             cli_err = _cli(env, "train", "--entity", "nobody")
             ingest_err = _cli(env, "ingest", "--quiet", str(events_file))
         finally:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 import requests
@@ -42,7 +43,7 @@ class CouchServer:
     port: int
 
     def stop(self) -> None:
-        _terminate(self.process)
+        terminate(self.process)
 
     def start_again(self) -> None:
         """Restart on the same port and data dir (for outage tests)."""
@@ -59,7 +60,7 @@ class RedisServer:
     options: tuple[str, ...] = ()
 
     def stop(self) -> None:
-        _terminate(self.process)
+        terminate(self.process)
 
     def start_again(self) -> None:
         """Restart on the same port, data dir and options (for outage tests)."""
@@ -163,7 +164,8 @@ def _wait_redis(url: str, timeout_s: float = 30) -> None:
     raise ServiceMissing(f"redis-server at {url} did not start within {timeout_s}s")
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
+def terminate(process: subprocess.Popen[Any], grace_s: float = 10) -> None:
+    """SIGTERM the process group of `process`; SIGKILL it if it is still there after `grace_s`."""
     if process.poll() is not None:
         return
     try:
@@ -171,7 +173,7 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
     except ProcessLookupError:
         return
     try:
-        process.wait(timeout=10)
+        process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=5)
