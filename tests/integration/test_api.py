@@ -7,11 +7,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from scheduler import client as producer
 from tests.conftest import settings_env
 from tests.support.fleet import worker_fleet
 from tests.support.services import ROOT, terminate
+from tests.support.waiting import eventually
 from workers.api.app import create_app
 from workers.api.keys import create_key
 from workers.couch.client import CouchClient
@@ -32,17 +32,6 @@ from workers.settings import Settings, get_settings
 from workers.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
-
-
-def _eventually(probe: Callable[[], T | None], what: str, timeout_s: float = 180) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -279,18 +268,18 @@ def test_jobs_healthz_and_review_kept_on_rescore(
         producer.producer_app().send_task("couchwatch.plan_scoring", kwargs={"force": True})
         fresh_from = events[cutoff]["timestamp"]
         user = sorted(i.entity for i in scenario.incidents if i.start >= fresh_from)[0]
-        _eventually(lambda: couch.get(settings.db_name("models"), registry_id(user)),
+        eventually(lambda: couch.get(settings.db_name("models"), registry_id(user)),
                     "the planner to register entities")  # fmt: skip
         job = http.post("/v1/jobs/train", json={"entity": user}, headers=keys["ingest"])
         assert job.status_code == 202
-        _eventually(lambda: http.get(f"/v1/entities/{user}", headers=keys["read"]).json()[
+        eventually(lambda: http.get(f"/v1/entities/{user}", headers=keys["read"]).json()[
             "model"]["active_version"], "the model to be trained", timeout_s=300)  # fmt: skip
 
         def rescore() -> dict[str, Any]:
             reply = http.post("/v1/jobs/rescore", json={"entity": user}, headers=keys["ingest"])
             assert reply.status_code == 202, reply.text
             job_id = reply.json()["job_id"]
-            return _eventually(
+            return eventually(
                 lambda: (lambda j: j if j["state"] == "SUCCESS" and j["run"] else None)(
                     http.get(f"/v1/jobs/{job_id}", headers=keys["read"]).json()),
                 "the rescore job", timeout_s=300)  # fmt: skip
@@ -331,7 +320,7 @@ def test_schemathesis_finds_no_server_errors(
             except httpx.HTTPError:
                 return False
 
-        _eventually(up, "uvicorn to answer", timeout_s=60)
+        eventually(up, "uvicorn to answer", timeout_s=60)
         done = subprocess.run(
             [str(Path(sys.executable).parent / "schemathesis"), "run", f"{url}/openapi.json",
              "-H", f"X-API-Key: {key}", "--checks", "not_a_server_error",

@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 from tests.conftest import settings_env
 from tests.integration.test_fleet_resilience import _new_window_events, _recent_demo, _services
 from tests.support.fleet import WorkerFleet, worker_fleet
-from tests.support.runs import wait_run
 from tests.support.services import ROOT, CouchServer, RedisServer
+from tests.support.waiting import wait_run
 from workers import detection
 from workers.couch.client import CouchClient
 from workers.events import Rejection, validate_event

@@ -25,8 +25,8 @@ import redis
 
 from tests.conftest import make_settings, settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
-from tests.support.runs import TERMINAL
 from tests.support.services import ROOT, CouchServer, RedisServer, terminate
+from tests.support.waiting import TERMINAL
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import DemoScenario, format_ts, generate_demo

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
@@ -24,6 +23,7 @@ from scheduler import client
 from tests.conftest import settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
 from tests.support.services import ROOT, terminate
+from tests.support.waiting import eventually
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
@@ -35,17 +35,6 @@ pytestmark = pytest.mark.integration
 FLOWER_USER = "ops"
 FLOWER_PASSWORD = "flower-test-9c1e"
 COUCHWATCH = Path(sys.executable).parent / "couchwatch"
-T = TypeVar("T")
-
-
-def _eventually(probe: Callable[[], T | None], what: str, timeout_s: float = 120) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _store(couch: CouchClient, settings: Settings, events: list[dict[str, Any]]) -> None:
@@ -83,7 +72,7 @@ def flower_process(env: dict[str, str], port: int, logs: Path) -> Iterator[str]:
             except requests.ConnectionError:
                 return False
 
-        _eventually(healthy, "Flower to answer", timeout_s=60)
+        eventually(healthy, "Flower to answer", timeout_s=60)
         yield url
     finally:
         terminate(proc, grace_s=15)
@@ -142,17 +131,19 @@ def test_producer_rescore_and_flower_api(
         cutoff = int(len(events) * 0.7)
         _store(couch, settings, events[:cutoff])
         fleet.app().send_task("couchwatch.plan_scoring", kwargs={"force": True})
-        _eventually(
+        eventually(
             lambda: _finished_runs(couch, settings, "couchwatch.plan_scoring"),
             "the first planning pass",
+            timeout_s=120,
         )
         users = sorted({e["user_id"] for e in events[:cutoff]})
         train_jobs = [client.train(user) for user in users]
-        _eventually(
+        eventually(
             lambda: all(client.job_status(j) == "SUCCESS" for j in train_jobs),
             "the training plans to succeed",
+            timeout_s=120,
         )
-        trained = _eventually(
+        trained = eventually(
             lambda: (lambda r: r if len(r) >= len(users) else None)(
                 _finished_runs(couch, settings, "couchwatch.train_entities")
             ),
@@ -195,7 +186,7 @@ def test_producer_rescore_and_flower_api(
             found: dict[str, Any] = reply.json()
             return found if {"w1@testhost", "w2@testhost"} <= set(found) else None
 
-        _eventually(workers, "Flower to list both workers", timeout_s=60)
+        eventually(workers, "Flower to list both workers", timeout_s=60)
 
         def tasks() -> dict[str, dict[str, Any]] | None:
             reply = requests.get(f"{flower}/api/tasks", auth=auth, timeout=30)
@@ -205,7 +196,7 @@ def test_producer_rescore_and_flower_api(
             wanted = {"couchwatch.train_entities", "couchwatch.rescore"}
             return found if wanted <= finished else None
 
-        seen = _eventually(tasks, "Flower to show finished train and rescore tasks", 60)
+        seen = eventually(tasks, "Flower to show finished train and rescore tasks", 60)
         by_id = {task_id: t for task_id, t in seen.items()}
         rescored = by_id[job]
         assert rescored["name"] == "couchwatch.rescore" and rescored["state"] == "SUCCESS"

@@ -40,8 +40,8 @@ from tests.conftest import make_settings, settings_env
 from tests.integration.test_fleet_resilience import _recent_demo
 from tests.integration.test_producer_and_flower import flower_process
 from tests.support.fleet import worker_fleet
-from tests.support.runs import wait_run
 from tests.support.services import ROOT, CouchServer, RedisServer, redis_server
+from tests.support.waiting import wait_run
 from workers.celery_app import QUEUES
 from workers.couch.client import CouchClient, MissingCredentials
 from workers.couch.errors import Unauthorized
