@@ -32,12 +32,17 @@ from tests.integration.test_fleet_resilience import (
     _recent_demo,
     _runs,
     _services,
-    _stop,
     _store,
     _wait_runs,
 )
 from tests.support.fleet import worker_fleet
-from tests.support.services import CouchServer, RedisServer, couch_server, redis_server
+from tests.support.services import (
+    CouchServer,
+    RedisServer,
+    couch_server,
+    redis_server,
+    terminate,
+)
 from workers.couch.client import CouchClient
 from workers.fleet import registry_id
 from workers.model_store import head_id
@@ -273,7 +278,7 @@ def test_redis_restart_mid_run_reconnects_and_loses_nothing(
                 _wait_runs(couch, settings, SCORE, 1, timeout_s=90,
                            where=lambda r: r["_id"] in planned)  # fmt: skip
             finally:
-                _stop(beat)
+                terminate(beat, grace_s=20)
         assert all(r["outcome"] == "succeeded" for r in trains), [
             (r["outcome"], r["error"]) for r in trains
         ]
@@ -508,7 +513,7 @@ def test_soak_steady_ingest_bounded_queue_memory_keys(
                 total = len(scenario.events) + ingested
                 _wait_until("every event planned", lambda: _seen(couch, settings) >= total, 90, 1)
             finally:
-                _stop(beat)
+                terminate(beat, grace_s=20)
             plans = [r for r in _runs(couch, settings, PLAN) if "skipped" not in r["details"]]
             enqueued = {f"run-{t}" for p in plans for t in p["details"]["task_ids"]}
             _wait_until(
