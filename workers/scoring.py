@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from celery.exceptions import SoftTimeLimitExceeded
 
-from workers import detection
+from workers import detection, incidents
 from workers.couch.errors import RetryableCouchError
 from workers.engine.config import EngineConfig
 from workers.engine.errors import InsufficientHistoryError, ModelLoadError, UnsafeModelError
@@ -75,6 +75,8 @@ def score_entities(
         run.fail_entity(entity, RuntimeError(f"{len(reasons)} anomalies refused: {reasons[0]}"))
     written = [d["_id"] for d in docs if owner[d["_id"]] not in refused]
     run.docs_out += len(written)
+    kept = set(written)
+    incidents.after_scoring(fleet.couch, fleet.settings, [d for d in docs if d["_id"] in kept], run)
     return written
 
 

@@ -14,7 +14,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DB_SUFFIXES = ("models", "anomalies", "notifications", "runs", "quarantine", "apikeys")
+DB_SUFFIXES = (
+    "models", "anomalies", "notifications", "runs", "quarantine", "apikeys", "incidents",
+)  # fmt: skip
 
 
 def _split_list(value: Any) -> Any:
@@ -82,6 +84,8 @@ class Settings(BaseSettings):
     couchwatch_notify_backoff_s: float = Field(default=60.0, gt=0)
     couchwatch_notify_backoff_max_s: float = Field(default=3600.0, gt=0)
     couchwatch_notify_review_hint: str = "couchwatch review {id} confirm|dismiss"
+    # Incidents (docs/incidents.md): anomalies of one entity this close (seconds) chain together
+    couchwatch_incident_gap_s: float = Field(default=3600.0, ge=0)
     couchwatch_smtp_host: str | None = None
     couchwatch_smtp_port: int = 587
     couchwatch_smtp_starttls: bool = True

@@ -55,8 +55,8 @@ class AnomalyFilter:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def encode_cursor(flt: AnomalyFilter, doc: Doc) -> str:
-    raw = json.dumps({"w": doc["window_start"], "i": doc["_id"], "f": flt.fingerprint()})
+def encode_cursor(flt: AnomalyFilter, doc: Doc, key_field: str = "window_start") -> str:
+    raw = json.dumps({"w": doc[key_field], "i": doc["_id"], "f": flt.fingerprint()})
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -74,25 +74,38 @@ def decode_cursor(flt: AnomalyFilter, cursor: str) -> tuple[str, str]:
 
 
 def anomaly_page(
-    client: CouchClient, db: str, flt: AnomalyFilter, *, limit: int, cursor: str | None
+    client: CouchClient,
+    db: str,
+    flt: AnomalyFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+    key_field: str = "window_start",
+    also: Doc | None = None,
 ) -> tuple[list[Doc], str | None]:
-    """Up to `limit` anomalies after `cursor`; returns (docs, next cursor or None at the end)."""
+    """Up to `limit` anomalies after `cursor`; returns (docs, next cursor or None at the end).
+
+    `key_field` is the time field of the page order (incidents page on `start`); `also` holds
+    more equality filters applied on top of `flt` (a missing field equals None).
+    """
     name, prefix = flt.index()
-    extra = {k: v for k, v in flt.selector().items() if k not in prefix}
+    extra = {k: v for k, v in {**flt.selector(), **(also or {})}.items() if k not in prefix}
     want = limit + 1
     docs: list[Doc] = []
     upper: Doc = {"$lt": flt.until} if flt.until else {}
     if cursor is not None:
         window, last_id = decode_cursor(flt, cursor)
-        docs += _collect(client, db, name, prefix, window, extra, want, after_id=last_id)
+        docs += _collect(client, db, name, prefix, window, extra, want, after_id=last_id,
+                         key_field=key_field)  # fmt: skip
         upper = {"$lt": window}
     if len(docs) < want:
         bound: Doc = {**upper}
         bound["$gte" if flt.since else "$gt"] = flt.since if flt.since else None
-        docs += _collect(client, db, name, prefix, bound, extra, want - len(docs))
+        docs += _collect(client, db, name, prefix, bound, extra, want - len(docs),
+                         key_field=key_field)  # fmt: skip
     page = docs[:limit]
     more = len(docs) > limit and bool(page)
-    return page, encode_cursor(flt, page[-1]) if more else None
+    return page, encode_cursor(flt, page[-1], key_field) if more else None
 
 
 def _collect(
@@ -105,6 +118,7 @@ def _collect(
     want: int,
     *,
     after_id: str | None = None,
+    key_field: str = "window_start",
 ) -> list[Doc]:
     """`want` documents in page order matching `extra` (and after `after_id`).
 
@@ -114,7 +128,8 @@ def _collect(
     """
     limit = want
     while True:
-        raw = _find(client, db, index, prefix, {**prefix, "window_start": window}, limit)
+        selector = {**prefix, key_field: window}
+        raw = _find(client, db, index, prefix, selector, limit, key_field)
         rows = raw
         if after_id is not None:  # server collation order: drop up to and including the cursor
             ids = [d["_id"] for d in raw]
@@ -135,9 +150,15 @@ def _field(doc: Doc, dotted: str) -> Any:
 
 
 def _find(
-    client: CouchClient, db: str, index: str, prefix: Doc, selector: Doc, limit: int
+    client: CouchClient,
+    db: str,
+    index: str,
+    prefix: Doc,
+    selector: Doc,
+    limit: int,
+    key_field: str = "window_start",
 ) -> list[Doc]:
-    fields = (*prefix, "window_start", "_id")
+    fields = (*prefix, key_field, "_id")
     assert index in ANOMALY_PAGE_INDEXES
     docs, _ = client.find_page(
         db,

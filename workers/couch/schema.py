@@ -38,6 +38,9 @@ def ensure_schema(client: CouchClient, settings: Settings) -> list[str]:
     client.ensure_index(anomalies, ["entity", "window_start"], name="by-entity")
     for name, prefix in ANOMALY_PAGE_INDEXES.items():  # the API's keyset pages
         client.ensure_index(anomalies, [*prefix, "window_start", "_id"], name=name)
+    incidents = settings.db_name("incidents")  # same page indexes, keyed on the incident start
+    for name, prefix in ANOMALY_PAGE_INDEXES.items():
+        client.ensure_index(incidents, [*prefix, "start", "_id"], name=name)
     client.ensure_index(settings.db_name("runs"), ["finished_at"], name="by-finished")
     client.ensure_index(settings.db_name("models"), ["type", "entity"], name="by-type-entity")
     notifications = settings.db_name("notifications")
