@@ -1,0 +1,424 @@
+"""Seasonal baseline detector for per-service metric windows (hour-of-week aware).
+
+A service's window features follow a daily and weekly rhythm that swamps anomalies for a
+detector without time context. :class:`SeasonalBaseline` learns, per feature, the value expected
+in each of the 168 hour-of-week slots (UTC) and scores how far a window sits from its slot:
+
+1. transform: ``log1p`` for heavy-tailed features (counts, bytes, latencies), so a doubling is
+   one step at any level;
+2. expected value per slot, built in three shrunk levels from weighted medians: the global
+   median; an hour-of-day profile shrunk toward it; a day-of-week offset (median of what the
+   hour-of-day profile leaves) shrunk toward 0; then the slot's own median residual, smoothed
+   over neighbouring hours and shrunk toward that prior by ``prior_strength`` windows;
+3. scale: 1.4826·MAD of the training residuals per hour of day, shrunk toward the all-hours MAD,
+   floored per slot by ``min_scale`` (feature units) and ``relative_min_scale`` (share of the
+   expected value); ratio features also get a binomial floor from the window's own event count;
+4. evidence per window: the largest directional residual (pointwise) and the largest CUSUM of
+   residuals (sustained shifts, see :mod:`.level_shift`), each divided by its training
+   ``ref_quantile``; the raw score is the larger of the two;
+5. calibration: a :class:`~workers.engine.calibration.TailCalibrator` fitted on out-of-sample
+   raw scores (fit on the first 70% / score the last 30%, and the reverse), then the baseline is
+   refit on everything. ``score_samples`` is in [0, 1], higher = more unusual.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Self
+
+import numpy as np
+from sklearn.exceptions import NotFittedError
+
+from ..calibration import TailCalibrator
+from ..features import COUNT_FEATURES, LOGGED_FEATURES, RATIO_FEATURES
+from .level_shift import cusum, segment_ids
+from .robust_zscore import MAD_TO_SIGMA
+
+__all__ = [
+    "SeasonalBaseline",
+    "hour_of_week",
+    "seasonal_min_scales",
+    "seasonal_relative_min_scales",
+]
+
+HOUR_NS = 3_600_000_000_000
+WEEK_HOURS = 168
+TWO_SIDED_NAMES: frozenset[str] = frozenset({"events"})
+"""Features where a drop is as unusual as a spike (traffic); all others count upwards only."""
+SEASONAL_MIN_SCALE: dict[str, float] = {
+    **dict.fromkeys(COUNT_FEATURES, 1.0),
+    **dict.fromkeys(RATIO_FEATURES, 0.01),
+}
+"""Smallest scale in feature units: one count, one percentage point of a ratio."""
+SEASONAL_RELATIVE_MIN_SCALE: dict[str, float] = {
+    "events": 0.05, "bytes_sum": 0.1, "bytes_max": 0.1, "latency_mean": 0.05, "latency_p95": 0.05,
+}  # fmt: skip
+"""Smallest scale as a share of the slot's expected value (default 0.05)."""
+CALIBRATION_FLOOR = 0.05
+
+
+def seasonal_min_scales(features: tuple[str, ...]) -> tuple[float, ...]:
+    """Default ``min_scale`` per feature (feature units; 0 where none is set)."""
+    return tuple(SEASONAL_MIN_SCALE.get(f, 0.0) for f in features)
+
+
+def seasonal_relative_min_scales(features: tuple[str, ...]) -> tuple[float, ...]:
+    """Default ``relative_min_scale`` per feature (share of the expected value)."""
+    return tuple(SEASONAL_RELATIVE_MIN_SCALE.get(f, 0.05) for f in features)
+
+
+def hour_of_week(times_ns: np.ndarray) -> np.ndarray:
+    """Return the UTC hour-of-week slot (0 = Monday 00:00-01:00, 167 = Sunday 23:00) per time."""
+    hours = np.asarray(times_ns, dtype=np.int64) // HOUR_NS
+    return ((hours + 72) % WEEK_HOURS).astype(np.intp)  # 1970-01-01 was a Thursday
+
+
+def group_median(V: np.ndarray, groups: np.ndarray, n_groups: int, w: np.ndarray) -> np.ndarray:
+    """Weighted median of each column of ``V`` per group (n_groups × d; NaN for empty groups)."""
+    n, d = V.shape
+    out = np.full((n_groups, d), np.nan)
+    if n == 0:
+        return out
+    wsum = np.bincount(groups, weights=w, minlength=n_groups)
+    counts = np.bincount(groups, minlength=n_groups)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    last = first + counts - 1
+    target = np.concatenate([[0.0], np.cumsum(wsum)[:-1]]) + wsum / 2.0
+    valid = counts > 0
+    for j in range(d):  # loop over features, never rows
+        order = np.lexsort((V[:, j], groups))
+        cw = np.cumsum(w[order])
+        lo = np.clip(np.searchsorted(cw, target * (1 - 1e-12), side="left"), first, last)
+        hi = np.clip(np.searchsorted(cw, target * (1 + 1e-12), side="right"), first, last)
+        col = V[order, j]
+        out[valid, j] = 0.5 * (col[lo[valid]] + col[hi[valid]])
+    return out
+
+
+def _shrink(med: np.ndarray, n: np.ndarray, target: np.ndarray, k: float) -> np.ndarray:
+    """``(n·med + k·target) / (n + k)`` per row, ``target`` where a group is empty."""
+    n = n[:, None]
+    own = np.where(np.isnan(med), target, med)
+    return (n * own + k * target) / (n + k)
+
+
+def _check_fitted(det: object, attr: str) -> None:
+    """Raise :class:`~sklearn.exceptions.NotFittedError` unless ``det`` has ``attr``."""
+    if not hasattr(det, attr):
+        raise NotFittedError(f"{type(det).__name__} is not fitted yet; call fit first")
+
+
+def _neighbour_kernel(smoothing: float) -> np.ndarray:
+    """168 × 168 circular weights: a slot keeps ``1 - smoothing``, each neighbour half the rest."""
+    eye = np.eye(WEEK_HOURS)
+    return (1 - smoothing) * eye + smoothing / 2 * (np.roll(eye, 1, 1) + np.roll(eye, -1, 1))
+
+
+class SeasonalBaseline:
+    """Hour-of-week robust baseline plus CUSUM level-shift evidence, calibrated to [0, 1].
+
+    Parameters:
+        features: feature names, in column order (they choose the defaults below).
+        two_sided: column indices where a drop counts as much as a rise, in addition to the
+            names in :data:`TWO_SIDED_NAMES` when ``directions_by_name`` is true.
+        min_scale / relative_min_scale: scale floors in feature units / as a share of the
+            expected value (None: :func:`seasonal_min_scales` and
+            :func:`seasonal_relative_min_scales`).
+        window_s: window length in seconds (gaps are counted in windows).
+        logged: column indices modeled on the ``log1p`` scale (None: by name, counts, bytes,
+            latencies).
+        directions_by_name: also make :data:`TWO_SIDED_NAMES` features two-sided.
+        prior_strength: pseudo-windows each shrinkage level's prior counts for.
+        smoothing: share of a slot's weight given to its two neighbouring hours.
+        drift: CUSUM reference, in robust sigmas per window (detects shifts of about 2·drift).
+        z_cap: largest residual one window adds to the CUSUM.
+        max_gap_windows: missing windows the CUSUM bridges; a longer gap restarts it.
+        ref_quantile: training quantile each evidence kind is divided by before combining.
+        holdout: share of rows held out (at each end) to calibrate out of sample.
+        min_holdout_rows: below this many held-out rows, calibrate in sample.
+    """
+
+    def __init__(
+        self,
+        *,
+        features: tuple[str, ...],
+        two_sided: tuple[int, ...] = (),
+        min_scale: tuple[float, ...] | None = None,
+        relative_min_scale: tuple[float, ...] | None = None,
+        window_s: int = 900,
+        logged: tuple[int, ...] | None = None,
+        directions_by_name: bool = True,
+        prior_strength: float = 8.0,
+        smoothing: float = 0.5,
+        drift: float = 0.5,
+        z_cap: float = 3.0,
+        max_gap_windows: int = 2,
+        ref_quantile: float = 0.99,
+        holdout: float = 0.3,
+        min_holdout_rows: int = 96,
+    ) -> None:
+        self.features = features
+        self.two_sided = two_sided
+        self.min_scale = min_scale
+        self.relative_min_scale = relative_min_scale
+        self.window_s = window_s
+        self.logged = logged
+        self.directions_by_name = directions_by_name
+        self.prior_strength = prior_strength
+        self.smoothing = smoothing
+        self.drift = drift
+        self.z_cap = z_cap
+        self.max_gap_windows = max_gap_windows
+        self.ref_quantile = ref_quantile
+        self.holdout = holdout
+        self.min_holdout_rows = min_holdout_rows
+
+    # -- parameters resolved per column -------------------------------------------------------
+    def _logged_mask(self) -> np.ndarray:
+        d = len(self.features)
+        if self.logged is None:
+            return np.array([f in LOGGED_FEATURES for f in self.features], dtype=bool)
+        mask = np.zeros(d, dtype=bool)
+        mask[list(self.logged)] = True
+        return mask
+
+    def _two_sided_mask(self) -> np.ndarray:
+        mask = np.zeros(len(self.features), dtype=bool)
+        mask[list(self.two_sided)] = True
+        if self.directions_by_name:
+            mask |= np.array([f in TWO_SIDED_NAMES for f in self.features], dtype=bool)
+        return mask
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        T = np.array(X, dtype=float, copy=True)
+        logged = self._logged_mask()
+        T[:, logged] = np.log1p(np.clip(T[:, logged], 0.0, None))
+        return T
+
+    def _untransform(self, T: np.ndarray) -> np.ndarray:
+        logged = self._logged_mask()
+        return np.where(logged, np.expm1(np.where(logged, T, 0.0)), T)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def _profile(
+        self, X: np.ndarray, times_ns: np.ndarray, w: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return (expected, scale), each 168 × d in transformed units."""
+        d = X.shape[1]
+        k = float(self.prior_strength)
+        T = self._transform(X)
+        fill = np.nanmedian(T, axis=0) if len(T) else np.zeros(d)
+        T = np.where(np.isnan(T), np.nan_to_num(fill), T)
+        slots = hour_of_week(times_ns)
+        hod, dow = slots % 24, slots // 24
+        glob = group_median(T, np.zeros(len(T), dtype=np.intp), 1, w)
+        glob = np.nan_to_num(glob, nan=0.0)
+        n_h = np.bincount(hod, weights=w, minlength=24)
+        hour = _shrink(group_median(T, hod, 24, w), n_h, glob, k)
+        n_d = np.bincount(dow, weights=w, minlength=7)
+        day = _shrink(group_median(T - hour[hod], dow, 7, w), n_d, np.zeros((1, d)), k)
+        all_slots = np.arange(WEEK_HOURS)
+        prior = hour[all_slots % 24] + day[all_slots // 24]
+        resid = T - prior[slots]
+        n_s = np.bincount(slots, weights=w, minlength=WEEK_HOURS)
+        med = np.nan_to_num(group_median(resid, slots, WEEK_HOURS, w), nan=0.0)
+        kernel = _neighbour_kernel(float(self.smoothing))
+        n_eff = kernel @ n_s
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth = np.where(n_eff[:, None] > 0, kernel @ (n_s[:, None] * med) / n_eff[:, None], 0)
+        expected = prior + (n_eff / (n_eff + k))[:, None] * smooth
+        dev = np.abs(T - expected[slots])
+        mad_all = group_median(dev, np.zeros(len(T), dtype=np.intp), 1, w) * MAD_TO_SIGMA
+        mad_h = group_median(dev, hod, 24, w) * MAD_TO_SIGMA
+        var = _shrink(mad_h**2, n_h, np.nan_to_num(mad_all) ** 2, k)
+        scale = np.maximum(np.sqrt(var)[all_slots % 24], self._floor(expected))
+        return expected, scale
+
+    def _floor(self, expected: np.ndarray) -> np.ndarray:
+        """Scale floor per slot (168 × d, transformed units) from the two floor parameters."""
+        names = tuple(self.features)
+        absolute = np.asarray(
+            seasonal_min_scales(names) if self.min_scale is None else self.min_scale, float
+        )
+        relative = np.asarray(
+            seasonal_relative_min_scales(names)
+            if self.relative_min_scale is None
+            else self.relative_min_scale,
+            float,
+        )
+        level = self._untransform(expected)
+        step = np.maximum(absolute, relative * np.abs(level))
+        logged = self._logged_mask()
+        mu = np.clip(level, 0.0, None)
+        in_log = np.log1p(mu + step) - np.log1p(mu)
+        return np.maximum(np.where(logged, in_log, step), 1e-6)
+
+    def _fit_profile(self, X: np.ndarray, times_ns: np.ndarray, w: np.ndarray) -> None:
+        self.expected_, self.scale_ = self._profile(X, times_ns, w)
+
+    def fit(
+        self, X: np.ndarray, times_ns: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> Self:
+        """Learn the baseline from ``X`` (n × d, rows sorted by ``times_ns``); return ``self``."""
+        X = np.asarray(X, dtype=float).reshape(len(X), -1)
+        times_ns = np.asarray(times_ns, dtype=np.int64)
+        if X.shape[1] != len(self.features):
+            raise ValueError(f"X has {X.shape[1]} columns for {len(self.features)} features")
+        w = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
+        keep = w > 0
+        X, times_ns, w = X[keep], times_ns[keep], w[keep]
+        self.n_features_in_ = X.shape[1]
+        self.n_windows_ = float(w.sum())
+        n = len(X)
+        cut = round(n * float(self.holdout))
+        held_raw: list[np.ndarray] = []
+        held_w: list[np.ndarray] = []
+        if cut >= self.min_holdout_rows and n - cut > cut:
+            for fit_rows, held in (
+                (slice(0, n - cut), slice(n - cut, n)),
+                (slice(cut, n), slice(0, cut)),
+            ):
+                self._fit_profile(X[fit_rows], times_ns[fit_rows], w[fit_rows])
+                self._set_refs(X[fit_rows], times_ns[fit_rows])
+                held_raw.append(self._raw(X, times_ns)[held])
+                held_w.append(w[held])
+        self._fit_profile(X, times_ns, w)
+        self._set_refs(X, times_ns)
+        if not held_raw:  # too little history to hold any out: calibrate in sample
+            held_raw, held_w = [self._raw(X, times_ns)], [w]
+        self.calibration_rows_ = int(sum(len(r) for r in held_raw))
+        self.calibrator_ = TailCalibrator.fit(
+            np.concatenate(held_raw),
+            scale_floor=CALIBRATION_FLOOR,
+            sample_weight=np.concatenate(held_w),
+        )
+        return self
+
+    def _set_refs(self, X: np.ndarray, times_ns: np.ndarray) -> None:
+        """Training ``ref_quantile`` of each evidence kind (≥ 1 sigma), their common unit."""
+        self.point_ref_, self.cusum_ref_ = 1.0, 1.0
+        if len(X):
+            point, shift = self._evidence(X, times_ns)
+            q = float(self.ref_quantile)
+            self.point_ref_ = max(float(np.quantile(point.max(axis=1), q)), 1.0)
+            self.cusum_ref_ = max(float(np.quantile(shift.max(axis=1), q)), 1.0)
+
+    # -- scoring ------------------------------------------------------------------------------
+    def z_scores(self, X: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
+        """Signed robust residual per window and feature (n × d, sigmas; NaN where missing)."""
+        _check_fitted(self, "expected_")
+        X = np.asarray(X, dtype=float).reshape(len(X), -1)
+        slots = hour_of_week(times_ns)
+        expected, scale = self.expected_[slots], self.scale_[slots]
+        ratio = np.array([f in RATIO_FEATURES for f in self.features], dtype=bool)
+        if ratio.any() and "events" in self.features:  # binomial noise of a small window
+            n = np.maximum(X[:, list(self.features).index("events")], 1.0)[:, None]
+            p = np.clip(expected, 0.0, 1.0)
+            binomial = np.sqrt((p + 1.0 / n) * (1.0 - p) / n)
+            scale = np.where(ratio, np.maximum(scale, binomial), scale)
+        return (self._transform(X) - expected) / scale
+
+    def _evidence(self, X: np.ndarray, times_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pointwise, sustained) evidence per window and feature, n × d each, sigmas ≥ 0."""
+        z = self.z_scores(X, times_ns)
+        two = self._two_sided_mask()
+        up = z
+        down = np.where(two, -z, np.nan)
+        point = np.nan_to_num(np.fmax(up, down), nan=0.0).clip(0.0, None)
+        seg = segment_ids(times_ns, int(self.window_s), int(self.max_gap_windows))
+        kw = {"drift": float(self.drift), "cap": float(self.z_cap)}
+        shift = np.fmax(cusum(up, seg, **kw), np.nan_to_num(cusum(down, seg, **kw), nan=0.0))
+        return point, shift
+
+    def _feature_evidence(self, X: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
+        point, shift = self._evidence(X, times_ns)
+        return np.maximum(point / self.point_ref_, shift / self.cusum_ref_)
+
+    def _raw(self, X: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
+        if len(X) == 0:
+            return np.zeros(0)
+        return self._feature_evidence(X, times_ns).max(axis=1)
+
+    def raw_score_samples(self, X: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
+        """Raw evidence per window: multiples of the training reference; higher = more unusual."""
+        _check_fitted(self, "calibrator_")
+        return self._raw(np.asarray(X, dtype=float).reshape(len(X), -1), times_ns)
+
+    def score_samples(self, X: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
+        """Calibrated score per window in [0, 1], higher = more unusual.
+
+        ``1 - score`` is a tail probability under held-out training windows. Rows may start with
+        context windows (recent history) so the level-shift part sees what came before.
+        """
+        return self.calibrator_.transform(self.raw_score_samples(X, times_ns))
+
+    def explain(
+        self, X: np.ndarray, times_ns: np.ndarray
+    ) -> list[list[tuple[str, float, float, float]]]:
+        """Per row: ``(feature, value, expected_for_slot, robust_deviation)``, strongest first.
+
+        ``value`` and ``expected`` are in feature units; ``robust_deviation`` is the signed
+        residual in robust sigmas. Features are ordered by their evidence (pointwise or
+        sustained), the one that drives the score first.
+        """
+        _check_fitted(self, "calibrator_")
+        X = np.asarray(X, dtype=float).reshape(len(X), -1)
+        z = self.z_scores(X, times_ns)
+        expected = self._untransform(self.expected_[hour_of_week(times_ns)])
+        order = np.argsort(-self._feature_evidence(X, times_ns), axis=1, kind="stable")
+        names = list(self.features)
+        return [
+            [(names[j], float(X[i, j]), float(expected[i, j]), float(z[i, j])) for j in row]
+            for i, row in enumerate(order.tolist())
+        ]
+
+    # -- persistence --------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters as plain data (tuples become lists)."""
+        out: dict[str, Any] = {}
+        for name in _PARAMS:
+            value = getattr(self, name)
+            out[name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_state(self) -> dict[str, Any]:
+        """Parameters, fitted arrays and the calibrator, as plain data (arrays, numbers, lists)."""
+        _check_fitted(self, "calibrator_")
+        return {
+            "params": self.get_params(),
+            "fitted": {
+                "expected_": np.asarray(self.expected_, float),
+                "scale_": np.asarray(self.scale_, float),
+                "point_ref_": float(self.point_ref_),
+                "cusum_ref_": float(self.cusum_ref_),
+                "n_features_in_": int(self.n_features_in_),
+                "n_windows_": float(self.n_windows_),
+                "calibration_rows_": int(self.calibration_rows_),
+            },
+            "calibrator": self.calibrator_.to_state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Self:
+        """Rebuild a fitted detector from :meth:`to_state` output (no code is loaded)."""
+        params = dict(state["params"])
+        for name in ("features", "two_sided", "min_scale", "relative_min_scale", "logged"):
+            if params.get(name) is not None:
+                params[name] = tuple(params[name])
+        det = cls(**params)
+        fitted = state["fitted"]
+        det.expected_ = np.asarray(fitted["expected_"], dtype=float)
+        det.scale_ = np.asarray(fitted["scale_"], dtype=float)
+        det.point_ref_ = float(fitted["point_ref_"])
+        det.cusum_ref_ = float(fitted["cusum_ref_"])
+        det.n_features_in_ = int(fitted["n_features_in_"])
+        det.n_windows_ = float(fitted["n_windows_"])
+        det.calibration_rows_ = int(fitted["calibration_rows_"])
+        det.calibrator_ = TailCalibrator.from_state(state["calibrator"])
+        return det
+
+
+_PARAMS = (
+    "features", "two_sided", "min_scale", "relative_min_scale", "window_s", "logged",
+    "directions_by_name", "prior_strength", "smoothing", "drift", "z_cap", "max_gap_windows",
+    "ref_quantile", "holdout", "min_holdout_rows",
+)  # fmt: skip
