@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from .errors import ConfigError
 from .features import window_timedelta
 
-WINDOW_DETECTORS: tuple[str, ...] = ("robust_zscore", "isolation_forest", "one_class_svm")
+WINDOW_DETECTORS: tuple[str, ...] = (
+    "robust_zscore", "time_of_day", "seasonal", "isolation_forest", "one_class_svm",
+)  # fmt: skip
 EVENT_DETECTORS: tuple[str, ...] = ("novelty",)
 KNOWN_DETECTORS: tuple[str, ...] = WINDOW_DETECTORS + EVENT_DETECTORS
 COMBINATIONS: tuple[str, ...] = ("max", "fisher")
@@ -46,8 +48,12 @@ class EngineConfig:
         min_train_logins: fewer logins than this → novelty is calibrated on the population.
         full_confidence_windows: active windows of history at which confidence reaches 1.
         cold_start_confidence: cap of confidence while the population is used.
+        prior_windows: pseudo-windows the population's window profile counts for in each
+            entity's z-score profile (shrinkage of sparse entities).
+        time_prior_strength: pseudo active hours of the population in the time-of-day model.
+        tail_dof: degrees of freedom of the z-score detector's Student t tails.
         dismissed_weight: times a dismissed (benign) window or login counts in training.
-        novelty_prior: pseudo-count of population frequencies added to an entity's profile.
+        novelty_prior: ``alpha``, the new-value pseudo-count of each login-context field.
         novelty_weights: weight of each login-context field in the novelty score.
         iforest_estimators / iforest_max_samples: IsolationForest size (model size matters).
         svm_components: Nystroem components of the one-class SVM.
@@ -56,16 +62,19 @@ class EngineConfig:
     """
 
     window: str = "15min"
-    detectors: tuple[str, ...] = ("robust_zscore", "novelty")
+    detectors: tuple[str, ...] = ("robust_zscore", "time_of_day", "novelty")
     combine: str = "max"
-    target_alert_rate: float = 0.0001
+    target_alert_rate: float = 0.002
     severity_factors: tuple[float, float] = (10.0, 100.0)
     min_train_windows: int = 30
     min_train_logins: int = 10
     full_confidence_windows: int = 300
     cold_start_confidence: float = 0.5
+    prior_windows: float = 10.0
+    time_prior_strength: float = 4.0
+    tail_dof: float = 10.0
     dismissed_weight: int = 10
-    novelty_prior: float = 2.0
+    novelty_prior: float = 1.0
     novelty_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_NOVELTY_WEIGHTS))
     iforest_estimators: int = 50
     iforest_max_samples: int = 128
@@ -105,6 +114,8 @@ class EngineConfig:
             raise ConfigError("cold_start_confidence must be in (0, 1)")
         if self.dismissed_weight < 1 or self.novelty_prior <= 0:
             raise ConfigError("dismissed_weight must be >= 1 and novelty_prior > 0")
+        if self.prior_windows < 0 or self.time_prior_strength <= 0 or self.tail_dof <= 0:
+            raise ConfigError("prior_windows >= 0, time_prior_strength > 0 and tail_dof > 0")
         if self.iforest_estimators < 1 or self.iforest_max_samples < 2 or self.svm_components < 1:
             raise ConfigError("estimator sizes must be positive")
         return self

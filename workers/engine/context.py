@@ -57,19 +57,36 @@ def _zone(name: str) -> ZoneInfo | None:
         return None
 
 
-def _local_hours(stamps: pd.DatetimeIndex, tz: list[str | None], offset: np.ndarray) -> np.ndarray:
-    """Local hour per login: UTC + ``utc_offset_minutes``, else the IANA zone, else UTC."""
+def local_times_ns(
+    stamps: pd.DatetimeIndex,
+    tz: list[str | None],
+    offset: np.ndarray,
+    default_zone: str | None = None,
+) -> np.ndarray:
+    """Local wall-clock time of each event as epoch nanoseconds ("local UTC").
+
+    The offset comes from ``utc_offset_minutes``, else the event's IANA ``tz``, else
+    ``default_zone`` (the entity's usual zone), else UTC.
+    """
     ns = stamps.as_unit("ns").asi8
     with np.errstate(invalid="ignore"):
-        shifted = ns + np.nan_to_num(offset * 60e9).astype(np.int64)
-    hours = ((shifted // 3_600_000_000_000) % 24).astype(float)
-    use_zone = np.isnan(offset)
-    for name in {z for z, use in zip(tz, use_zone, strict=True) if use and z}:
+        shift = np.nan_to_num(np.asarray(offset, dtype=float) * 60e9).astype(np.int64)
+    out = ns + shift
+    use_zone = np.isnan(np.asarray(offset, dtype=float))
+    zones = [z if z else default_zone for z in tz]
+    for name in {z for z, use in zip(zones, use_zone, strict=True) if use and z}:
         zone = _zone(name)
-        rows = np.flatnonzero(use_zone & np.array([z == name for z in tz], dtype=bool))
+        rows = np.flatnonzero(use_zone & np.array([z == name for z in zones], dtype=bool))
         if zone is not None and len(rows):
-            hours[rows] = stamps[rows].tz_convert(zone).hour.to_numpy(dtype=float)
-    return hours
+            wall = stamps[rows].tz_convert(zone).tz_localize(None)
+            out[rows] = wall.as_unit("ns").asi8
+    return out
+
+
+def _local_hours(stamps: pd.DatetimeIndex, tz: list[str | None], offset: np.ndarray) -> np.ndarray:
+    """Local hour per login: UTC + ``utc_offset_minutes``, else the IANA zone, else UTC."""
+    local = local_times_ns(stamps, tz, offset)
+    return ((local // 3_600_000_000_000) % 24).astype(float)
 
 
 def is_login_type(value: object) -> bool:

@@ -26,7 +26,6 @@ __all__ = [
     "WINDOW_FEATURES",
     "events_frame",
     "feature_matrix",
-    "hour_rarity",
     "login_context",
     "min_scales",
     "parse_timestamps",
@@ -48,9 +47,9 @@ WINDOW_FEATURES: tuple[str, ...] = (
     "status_4xx", "status_5xx", "ratio_4xx", "ratio_5xx",
     "bytes_sum", "bytes_max", "latency_mean", "latency_p95",
     "distinct_endpoints", "distinct_ips", "new_endpoints",
-    "hour_sin", "hour_cos", "hour_rarity", "weekday",
 )  # fmt: skip
-"""Window feature columns, in model order."""
+"""Window feature columns, in model order. Time of day is not a feature: the time-of-day model
+(:mod:`workers.engine.detectors.time_of_day`) scores it in the entity's local time."""
 
 COUNT_FEATURES: frozenset[str] = frozenset({
     "events", "logins", "failed_logins", "status_4xx", "status_5xx",
@@ -60,8 +59,7 @@ RATIO_FEATURES: frozenset[str] = frozenset({"failed_login_ratio", "ratio_4xx", "
 MIN_SCALE: dict[str, float] = {
     **dict.fromkeys(COUNT_FEATURES, 1.0),
     **dict.fromkeys(RATIO_FEATURES, 0.25),
-    "hour_sin": 0.1, "hour_cos": 0.1, "hour_rarity": 1.0, "weekday": 0.5,
-}  # fmt: skip
+}
 """Smallest robust scale per feature in its own units: one extra count, a quarter of a ratio."""
 RELATIVE_MIN_SCALE: dict[str, float] = {
     "bytes_sum": 0.5, "bytes_max": 0.5, "latency_mean": 0.25, "latency_p95": 0.25,
@@ -79,8 +77,21 @@ def relative_min_scales(features: Sequence[str]) -> tuple[float, ...]:
     return tuple(RELATIVE_MIN_SCALE.get(f, 0.1) for f in features)
 
 
-TWO_SIDED_FEATURES: frozenset[str] = frozenset({"hour_sin", "hour_cos", "weekday"})
+TWO_SIDED_FEATURES: frozenset[str] = frozenset()
 """Features where a low value is as unusual as a high one; all others only count upwards."""
+Z_FEATURES: tuple[str, ...] = tuple(f for f in WINDOW_FEATURES if f not in RATIO_FEATURES)
+"""Features of the z-score detector: ratios are scored as binomial rates instead
+(:mod:`workers.engine.detectors.rates`), where one failed request of one is weak evidence."""
+LOGGED_FEATURES: frozenset[str] = COUNT_FEATURES | {
+    "bytes_sum", "bytes_max", "latency_mean", "latency_p95",
+}  # fmt: skip
+"""Features modeled on the ``log1p`` scale by the z-score detector (a doubling is one step)."""
+Z_MIN_SCALE: dict[str, float] = {
+    **dict.fromkeys(COUNT_FEATURES, 0.35),
+    **dict.fromkeys(RATIO_FEATURES, 0.1),
+    "bytes_sum": 0.5, "bytes_max": 0.5, "latency_mean": 0.15, "latency_p95": 0.15,
+}  # fmt: skip
+"""Smallest scale per feature in the z-score detector's units (log1p for logged features)."""
 
 
 def window_timedelta(window: str) -> pd.Timedelta:
@@ -270,12 +281,6 @@ def window_table(
         ends = [*starts[1:].tolist(), len(ids)]
         out["event_ids"] = [ids[a:b] for a, b in zip(starts.tolist(), ends, strict=True)]
     out.update(_window_values(frame, order, owner, starts, set(known_endpoints)))
-    minutes = (win[starts] * width) // 60_000_000_000
-    hour = (minutes % 1440) / 60.0
-    out["hour_sin"] = np.sin(2 * np.pi * hour / 24.0)
-    out["hour_cos"] = np.cos(2 * np.pi * hour / 24.0)
-    out["hour_rarity"] = np.full(len(starts), np.nan)  # needs the hour profile: hour_rarity()
-    out["weekday"] = ((minutes // 1440 + 3) % 7).astype(float)  # 1970-01-01 was a Thursday
     return pd.DataFrame({name: out[name] for name in columns})
 
 
@@ -354,30 +359,3 @@ def feature_matrix(
         values = np.array([fill.get(f, np.nan) for f in features], dtype=float)
         X[rows, cols] = values[cols]
     return X
-
-
-HOUR_PSEUDOCOUNT = 0.5
-HOUR_SIGMA = 1.5
-_DIST = np.minimum(np.arange(24), 24 - np.arange(24))
-HOUR_KERNEL = np.exp(-(_DIST**2) / (2 * HOUR_SIGMA**2))
-"""Circular Gaussian kernel over hours (sigma 1.5 h): 2 h away counts 41%, 5 h away 0.4%."""
-HOUR_SMOOTHING = np.array([np.roll(HOUR_KERNEL, h) for h in range(24)])
-"""Row ``h`` is the kernel centred on hour ``h``: ``HOUR_SMOOTHING @ counts`` smooths counts."""
-
-
-def hour_rarity(
-    starts: pd.Series, hour_counts: Sequence[float], *, leave_one_out: bool = False
-) -> np.ndarray:
-    """Return how rare each window's UTC hour is in ``hour_counts`` (24 window counts).
-
-    ``log(1/24) - log(p)`` where ``p`` is the share of history near that hour (counts smoothed
-    with a circular Gaussian kernel, sigma 1.5 h): 0 for an average hour, higher = rarer (more
-    unusual). ``leave_one_out`` removes each window's own count (scoring training windows).
-    """
-    counts = np.asarray(hour_counts, dtype=float)
-    smooth = HOUR_SMOOTHING @ counts
-    hours = pd.DatetimeIndex(starts).hour.to_numpy()
-    own = smooth[hours] - (1.0 if leave_one_out else 0.0)
-    total = smooth.sum() - (HOUR_KERNEL.sum() if leave_one_out else 0.0)
-    p = (np.maximum(own, 0.0) + HOUR_PSEUDOCOUNT) / (max(total, 0.0) + 24 * HOUR_PSEUDOCOUNT)
-    return np.asarray(np.log(1.0 / 24.0) - np.log(p), dtype=float)

@@ -1,54 +1,59 @@
-"""Per-entity model: fit on one entity's history, score new events, build anomaly documents.
+"""Per-entity model: fit on one entity's history, score new events.
 
-``fit_entity_model`` learns what is normal for one entity: window detectors over its active
-windows (combined into one window score) and a novelty profile of its login context (one score
-per login, on arrival). With too little history the entity is scored against the population
-(:mod:`workers.engine.population`) with ``confidence`` < 1; confidence grows with history.
-All scores are in [0, 1], higher = more unusual; thresholds are per entity.
+``fit_entity_model`` learns what is normal for one entity, whatever its history, through one
+path: a robust z-score profile of its active windows shrunk toward the population
+(:mod:`~workers.engine.detectors.robust_zscore`), a time-of-day model of its active hours in its
+own local time (:mod:`~workers.engine.detectors.time_of_day`), optional IsolationForest /
+one-class SVM / seasonal detectors, and a novelty profile of its login context
+(:mod:`~workers.engine.detectors.novelty`). An entity with no history is the population; one with
+a long history is itself. Every detector gives a tail probability ``p``; a window's ``p``
+combines its detectors' (Bonferroni ``max`` or ``fisher``), and an item is flagged when
+``p <= target_alert_rate``. Scores are ``1 - p`` in [0, 1], higher = more unusual.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
 
 from .anomaly import iso_utc
-from .calibration import TailCalibrator
 from .config import EngineConfig
-from .detectors import WINDOW_DETECTOR_CLASSES, NoveltyProfile, WindowDetector
-from .detectors.novelty import FieldPrior
-from .detectors.robust_zscore import robust_profile
+from .context import local_times_ns
+from .detectors import WINDOW_DETECTOR_CLASSES, NoveltyProfile, RobustZScore, WindowDetector
+from .detectors.rates import RATES, RateProfile
+from .detectors.time_of_day import TimeOfDayProfile
 from .errors import InsufficientHistoryError
 from .features import (
+    LOGGED_FEATURES,
     TWO_SIDED_FEATURES,
-    WINDOW_FEATURES,
+    Z_FEATURES,
+    Z_MIN_SCALE,
     events_frame,
     feature_matrix,
-    hour_rarity,
     login_context,
-    min_scales,
-    relative_min_scales,
     window_features,
 )
 from .feedback import Feedback
-from .population import Population
-from .scoring import ScoreResult, combine_evidence, severity_of
+from .population import Population, z_profile
+from .scoring import ScoreResult, combine_pvalues, severity_of
 
 MAX_KNOWN_ENDPOINTS = 300
 MIN_CONFIDENCE = 0.1
+NS_PER_HOUR = 3_600_000_000_000
+RATE_COLUMNS = tuple(dict.fromkeys(c for pair in RATES.values() for c in pair))
 
 
 @dataclass
 class EntityModel:
     """Everything needed to score one entity; all fitted state is plain data.
 
-    ``thresholds`` maps each window detector, ``combined`` and ``novelty`` to a calibrated
-    threshold in [0, 1]. ``explain_center`` / ``explain_scale`` are the entity's robust window
-    profile used for reasons (and for the robust z-score detector).
+    ``thresholds`` maps ``combined`` (windows) and ``novelty`` (logins) to a threshold on the
+    score in [0, 1] (``1 - target_alert_rate`` unless reviews raised it).
     """
 
     entity: str
@@ -56,14 +61,13 @@ class EntityModel:
     config: EngineConfig
     features: tuple[str, ...]
     fill: dict[str, float]
+    zscore: RobustZScore | None
     detectors: dict[str, WindowDetector]
-    combiner: TailCalibrator | None
+    rates: RateProfile | None
+    time: TimeOfDayProfile | None
+    home_zone: str | None
     thresholds: dict[str, float]
     novelty: NoveltyProfile | None
-    explain_center: dict[str, float]
-    explain_scale: dict[str, float]
-    hour_counts: list[float]
-    weekday_counts: list[float]
     known_endpoints: tuple[str, ...]
     n_train_events: int
     n_train_windows: int
@@ -73,75 +77,206 @@ class EntityModel:
     cold_start: bool
     window_confidence: float
     login_confidence: float
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def window_detectors(self) -> tuple[str, ...]:
+        """Names of the detectors that score windows, in a fixed order."""
+        names = ["robust_zscore"] if self.zscore is not None else []
+        names += ["rates"] if self.rates is not None else []
+        names += list(self.detectors)
+        return (*names, *(["time_of_day"] if self.time is not None else []))
 
     @property
     def window_kind(self) -> str:
         """Detector kind written on window anomalies: ``combined`` or the single detector."""
-        return "combined" if len(self.detectors) > 1 else next(iter(self.detectors), "none")
+        names = self.window_detectors
+        return "combined" if len(names) > 1 else (names[0] if names else "none")
 
-    def window_scores(self, X: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Return per-detector and combined calibrated scores for a feature matrix."""
-        per = {name: det.score_samples(X) for name, det in self.detectors.items()}
-        if self.combiner is None:
-            combined = next(iter(per.values())) if per else np.zeros(len(X))
-        else:
-            combined = self.combiner.transform(combine_evidence(per, self.config.combine))
-        return per, combined
+    def expected(self) -> dict[str, float]:
+        """The entity's usual value of each feature, in its own units (for reasons)."""
+        if self.zscore is None:
+            return dict(self.fill)
+        center = self.zscore.center_
+        return {
+            f: float(np.expm1(c) if f in LOGGED_FEATURES else c)
+            for f, c in zip(self.features, center.tolist(), strict=True)
+        }
 
-    def z_scores(self, X: np.ndarray) -> np.ndarray:
-        """Directional robust z of each feature against the entity's own profile."""
-        center = np.array([self.explain_center[f] for f in self.features])
-        scale = np.array([self.explain_scale[f] for f in self.features])
-        z = (X - center) / scale
-        two = np.array([f in TWO_SIDED_FEATURES for f in self.features], dtype=bool)
-        return np.where(two, np.abs(z), z)
+    def window_pvalues(self, X: np.ndarray, windows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per window detector (not time of day), the tail probability of each window."""
+        out: dict[str, np.ndarray] = {}
+        if self.zscore is not None:
+            out["robust_zscore"] = self.zscore.pvalues(X)
+        if self.rates is not None:
+            out["rates"] = self.rates.pvalues(windows)
+        for name, det in self.detectors.items():
+            out[name] = 1.0 - det.score_samples(X)
+        return out
 
-    def score(self, events: Iterable[Mapping[str, Any]]) -> ScoreResult:
-        """Score events of this entity: every active window and every login event."""
+    def score(self, events: Iterable[Mapping[str, Any]], *, score_from: Any = None) -> ScoreResult:
+        """Score this entity's events: every active window and every login event.
+
+        Events before ``score_from`` (a timestamp; None = none) are context only: they update
+        the time-of-day and novelty profiles as if already scored but are not scored. The
+        stored model is never changed.
+        """
         frame = _own_events(events_frame(events, self.entity_field), self.entity)
         windows = window_features(frame, self.config.window, self.known_endpoints)
+        start_ns = _ns_or_min(score_from)
+        w_start = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8
+        emit_w = w_start + _window_ns(self.config) > start_ns
         n = len(windows)
-        if n:
-            windows["hour_rarity"] = hour_rarity(windows["window_start"], self.hour_counts)
-        if n and self.detectors:
-            per, combined = self.window_scores(feature_matrix(windows, self.features, self.fill))
-        else:
-            per = {name: np.zeros(n) for name in self.detectors}
-            combined = np.zeros(n)
+        per: dict[str, np.ndarray] = {}
+        if n and self.features:
+            per = self.window_pvalues(feature_matrix(windows, self.features, self.fill), windows)
+        local = self._local_ns(frame)
+        first_local = _first_per_window(frame, local, self.config) if n else np.zeros(0, np.int64)
+        utc = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8 if n else np.zeros(0)
+        first_utc = _first_per_window(frame, utc, self.config) if n else np.zeros(0, np.int64)
+        if self.time is not None:
+            per["time_of_day"] = _time_pvalues(self.time.copy(), first_local)
+        if "robust_zscore" in per:
+            per["session"] = session_pvalues(per["robust_zscore"], w_start, _window_ns(self.config))
+        p = combine_pvalues(per, self.config.combine, n)
         out: dict[str, Any] = {
             "window_start": windows["window_start"],
             "window_end": windows["window_end"],
             "event_ids": windows["event_ids"],
             "n_events": windows["events"].to_numpy(dtype=int) if n else np.zeros(0, dtype=int),
+            "local_ns": first_local,
+            "utc_offset_min": np.round((first_local - first_utc) / 60e9).astype(int),
         }
-        for name, s in per.items():
-            out[f"score_{name}"] = s
-            out[f"threshold_{name}"] = np.full(n, float(self.thresholds[name]))
-            out[f"flagged_{name}"] = s >= self.thresholds[name]
-        out |= _finished(combined, self.thresholds["combined"], self.window_confidence, self.config)
+        for name, pv in per.items():
+            out[f"score_{name}"] = 1.0 - pv
+        out |= _finished(1.0 - p, self.thresholds["combined"], self.window_confidence, self.config)
+        win_frame = pd.DataFrame(out).loc[emit_w].reset_index(drop=True)
+        keep = list(dict.fromkeys([*self.features, *RATE_COLUMNS]))
+        features = windows.loc[emit_w, keep].reset_index(drop=True) if n else None
         logins = login_context(frame)
+        login_ns = pd.DatetimeIndex(logins["timestamp"]).as_unit("ns").asi8
+        emit_l = login_ns >= start_ns
         if self.novelty is not None and len(logins):
-            nov = self.novelty.score_samples(logins)
-            threshold = self.thresholds["novelty"]
+            found = self.novelty.copy().score_sequence(logins, emit=emit_l.tolist())
+            details = [d for d in found if d is not None]
         else:
-            nov, threshold = np.zeros(len(logins)), 1.0
+            details = []
+        logins = logins.loc[emit_l].reset_index(drop=True)
+        nov_p = np.array([d.p for d in details], dtype=float) if details else np.ones(len(logins))
         login_out: dict[str, Any] = {name: logins[name] for name in logins.columns}
         login_out |= {
             "window_start": logins["timestamp"],
             "window_end": logins["timestamp"],
             "event_ids": [[e] for e in logins["event_id"]],
-            "score_novelty": nov,
+            "score_novelty": 1.0 - nov_p,
         }
-        login_out |= _finished(nov, threshold, self.login_confidence, self.config)
-        features = windows[list(self.features)].reset_index(drop=True) if n else None
+        threshold = self.thresholds.get("novelty", 1.0)
+        login_out |= _finished(1.0 - nov_p, threshold, self.login_confidence, self.config)
+        login_out["detail"] = details if details else [None] * len(logins)
+        login_frame = pd.DataFrame(login_out).reset_index(drop=True)
+        if details:
+            login_frame["severity"] = [
+                _fact_severity(sev, d.facts)
+                for sev, d in zip(login_frame["severity"], details, strict=True)
+            ]
         return ScoreResult(
             model=self,
-            windows=pd.DataFrame(out).reset_index(drop=True),
-            logins=pd.DataFrame(login_out).reset_index(drop=True),
+            windows=win_frame,
+            logins=login_frame,
             features=features,
             dropped_events=int(frame.attrs.get("dropped_events", 0)),
         )
+
+    def _local_ns(self, frame: pd.DataFrame) -> np.ndarray:
+        if frame.empty:
+            return np.zeros(0, dtype=np.int64)
+        return local_times_ns(
+            pd.DatetimeIndex(frame["timestamp"]),
+            [t if isinstance(t, str) else None for t in frame["tz"].tolist()],
+            frame["utc_offset_minutes"].to_numpy(dtype=float),
+            self.home_zone,
+        )
+
+
+SESSION_GAP_WINDOWS = 2
+SESSION_MAX_WINDOWS = 8
+SESSION_OWN_P = 0.1
+
+
+def session_pvalues(p: np.ndarray, start_ns: np.ndarray, width_ns: int) -> np.ndarray:
+    """Evidence that accumulates over a session: for each window, Fisher's combination of the
+    p-values of the last 2..8 windows of its run of active windows (gaps of at most
+    ``SESSION_GAP_WINDOWS``), the smallest over run lengths, Bonferroni-corrected; only for
+    windows whose own p-value is at most ``SESSION_OWN_P`` (a quiet window after an unusual
+    run is not unusual). A download that is merely unusual in each of nine windows in a row
+    is very unusual as a whole."""
+    n = len(p)
+    out = np.ones(n)
+    if n < 2:
+        return out
+    logs = -2.0 * np.log(np.clip(p, 1e-300, 1.0))
+    breaks = np.r_[True, np.diff(start_ns) > SESSION_GAP_WINDOWS * width_ns]
+    run_start = np.maximum.accumulate(np.where(breaks, np.arange(n), 0))
+    tests = SESSION_MAX_WINDOWS - 1
+    own_weak = p > SESSION_OWN_P  # a window must itself be somewhat unusual to take part
+    for length in range(2, SESSION_MAX_WINDOWS + 1):
+        ok = np.arange(n) - run_start + 1 >= length
+        if not ok.any():
+            break
+        stat = np.convolve(logs, np.ones(length))[:n]
+        pv = chi2.sf(stat, 2 * length) * tests
+        out = np.where(ok, np.minimum(out, pv), out)
+    out[own_weak] = 1.0
+    return np.asarray(np.clip(out, 0.0, 1.0), dtype=float)
+
+
+def _ns_or_min(value: Any) -> int:
+    if value is None:
+        return int(np.iinfo(np.int64).min)
+    return int(pd.Timestamp(iso_utc(value)).value)
+
+
+def _window_ns(config: EngineConfig) -> int:
+    return int(pd.Timedelta(config.window).value)
+
+
+def _first_per_window(frame: pd.DataFrame, local: np.ndarray, config: EngineConfig) -> np.ndarray:
+    """Local time of the first event of each active window (windows in time order)."""
+    ts = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8
+    win = ts // _window_ns(config)
+    starts = np.flatnonzero(np.r_[True, win[1:] != win[:-1]])
+    return np.asarray(local[starts], dtype=np.int64)
+
+
+def _time_pvalues(profile: TimeOfDayProfile, local_ns: np.ndarray) -> np.ndarray:
+    """p-value of each window's local hour; each new active hour joins the profile after."""
+    out = np.ones(len(local_ns))
+    keys = local_ns // NS_PER_HOUR
+    hours = (keys % 24).astype(int)
+    days = (((keys // 24 + 3) % 7) >= 5).astype(int)
+    seen: set[int] = set()
+    cache: dict[tuple[int, int], float] = {}
+    for i, key in enumerate(keys.tolist()):
+        cell = (int(days[i]), int(hours[i]))
+        if cell not in cache:
+            cache[cell] = float(profile.pvalues(np.array([cell[0]]), np.array([cell[1]]))[0])
+        out[i] = cache[cell]
+        if key not in seen:
+            seen.add(key)
+            profile.observe(*cell)
+            cache.clear()
+    return out
+
+
+FACT_SEVERITY = {0: "low", 1: "low", 2: "medium"}
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
+
+
+def _fact_severity(severity: str | None, facts: tuple[str, ...]) -> str | None:
+    """A login's severity is at most what the number of independent facts changed says."""
+    if not isinstance(severity, str):
+        return None
+    cap = FACT_SEVERITY.get(len(facts), "high")
+    return min(severity, cap, key=lambda s: SEVERITY_RANK[s])
 
 
 def _finished(
@@ -177,10 +312,8 @@ def _threshold(base: float, dismissed_scores: np.ndarray) -> float:
     return max(base, 1.0 - (1.0 - top) / 2.0)
 
 
-def _confidence(n: float, full: float, cold: bool, config: EngineConfig) -> float:
-    conf = min(1.0, n / max(full, 1.0))
-    cap = config.cold_start_confidence if cold else 1.0
-    return float(min(max(conf, MIN_CONFIDENCE), cap))
+def _confidence(n: float, full: float) -> float:
+    return float(min(max(n / max(full, 1.0), MIN_CONFIDENCE), 1.0))
 
 
 def fit_entity_model(
@@ -195,10 +328,9 @@ def fit_entity_model(
     """Fit one entity's model on its history and return it.
 
     Events of ``confirmed`` anomalies are dropped; events of ``dismissed`` ones count
-    ``config.dismissed_weight`` times and raise the thresholds above their scores. With fewer
-    than ``config.min_train_windows`` active windows the windows are scored against
-    ``population`` (cold start); without a population, raises
-    :class:`~workers.engine.errors.InsufficientHistoryError` if there are < 2 windows.
+    ``config.dismissed_weight`` times and raise the thresholds above their scores. Whatever
+    the history, the entity's profiles are shrunk toward ``population``; without a population,
+    raises :class:`~workers.engine.errors.InsufficientHistoryError` below 2 active windows.
     """
     config = config or EngineConfig()
     feedback = feedback or Feedback()
@@ -206,97 +338,84 @@ def fit_entity_model(
     if feedback.confirmed:
         frame = frame.loc[~frame["event_id"].isin(feedback.confirmed)].reset_index(drop=True)
     windows = window_features(frame, config.window)
-    hour_counts = _counts([t.hour for t in windows["window_start"]], 24)
-    cold = len(windows) < config.min_train_windows
-    if cold and population is not None:
-        hour_counts = list(population.hour_counts)
-    if len(windows):
-        windows["hour_rarity"] = hour_rarity(
-            windows["window_start"], hour_counts, leave_one_out=not cold
+    n_windows = len(windows)
+    if population is None and n_windows < 2:
+        raise InsufficientHistoryError(
+            f"{entity_field}={entity!r}: {n_windows} active window(s) and no population profile"
         )
+    dismissed_ev = frame["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
     dismissed_w = np.array(
         [any(e in feedback.dismissed for e in ids) for ids in windows["event_ids"]], dtype=bool
     )
     weight = np.where(dismissed_w, float(config.dismissed_weight), 1.0)
-    n_windows = len(windows)
-    rate_base = 1.0 - config.target_alert_rate
+    features, fill = _features_and_fill(windows, population)
+    X = feature_matrix(windows, features, fill) if n_windows else np.zeros((0, len(features)))
+    zscore = _fit_zscore(X, features, weight, population, config) if features else None
+    rates: RateProfile | None = None
+    if "robust_zscore" in config.detectors:
+        base_rates = population.rates if population is not None else {}
+        if n_windows or base_rates:
+            rates = RateProfile().fit(windows, prior=base_rates, weight=weight)
     detectors: dict[str, WindowDetector] = {}
-    combiner: TailCalibrator | None = None
-    thresholds: dict[str, float] = {}
-    if cold and population is not None and population.features:
-        features, fill = population.features, dict(population.fill)
-        detectors["robust_zscore"] = population.window_detector()
-        X = feature_matrix(windows, features, fill) if n_windows else np.zeros((0, len(features)))
-    elif n_windows >= 2:
-        features, fill = _present_features(windows)
-        X = feature_matrix(windows, features, fill)
-        for name in config.window_detectors or ("robust_zscore",):
-            detectors[name] = _make_detector(name, features, config).fit(X, sample_weight=weight)
-        if len(detectors) > 1:
-            per = {name: det.score_samples(X) for name, det in detectors.items()}
-            combiner = TailCalibrator.fit(
-                combine_evidence(per, config.combine), scale_floor=0.5, sample_weight=weight
-            )
-    else:
-        raise InsufficientHistoryError(
-            f"{entity_field}={entity!r}: {n_windows} active window(s) and no population profile"
+    if n_windows >= config.min_train_windows:
+        for name in config.window_detectors:
+            if name in WINDOW_DETECTOR_CLASSES:
+                detectors[name] = _make_detector(name, config).fit(X, sample_weight=weight)
+    tz = frame["tz"].dropna()
+    home_zone = str(tz.mode().iloc[0]) if len(tz) else None
+    time_profile = None
+    if "time_of_day" in config.detectors:
+        local = local_times_ns(
+            pd.DatetimeIndex(frame["timestamp"]),
+            [t if isinstance(t, str) else None for t in frame["tz"].tolist()],
+            frame["utc_offset_minutes"].to_numpy(dtype=float),
+            home_zone,
         )
-    model_center, model_scale = _explain_profile(windows, features, fill, X, weight, population)
-    novelty = None
+        time_profile = TimeOfDayProfile.fit(
+            local,
+            prior=np.asarray(population.time_prior) if population is not None else None,
+            weight=np.where(dismissed_ev, float(config.dismissed_weight), 1.0),
+            prior_strength=config.time_prior_strength,
+        )
     logins = login_context(frame)
+    novelty = None
     if config.uses_novelty:
         in_sample = logins["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
-        priors: Mapping[str, FieldPrior] = population.priors if population else {}
         novelty = NoveltyProfile(
-            weights=config.novelty_weights, prior_strength=config.novelty_prior
+            weights=dict(config.novelty_weights), alpha=config.novelty_prior
         ).fit(
             logins,
-            priors=priors,
+            priors=population.priors if population else {},
             sample_weight=np.where(in_sample, float(config.dismissed_weight), 1.0),
-            in_sample=in_sample,
-            min_logins=config.min_train_logins,
-            fallback=population.novelty_calibrator if population else None,
         )
-        dismissed_nov = novelty.score_samples(logins.loc[in_sample]) if in_sample.any() else None
-        thresholds["novelty"] = _threshold(
-            rate_base, dismissed_nov if dismissed_nov is not None else np.zeros(0)
-        )
+    base = 1.0 - config.target_alert_rate
     model = EntityModel(
         entity=str(entity),
         entity_field=entity_field,
         config=config,
         features=tuple(features),
         fill={f: float(v) for f, v in fill.items()},
+        zscore=zscore,
+        rates=rates,
         detectors=detectors,
-        combiner=combiner,
-        thresholds=thresholds,
+        time=time_profile,
+        home_zone=home_zone,
+        thresholds={"combined": base, "novelty": base},
         novelty=novelty,
-        explain_center=model_center,
-        explain_scale=model_scale,
-        hour_counts=hour_counts,
-        weekday_counts=_counts([t.weekday() for t in windows["window_start"]], 7),
         known_endpoints=_known_endpoints(frame),
         n_train_events=len(frame),
         n_train_windows=n_windows,
         n_train_logins=len(logins),
-        train_start=_iso(frame["timestamp"].min()) if len(frame) else None,
-        train_end=_iso(frame["timestamp"].max()) if len(frame) else None,
-        cold_start=bool(cold and population is not None),
-        window_confidence=_confidence(n_windows, config.full_confidence_windows, cold, config),
-        login_confidence=_confidence(
-            len(logins),
-            5 * config.min_train_logins,
-            len(logins) < config.min_train_logins,
-            config,
-        ),
+        train_start=iso_utc(frame["timestamp"].min()) if len(frame) else None,
+        train_end=iso_utc(frame["timestamp"].max()) if len(frame) else None,
+        cold_start=n_windows < config.min_train_windows,
+        window_confidence=_confidence(n_windows, config.full_confidence_windows),
+        login_confidence=_confidence(len(logins), 5 * config.min_train_logins),
     )
-    if n_windows and detectors:
-        per, combined = model.window_scores(X)
-        for name, s in per.items():
-            thresholds[name] = _threshold(rate_base, s[dismissed_w])
-        thresholds["combined"] = _threshold(rate_base, combined[dismissed_w])
-    else:
-        thresholds.update({name: rate_base for name in detectors} | {"combined": rate_base})
+    if dismissed_w.any() and features:
+        per = model.window_pvalues(X[dismissed_w], windows.loc[dismissed_w])
+        p = combine_pvalues(per, config.combine, int(dismissed_w.sum()))
+        model.thresholds["combined"] = _threshold(base, 1.0 - p)
     return model
 
 
@@ -307,21 +426,61 @@ def cold_start_model(
     entity_field: str = "user_id",
     config: EngineConfig | None = None,
 ) -> EntityModel:
-    """Return a model for an entity with no history: population scoring, confidence < 1."""
+    """Return a model for an entity with no history: the population's, confidence < 1."""
     return fit_entity_model(
         entity, [], entity_field=entity_field, config=config, population=population
     )
 
 
-def _make_detector(name: str, features: tuple[str, ...], config: EngineConfig) -> WindowDetector:
+def _features_and_fill(
+    windows: pd.DataFrame, population: Population | None
+) -> tuple[tuple[str, ...], dict[str, float]]:
+    """Features with data in the entity's windows or the population, and each one's fill."""
+    M = windows[list(Z_FEATURES)].to_numpy(dtype=float) if len(windows) else None
+    own: dict[str, float] = {}
+    if M is not None:
+        for i, f in enumerate(Z_FEATURES):
+            col = M[:, i]
+            if not np.isnan(col).all():
+                own[f] = float(np.nanmedian(col))
+    pop = dict(population.fill) if population is not None else {}
+    if len(windows) and own:
+        names = [f for f in Z_FEATURES if f in own]
+    else:
+        names = [f for f in Z_FEATURES if f in pop]
+    return tuple(names), {f: own.get(f, pop.get(f, 0.0)) for f in names}
+
+
+def _fit_zscore(
+    X: np.ndarray,
+    features: tuple[str, ...],
+    weight: np.ndarray,
+    population: Population | None,
+    config: EngineConfig,
+) -> RobustZScore:
+    own_c, own_s = z_profile(X, features, weight) if len(X) else (None, None)
+    pc, ps = [], []
+    for i, f in enumerate(features):
+        if population is not None and f in population.z_center:
+            pc.append(population.z_center[f])
+            ps.append(population.z_scale[f])
+        else:  # no population view of this feature: the entity's own (or a neutral) profile
+            pc.append(float(own_c[i]) if own_c is not None else 0.0)
+            ps.append(float(own_s[i]) if own_s is not None else 1.0)
+    det = RobustZScore(
+        logged=tuple(i for i, f in enumerate(features) if f in LOGGED_FEATURES),
+        two_sided=tuple(i for i, f in enumerate(features) if f in TWO_SIDED_FEATURES),
+        min_scale=tuple(Z_MIN_SCALE.get(f, 0.0) for f in features),
+        prior_center=tuple(pc),
+        prior_scale=tuple(ps),
+        prior_strength=config.prior_windows,
+        dof=config.tail_dof,
+    )
+    return det.fit(X, sample_weight=weight if len(X) else None)
+
+
+def _make_detector(name: str, config: EngineConfig) -> WindowDetector:
     cls = WINDOW_DETECTOR_CLASSES[name]
-    if name == "robust_zscore":
-        two = tuple(i for i, f in enumerate(features) if f in TWO_SIDED_FEATURES)
-        return cls(
-            two_sided=two,
-            min_scale=min_scales(features),
-            relative_min_scale=relative_min_scales(features),
-        )
     if name == "isolation_forest":
         return cls(
             n_estimators=config.iforest_estimators,
@@ -331,48 +490,6 @@ def _make_detector(name: str, features: tuple[str, ...], config: EngineConfig) -
     return cls(n_components=config.svm_components, random_state=config.random_state)
 
 
-def _explain_profile(
-    windows: pd.DataFrame,
-    features: tuple[str, ...],
-    fill: Mapping[str, float],
-    X: np.ndarray,
-    weight: np.ndarray,
-    population: Population | None,
-) -> tuple[dict[str, float], dict[str, float]]:
-    if len(X) >= 2:
-        center, scale = robust_profile(
-            X, weight, np.asarray(min_scales(features)), np.asarray(relative_min_scales(features))
-        )
-        prof_c = dict(zip(features, center.tolist(), strict=True))
-        prof_s = dict(zip(features, scale.tolist(), strict=True))
-    else:
-        prof_c, prof_s = {}, {}
-    if population is not None and len(X) < 2:
-        prof_c = {f: population.center.get(f, fill[f]) for f in features}
-        prof_s = {f: population.scale.get(f, 1.0) for f in features}
-    for f in features:
-        prof_c.setdefault(f, float(fill[f]))
-        prof_s.setdefault(f, 1.0)
-    return prof_c, prof_s
-
-
-def _present_features(windows: pd.DataFrame) -> tuple[tuple[str, ...], dict[str, float]]:
-    """Window features with at least one value, and each one's median (the NaN fill)."""
-    M = windows[list(WINDOW_FEATURES)].to_numpy(dtype=float)
-    present = [i for i in range(M.shape[1]) if not np.isnan(M[:, i]).all()]
-    medians = np.nanmedian(M[:, present], axis=0) if present else np.zeros(0)
-    features = tuple(WINDOW_FEATURES[i] for i in present)
-    return features, dict(zip(features, medians.tolist(), strict=True))
-
-
-def _counts(values: list[int], size: int) -> list[float]:
-    return np.bincount(np.asarray(values, dtype=int), minlength=size)[:size].astype(float).tolist()
-
-
 def _known_endpoints(frame: pd.DataFrame) -> tuple[str, ...]:
     counts = frame["endpoint"].dropna().value_counts()
     return tuple(sorted(str(e) for e in counts.index[:MAX_KNOWN_ENDPOINTS]))
-
-
-def _iso(ts: Any) -> str:
-    return iso_utc(ts)

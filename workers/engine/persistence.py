@@ -23,14 +23,14 @@ from typing import Any
 import numpy as np
 import sklearn
 
-from .calibration import TailCalibrator
 from .config import EngineConfig
-from .detectors import WINDOW_DETECTOR_CLASSES, NoveltyProfile
+from .detectors import WINDOW_DETECTOR_CLASSES, NoveltyProfile, RobustZScore, TimeOfDayProfile
+from .detectors.rates import RateProfile
 from .errors import IncompatibleModelError, ModelLoadError, UnsafeModelError
 from .model import EntityModel
 
 FORMAT = "couchwatch-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ENVELOPE = "envelope.json"
 ARRAYS = "arrays.npz"
 MAX_UNCOMPRESSED = 64 * 2**20
@@ -77,7 +77,9 @@ def model_state(model: EntityModel) -> dict[str, Any]:
     state["config"] = dataclasses.asdict(model.config)
     state["detectors"] = {name: det.to_state() for name, det in model.detectors.items()}
     state["detector_order"] = list(model.detectors)
-    state["combiner"] = model.combiner.to_state() if model.combiner else None
+    state["zscore"] = model.zscore.to_state() if model.zscore else None
+    state["time"] = model.time.to_state() if model.time else None
+    state["rates"] = model.rates.to_state() if model.rates else None
     state["novelty"] = model.novelty.to_state() if model.novelty else None
     return state
 
@@ -106,7 +108,9 @@ def model_from_state(state: Mapping[str, Any]) -> EntityModel:
         features=tuple(state["features"]),
         known_endpoints=tuple(state["known_endpoints"]),
         detectors=detectors,
-        combiner=TailCalibrator.from_state(state["combiner"]) if state["combiner"] else None,
+        zscore=RobustZScore.from_state(state["zscore"]) if state["zscore"] else None,
+        time=TimeOfDayProfile.from_state(state["time"]) if state["time"] else None,
+        rates=RateProfile.from_state(state["rates"]) if state["rates"] else None,
         novelty=NoveltyProfile.from_state(state["novelty"]) if state["novelty"] else None,
     )
     return EntityModel(**kwargs)
@@ -125,7 +129,7 @@ def dump_model(model: EntityModel) -> bytes:
         "entity": model.entity,
         "entity_field": model.entity_field,
         "features": list(model.features),
-        "detectors": list(model.detectors) + (["novelty"] if model.novelty else []),
+        "detectors": list(model.window_detectors) + (["novelty"] if model.novelty else []),
         "state": _encode(model_state(model), arrays),
     }
     npz = io.BytesIO()

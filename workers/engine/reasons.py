@@ -1,21 +1,27 @@
 """Reasons in words: which features made a window or a login unusual, and by how much.
 
-Each reason is ``{"feature", "value", "expected", "text"}`` with one sentence a person can read
-without help, e.g. ``"country UA never seen in 212 logins (usual: US 98%)"``.
+Each reason is ``{"feature", "value", "expected", "text", "p"}`` with one sentence a person can
+read without help, always against this entity's own history, e.g. ``"country UA never seen in
+212 logins of this user; usual US 98%"``, and ``p`` the tail probability of that fact alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
-from .detectors.novelty import FieldSurprise
+from .detectors.novelty import FIELD_GROUP, FieldSurprise, LoginNovelty
+from .detectors.rates import RATES, rate_reason
+from .detectors.time_of_day import DAY_TYPES
+
+if TYPE_CHECKING:
+    from .model import EntityModel
 
 Reason = dict[str, Any]
-MIN_Z = 3.0
-MIN_NATS = 0.5
+MAX_REASON_P = 0.05
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 UNITS = {"bytes_sum": "bytes", "bytes_max": "bytes", "latency_mean": "ms", "latency_p95": "ms"}
 LABELS = {
@@ -53,127 +59,219 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _usual_hours(hours: np.ndarray) -> str:
-    total = hours.sum()
-    if total <= 0:
-        return "none yet"
-    busy = [h for h in range(24) if hours[h] / total >= 0.02]
-    if not busy:
-        return "spread over the day"
-    return f"{min(busy):02d}-{max(busy) + 1:02d} UTC" if len(busy) < 24 else "all day"
+def _hours(span: tuple[int, int]) -> str:
+    return f"{span[0]:02d}-{span[1] if span[1] else 24:02d}"
+
+
+def _offset_text(minutes: int) -> str:
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "-"
+    h, m = divmod(abs(minutes), 60)
+    return f"UTC{sign}{h}" + (f":{m:02d}" if m else "")
+
+
+def time_reason(model: EntityModel, row: Mapping[str, Any], p: float, noun: str) -> Reason:
+    """The time-of-day reason of a window: local time, day type, the entity's usual hours."""
+    profile = model.time
+    local_ns = int(row["local_ns"])
+    key = local_ns // 3_600_000_000_000
+    hour = int(key % 24)
+    day = int((key // 24 + 3) % 7)
+    day_type = int(day >= 5)
+    kind = DAY_TYPES[day_type]
+    stamp = pd.Timestamp(local_ns, unit="ns")
+    where = _offset_text(int(row["utc_offset_min"]))
+    when = f"{WEEKDAYS[day]} {stamp:%H:%M} local time ({where})"
+    assert profile is not None
+    own = profile.counts[day_type]
+    total = own.sum()
+    span = profile.usual_hours(day_type)
+    if span is None or total < 1:
+        other = profile.usual_hours(1 - day_type)
+        usual = f"no {kind} activity in {round(profile.n_hours)} active hours" + (
+            f" (usual {DAY_TYPES[1 - day_type]} hours {_hours(other)})" if other else ""
+        )
+    else:
+        at = own[hour]
+        usual = (
+            f"usual {kind} hours {_hours(span)} (80% of {round(total)} active {kind} hours), "
+            + (f"{round(at)} of them at {hour:02d}:00" if at >= 1 else f"never at {hour:02d}:00")
+        )
+    text = f"activity on {when}: {usual}"
+    return {
+        "feature": "time_of_day",
+        "value": f"{stamp:%H:%M}",
+        "expected": usual,
+        "text": text,
+        "p": float(p),
+    }
 
 
 def window_reasons(
-    values: Mapping[str, float],
-    z: Mapping[str, float],
+    model: EntityModel,
+    x: np.ndarray,
+    row: Mapping[str, Any],
     *,
-    center: Mapping[str, float],
-    hour_counts: Sequence[float],
-    weekday_counts: Sequence[float],
-    window_start: Any,
+    expected: Mapping[str, float],
     noun: str,
     limit: int = 3,
 ) -> list[Reason]:
-    """Return up to ``limit`` reasons for a window, strongest first (always at least one).
+    """Reasons for one flagged window, rarest first (always at least one).
 
-    ``z`` holds directional robust z-scores (positive = unusual direction) against this
-    entity's own medians ``center``.
+    Each reason carries ``p``, the tail probability of that one fact under this entity's own
+    (population-shrunk) history.
     """
-    reasons: list[tuple[float, Reason]] = []
-    hour_z = max(z.get("hour_sin", 0.0), z.get("hour_cos", 0.0), z.get("hour_rarity", 0.0))
-    hours = np.asarray(hour_counts, dtype=float)
-    if hour_z >= MIN_Z and hours.sum() > 0:
-        hhmm = f"{window_start.hour:02d}:{window_start.minute:02d}"
-        usual = _usual_hours(hours)
-        share = hours[window_start.hour] / hours.sum()
-        text = (
-            f"activity at {hhmm} UTC, an hour with {share:.0%} of this {noun}'s history "
-            f"(usual: {usual})"
+    found: list[Reason] = []
+    if model.zscore is not None and model.features:
+        p = model.zscore.feature_pvalues(x[None, :])[0] * len(model.features)
+        z = model.zscore.z_scores(x[None, :])[0]
+        for j, f in enumerate(model.features):
+            if p[j] <= MAX_REASON_P:
+                found.append(
+                    _numeric_reason(
+                        f,
+                        float(x[j]),
+                        float(expected[f]),
+                        float(z[j]),
+                        model.n_train_windows,
+                        noun,
+                        float(p[j]),
+                    )
+                )
+        if not found:
+            j = int(np.argmin(p))
+            f = model.features[j]
+            found.append(
+                _numeric_reason(
+                    f,
+                    float(x[j]),
+                    float(expected[f]),
+                    float(z[j]),
+                    model.n_train_windows,
+                    noun,
+                    float(min(p[j], 1.0)),
+                )
+            )
+    if model.rates is not None:
+        for name, pv in model.rates.feature_pvalues(pd.DataFrame([dict(row)])).items():
+            p_rate = float(pv[0]) * len(model.rates.rates)
+            if p_rate <= MAX_REASON_P:
+                k_col, n_col = RATES[name]
+                found.append(
+                    rate_reason(
+                        name,
+                        float(row[k_col]),
+                        float(row[n_col]),
+                        model.rates.rates[name],
+                        p_rate,
+                        noun,
+                    )
+                )
+    for name in model.detectors:
+        score = float(row.get(f"score_{name}", 0.0))
+        if 1.0 - score <= MAX_REASON_P:
+            found.append(
+                {
+                    "feature": name,
+                    "value": score,
+                    "expected": None,
+                    "p": 1.0 - score,
+                    "text": f"{name} finds this window's combination of features unusual "
+                    f"for this {noun} (more than {score:.2%} of its history)",
+                }
+            )
+    p_session = 1.0 - float(row.get("score_session", 0.0))
+    if p_session <= MAX_REASON_P and (not found or p_session < min(r["p"] for r in found)):
+        strongest = found[0]["text"] if found else "several measures"
+        found.append(
+            {
+                "feature": "session",
+                "value": None,
+                "expected": None,
+                "p": p_session,
+                "text": f"several unusual windows in a row for this {noun} (together "
+                f"p={p_session:.1e}); in this one: {strongest}",
+            }
         )
-        reasons.append((hour_z, {"feature": "hour", "value": hhmm, "expected": usual,
-                                 "text": text}))  # fmt: skip
-    days = np.asarray(weekday_counts, dtype=float)
-    if z.get("weekday", 0.0) >= MIN_Z and days.sum() > 0:
-        day = WEEKDAYS[window_start.weekday()]
-        usual_days = ", ".join(WEEKDAYS[i] for i in range(7) if days[i] / days.sum() >= 0.05)
-        text = f"activity on {day}, rare for this {noun} (usual: {usual_days})"
-        reasons.append((z["weekday"], {"feature": "weekday", "value": day,
-                                       "expected": usual_days, "text": text}))  # fmt: skip
-    for feature, score in z.items():
-        if feature in ("hour_sin", "hour_cos", "hour_rarity", "weekday") or score < MIN_Z:
-            continue
-        value, median = float(values[feature]), float(center[feature])
-        reasons.append((score, _numeric_reason(feature, value, median, score, noun)))
-    if not reasons:
-        feature = max(z, key=lambda k: z[k]) if z else "events"
-        value = float(values.get(feature, np.nan))
-        median = float(center.get(feature, np.nan))
-        text = (
-            f"unusual combination of features for this {noun}; closest: {feature} "
-            f"{_fmt(value)} (median {_fmt(median)})"
-        )
-        return [{"feature": feature, "value": value, "expected": median, "text": text}]
-    reasons.sort(key=lambda item: -item[0])
-    return [r for _, r in reasons[:limit]]
+    if model.time is not None and "score_time_of_day" in row:
+        p_time = 1.0 - float(row["score_time_of_day"])
+        if p_time <= MAX_REASON_P or not found:
+            found.append(time_reason(model, row, p_time, noun))
+    found.sort(key=lambda r: r["p"])
+    return found[:limit]
 
 
-def _numeric_reason(feature: str, value: float, median: float, z: float, noun: str) -> Reason:
+def _numeric_reason(
+    feature: str, value: float, median: float, z: float, n: int, noun: str, p: float
+) -> Reason:
     label = LABELS.get(feature, feature)
     unit = f" {UNITS[feature]}" if feature in UNITS else ""
+    basis = f"from {n} active windows" if n else "no history yet: the population's"
     if feature == "new_endpoints":
         text = f"{int(value)} endpoint(s) never used before by this {noun}"
     elif median > 0 and value / median >= 2:
         text = (
-            f"{label} {_fmt(value)}{unit} is {value / median:.0f}x this {noun}'s median "
-            f"({_fmt(median)}{unit})"
+            f"{label} {_fmt(value)}{unit} is {value / median:.0f}x this {noun}'s usual "
+            f"{_fmt(median)}{unit} ({basis})"
         )
     else:
-        text = f"{label} {_fmt(value)}{unit} vs this {noun}'s median {_fmt(median)}{unit}"
-        text += f" ({z:.0f} robust deviations)"
-    return {"feature": feature, "value": value, "expected": median, "text": text}
+        text = (
+            f"{label} {_fmt(value)}{unit} vs this {noun}'s usual {_fmt(median)}{unit} "
+            f"({z:.1f} robust deviations; {basis})"
+        )
+    return {"feature": feature, "value": value, "expected": median, "text": text, "p": p}
 
 
-LOGIN_GROUPS: dict[str, str] = {
-    "country": "place", "region": "place", "city": "place",
-    "ip_prefix": "network", "asn": "network",
-    "browser": "device", "os": "device", "device": "device",
-}  # fmt: skip
+def login_reasons(detail: LoginNovelty | None, *, noun: str, limit: int = 3) -> list[Reason]:
+    """Reasons for one flagged login: one per independent fact (place, network, device,
+    travel), rarest first; region and city are left out when the country itself is new."""
+    if detail is None:
+        return [
+            {
+                "feature": "login",
+                "value": None,
+                "expected": None,
+                "p": 1.0,
+                "text": f"login unusual for this {noun}",
+            }
+        ]
+    best: dict[str, FieldSurprise] = {}
+    new_country = any(s.field == "country" and s.count == 0 for s in detail.surprises)
+    for s in detail.surprises:
+        if new_country and s.field in ("region", "city"):
+            continue
+        group = FIELD_GROUP.get(s.field, s.field)
+        if group not in best or s.p < best[group].p:
+            best[group] = s
+    found: list[Reason] = [_login_reason(s, noun) for s in best.values()]
+    if detail.travel is not None:
+        t = detail.travel
+        seen = "never" if not t["seen"] else f"{t['seen']} time(s)"
+        found.append(
+            {
+                "feature": "travel",
+                "value": f"{t['from']}->{t['to']}",
+                "expected": None,
+                "p": detail.p,
+                "text": f"login from {t['to']} {t['minutes']} min after a login from "
+                f"{t['from']}; a change of country within 2 h happened {seen} in "
+                f"{t['chances']} such gaps of this {noun}'s history",
+            }
+        )
+    found.sort(key=lambda r: r["p"])
+    strong = [r for r in found if r["p"] <= MAX_REASON_P]
+    return (strong or found[:1])[:limit]
 
 
-def login_reasons(
-    surprises: Sequence[FieldSurprise], *, weights: Mapping[str, float], limit: int = 3
-) -> list[Reason]:
-    """Return up to ``limit`` reasons for a login, strongest first (always at least one).
-
-    Fields are ranked by weighted surprise; the strongest field of each group (place, network,
-    device) comes first so one reason does not hide another kind of change. Region and city are
-    left out when the country itself is new (they add nothing).
-    """
-    strong = [s for s in surprises if s.nats >= MIN_NATS]
-    if any(s.field == "country" and s.count == 0 for s in strong):
-        strong = [s for s in strong if s.field not in ("region", "city")]
-    strong.sort(key=lambda s: -weights.get(s.field, 1.0) * s.nats)
-    if not strong:
-        strong = sorted(surprises, key=lambda s: -weights.get(s.field, 1.0) * s.nats)[:1]
-    leaders: list[FieldSurprise] = []
-    seen: set[str] = set()
-    for s in strong:
-        group = LOGIN_GROUPS.get(s.field, s.field)
-        if group not in seen:
-            seen.add(group)
-            leaders.append(s)
-    ordered = leaders + [s for s in strong if s not in leaders]
-    return [_login_reason(s) for s in ordered[:limit]]
-
-
-def _login_reason(s: FieldSurprise) -> Reason:
-    usual = f"{s.mode} {s.mode_share:.0%}" if s.mode is not None else "nothing yet"
+def _login_reason(s: FieldSurprise, noun: str) -> Reason:
+    usual = f"usual {s.mode} {s.mode_share:.0%}" if s.mode is not None else "no history yet"
     n = round(s.total)
     if s.count <= 0:
-        text = f"{s.field} {s.value} never seen in {n} logins (usual: {usual})"
+        text = f"{s.field} {s.value} never seen in {n} logins of this {noun}; {usual}"
     else:
         text = (
             f"{s.field} {s.value} seen in {round(s.count)} of {n} logins "
-            f"({s.count / max(s.total, 1):.0%}; usual: {usual})"
+            f"({s.count / max(s.total, 1):.0%}); {usual}"
         )
-    return {"feature": s.field, "value": s.value, "expected": usual, "text": text}
+    return {"feature": s.field, "value": s.value, "expected": usual, "text": text, "p": s.p}

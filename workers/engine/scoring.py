@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
 
 from .anomaly import make_anomaly
 from .reasons import entity_noun, login_reasons, window_reasons
@@ -34,20 +35,21 @@ COMBINED_COLUMNS = (
     "severity",
     "confidence",
 )
-EVIDENCE_CAP = 50.0
 
 
-def combine_evidence(scores: Mapping[str, np.ndarray], how: str = "max") -> np.ndarray:
-    """Combine calibrated detector scores into raw evidence (nats), higher = more unusual.
+def combine_pvalues(pvalues: Mapping[str, np.ndarray], how: str = "max", n: int = 0) -> np.ndarray:
+    """Combine detectors' tail probabilities of the same items into one (smaller = rarer).
 
-    Each score ``s`` becomes ``-log(1 - s)``; ``max`` keeps the strongest detector, ``fisher``
-    sums them. The caller calibrates the result on the entity's training windows.
+    ``max``: the strongest detector, Bonferroni-corrected (``k · min p``, capped at 1);
+    ``fisher``: Fisher's method (independent evidence adds up). No detector: all ones.
     """
-    evidence = [
-        -np.log(np.clip(1.0 - np.asarray(s), np.exp(-EVIDENCE_CAP), 1.0)) for s in scores.values()
-    ]
-    stacked = np.vstack(evidence)
-    return stacked.max(axis=0) if how == "max" else stacked.sum(axis=0)
+    if not pvalues:
+        return np.ones(n)
+    P = np.clip(np.vstack([np.asarray(p, dtype=float) for p in pvalues.values()]), 1e-300, 1.0)
+    k = P.shape[0]
+    if how == "fisher":
+        return np.asarray(chi2.sf(-2.0 * np.log(P).sum(axis=0), 2 * k), dtype=float)
+    return np.asarray(np.minimum(P.min(axis=0) * k, 1.0), dtype=float)
 
 
 def severity_of(score: float, threshold: float, factors: tuple[float, float]) -> str:
@@ -83,20 +85,6 @@ class ScoreResult:
         both = pd.concat(parts, ignore_index=True)
         return both.sort_values(["window_start", "kind"], kind="stable").reset_index(drop=True)
 
-    def detector_frame(self, name: str) -> pd.DataFrame:
-        """Scores of one detector (a window detector, ``combined`` or ``novelty``)."""
-        if name == "novelty":
-            frame = self.logins
-            cols = ["score_novelty", "threshold", "flagged"]
-        elif name == "combined":
-            frame, cols = self.windows, ["score", "threshold", "flagged"]
-        else:
-            frame = self.windows
-            cols = [f"score_{name}", f"threshold_{name}", f"flagged_{name}"]
-        out = frame[["window_start", "window_end", "event_ids", *cols]].copy()
-        out.columns = ["window_start", "window_end", "event_ids", "score", "threshold", "flagged"]
-        return out
-
     def to_anomalies(
         self, *, model_id: str, model_version: int, now: datetime | None = None
     ) -> list[dict[str, Any]]:
@@ -106,26 +94,15 @@ class ScoreResult:
         noun = entity_noun(m.entity_field)
         limit = m.config.max_reasons
         docs: list[dict[str, Any]] = []
-        flagged: np.ndarray | list[int] = (
-            np.flatnonzero(self.windows["flagged"].to_numpy(dtype=bool))
-            if len(self.windows)
-            else []
-        )
+        w = self.windows
+        flagged = np.flatnonzero(w["flagged"].to_numpy(dtype=bool)) if len(w) else np.zeros(0, int)
         if len(flagged) and self.features is not None:
-            X = self.features.astype(float).fillna(value=m.fill).to_numpy()
-            z = m.z_scores(X)
+            values = self.features.astype(float)
+            X = values[list(m.features)].fillna(value=m.fill).to_numpy()
+            expected = m.expected()
             for i in flagged:
-                row = self.windows.iloc[i]
-                reasons = window_reasons(
-                    dict(zip(m.features, X[i].tolist(), strict=True)),
-                    dict(zip(m.features, z[i].tolist(), strict=True)),
-                    center=m.explain_center,
-                    hour_counts=m.hour_counts,
-                    weekday_counts=m.weekday_counts,
-                    window_start=row["window_start"],
-                    noun=noun,
-                    limit=limit,
-                )
+                row = {str(k): v for k, v in {**values.iloc[i], **w.iloc[i]}.items()}
+                reasons = window_reasons(m, X[i], row, expected=expected, noun=noun, limit=limit)
                 docs.append(
                     make_anomaly(
                         entity=m.entity,
@@ -141,31 +118,32 @@ class ScoreResult:
                         reasons=reasons,
                         model=ref,
                         now=now,
-                        detector_scores={k: row[f"score_{k}"] for k in m.detectors},
+                        detector_scores={
+                            k: row[f"score_{k}"] for k in m.window_detectors if f"score_{k}" in row
+                        },
                     )
                 )
         if len(self.logins) and m.novelty is not None:
-            for _, row in self.logins.loc[self.logins["flagged"]].iterrows():
-                surprises = m.novelty.surprises({str(k): v for k, v in row.items()})
-                reasons = login_reasons(surprises, weights=m.novelty.weights, limit=limit)
-                event_id = str(row["event_id"])
+            for _, login in self.logins.loc[self.logins["flagged"]].iterrows():
+                reasons = login_reasons(login["detail"], noun=noun, limit=limit)
+                event_id = str(login["event_id"])
                 docs.append(
                     make_anomaly(
                         entity=m.entity,
                         entity_field=m.entity_field,
                         detector="novelty",
-                        window_start=row["timestamp"],
-                        window_end=row["timestamp"],
+                        window_start=login["timestamp"],
+                        window_end=login["timestamp"],
                         event_ids=[event_id],
-                        score=row["score"],
-                        threshold=row["threshold"],
-                        severity=row["severity"],
-                        confidence=row["confidence"],
+                        score=login["score"],
+                        threshold=login["threshold"],
+                        severity=login["severity"],
+                        confidence=login["confidence"],
                         reasons=reasons,
                         model=ref,
                         now=now,
                         key=event_id,
-                        detector_scores={"novelty": row["score"]},
+                        detector_scores={"novelty": login["score"]},
                     )
                 )
         return docs

@@ -1,31 +1,45 @@
-"""Novelty of a single login's context for one entity (Freeman et al., NDSS 2016 style).
+"""Novelty of a login's context for one entity, as independent facts with tail probabilities.
 
-For each context field f (country, region, city, IP prefix, ASN, browser, OS, device) the
-entity's frequency of the observed value is smoothed with the population's::
+Context fields fall in three groups of facts: **place** (country, region, city), **network**
+(ASN, IP /24 or /64) and **device** (browser, OS, device family), plus **travel** (a change of
+country faster than anyone travels). For each field the entity's predictive distribution is a
+Chinese-restaurant process: a value seen ``c`` times of ``n`` has probability ``c / D`` and a
+value never seen ``(alpha + beta·K) / D`` in all, with ``K`` distinct values so far and
+``D = n + alpha + beta·K``: an entity that has used 6 countries will meet a 7th far sooner than
+one that has used 1. A field's p-value is the mass of the values no more likely than the one
+observed; for a never-seen value that is the new-value mass times the population's share of
+values no more common than it (a popular phone costs less than a rare country).
 
-    p_u(v) = (count_u(v) + m · p_pop(v)) / (n_u + m)
+A field's p-value is raised to its weight (a new city alone is a weak fact), a group's p-value is
+its strongest field's, and the login's p-value is the product over groups: changes in place,
+network and device at once multiply. ``facts`` counts the groups with p <= ``FACT_P``: one new
+phone at home is one fact, a takeover from abroad on a new browser is three. Scores are
+``1 - p``, in [0, 1], higher = more unusual.
 
-and the field's surprise is ``log(p_u(mode) / p_u(v))`` ≥ 0 (zero for the entity's usual value).
-The raw score is the weighted sum of field surprises in nats; a value common in the population
-(a popular phone) costs less than one nobody uses (a rare country). Raw scores are calibrated
-on the entity's own logins scored leave-one-out (each training login as if it were new), so
-``score_samples`` is in [0, 1], higher = more unusual, and one event is scored on arrival.
+:meth:`NoveltyProfile.score_sequence` scores logins in time order and **adds each to the
+profile after scoring it**, so a new device alerts once: its second login is a value seen once.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..calibration import TailCalibrator
-
-MAX_VALUES_PER_FIELD = 100
-SCALE_FLOOR_NATS = 1.0
+MAX_VALUES_PER_FIELD = 200
+FACT_P = 0.05
+TRAVEL_WINDOW_S = 2 * 3600.0
+TRAVEL_PRIOR = 0.02
+GROUPS: dict[str, tuple[str, ...]] = {
+    "place": ("country", "region", "city"),
+    "network": ("asn", "ip_prefix"),
+    "device": ("browser", "os", "device"),
+}
+FIELD_GROUP = {f: g for g, fields in GROUPS.items() for f in fields}
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,18 @@ class FieldPrior:
     def p(self, value: str) -> float:
         """Return the population probability of ``value`` (``unseen`` if not among top)."""
         return self.top.get(value, self.unseen)
+
+    def tail(self, value: str, exclude: Mapping[str, float]) -> float:
+        """Population share of values no more common than ``value``, among values not in
+        ``exclude`` (the entity's own); values outside ``top`` are lumped together."""
+        other = max(1.0 - sum(self.top.values()), 0.0)
+        own = self.top.get(value)
+        if own is None:
+            below = other
+        else:
+            below = other + sum(p for v, p in self.top.items() if p <= own and v not in exclude)
+        known = sum(p for v, p in self.top.items() if v in exclude)
+        return float(min(below / max(1.0 - known, 1e-9), 1.0))
 
     def to_state(self) -> dict[str, Any]:
         """Plain JSON data."""
@@ -62,20 +88,43 @@ class FieldSurprise:
     total: float
     mode: str | None
     mode_share: float
-    nats: float
+    p: float  # the field's p-value after its weight; smaller = more unusual
+
+    @property
+    def nats(self) -> float:
+        """``-log p``: evidence in nats, higher = more unusual."""
+        return -math.log(max(self.p, 1e-300))
 
 
+@dataclass(frozen=True)
+class LoginNovelty:
+    """The novelty of one login: p-value, independent facts changed and their surprises."""
+
+    p: float
+    facts: tuple[str, ...]
+    surprises: tuple[FieldSurprise, ...]
+    travel: dict[str, Any] | None = None
+
+
+@dataclass
 class NoveltyProfile:
-    """Categorical login-context profile of one entity.
+    """Categorical login-context profile of one entity (plain data, updated as it scores).
 
     Parameters:
-        weights: weight of each context field (fields absent here are ignored).
-        prior_strength: pseudo-count ``m`` of population frequencies.
+        weights: exponent of each field's p-value (fields absent here are ignored).
+        alpha / beta: new-value mass ``alpha + beta·K`` of the predictive distribution.
     """
 
-    def __init__(self, *, weights: Mapping[str, float], prior_strength: float = 2.0) -> None:
-        self.weights = dict(weights)
-        self.prior_strength = prior_strength
+    weights: dict[str, float]
+    alpha: float = 1.0
+    beta: float = 1.0
+    priors: dict[str, FieldPrior] = field(default_factory=dict)
+    counts: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_logins: float = 0.0
+    fast_switches: float = 0.0
+    switch_chances: float = 0.0
+    last_country: str | None = None
+    last_time_s: float | None = None
 
     def fit(
         self,
@@ -83,130 +132,151 @@ class NoveltyProfile:
         *,
         priors: Mapping[str, FieldPrior],
         sample_weight: np.ndarray | None = None,
-        in_sample: np.ndarray | None = None,
-        min_logins: int = 10,
-        fallback: TailCalibrator | None = None,
     ) -> NoveltyProfile:
-        """Count the entity's login context values and calibrate; return ``self``.
-
-        ``sample_weight`` counts a login several times (dismissed anomalies); rows flagged
-        ``in_sample`` are calibrated as already known rather than leave-one-out. With fewer
-        than ``min_logins`` logins, ``fallback`` (the population's calibrator) is used.
-        """
-        n = len(context)
-        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        self.priors_ = {f: priors.get(f, UNIFORM_PRIOR) for f in self.weights}
-        self.counts_: dict[str, dict[str, float]] = {}
-        self.totals_: dict[str, float] = {}
-        for f in self.weights:
-            values = context[f] if f in context.columns else pd.Series([None] * n)
-            counts: dict[str, float] = {}
-            for value, weight in zip(values, w, strict=True):
-                if isinstance(value, str):
-                    counts[value] = counts.get(value, 0.0) + float(weight)
-            self.totals_[f] = float(sum(counts.values()))
+        """Count the entity's login context values (``sample_weight`` per login); return self."""
+        self.priors = {f: priors.get(f, UNIFORM_PRIOR) for f in self.weights}
+        self.counts = {f: {} for f in self.weights}
+        self.n_logins, self.fast_switches, self.switch_chances = 0.0, 0.0, 0.0
+        self.last_country, self.last_time_s = None, None
+        w = np.ones(len(context)) if sample_weight is None else np.asarray(sample_weight, float)
+        for row, weight in zip(_rows(context), w.tolist(), strict=True):
+            self.observe(row, weight)
+        for f, counts in self.counts.items():
             top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_VALUES_PER_FIELD]
-            self.counts_[f] = dict(top)
-        self.n_logins_ = int(n)
-        if n >= min_logins or fallback is None:
-            loo = np.ones(n, dtype=bool) if in_sample is None else ~np.asarray(in_sample)
-            raw = self._raw(context, leave_out=np.where(loo, w, 0.0))
-            self.calibrator_ = TailCalibrator.fit(
-                raw, scale_floor=SCALE_FLOOR_NATS, sample_weight=w
-            )
-        else:
-            self.calibrator_ = fallback
+            self.counts[f] = dict(top)
         return self
 
-    def _p(self, f: str, value: str, removed: float = 0.0) -> float:
-        m = self.prior_strength
-        count = max(self.counts_[f].get(value, 0.0) - removed, 0.0)
-        total = max(self.totals_[f] - removed, 0.0)
-        return (count + m * self.priors_[f].p(value)) / (total + m)
-
-    def _mode(self, f: str) -> tuple[str | None, float]:
-        counts = self.counts_[f]
-        if not counts:
-            top = self.priors_[f].top
-            if not top:
-                return None, 0.0
-            best = max(top, key=lambda k: (top[k], k))
-            return best, 0.0
-        best = max(counts, key=lambda k: (counts[k], k))
-        return best, counts[best] / max(self.totals_[f], 1e-12)
-
-    def surprises(self, row: Mapping[str, Any], removed: float = 0.0) -> list[FieldSurprise]:
-        """Return each present field's surprise for one login row (nats, ≥ 0, unweighted)."""
-        out = []
+    def observe(self, row: Mapping[str, Any], weight: float = 1.0) -> None:
+        """Add one login to the profile (after it was scored)."""
+        self.n_logins += weight
         for f in self.weights:
             value = row.get(f)
-            if not isinstance(value, str):
-                continue
-            mode, share = self._mode(f)
-            p_mode = self._p(f, mode) if mode is not None else 1.0
-            nats = max(math.log(p_mode / self._p(f, value, removed)), 0.0) if mode else 0.0
-            if mode == value:
-                nats = 0.0
-            count = max(self.counts_[f].get(value, 0.0) - removed, 0.0)
-            total = max(self.totals_[f] - removed, 0.0)
-            out.append(FieldSurprise(f, value, count, total, mode, share, nats))
+            if isinstance(value, str):
+                counts = self.counts.setdefault(f, {})
+                counts[value] = counts.get(value, 0.0) + weight
+        country, t = row.get("country"), _seconds(row.get("timestamp"))
+        if isinstance(country, str) and t is not None:
+            last_t = self.last_time_s
+            if (
+                self.last_country is not None
+                and last_t is not None
+                and t - last_t <= TRAVEL_WINDOW_S
+            ):
+                self.switch_chances += weight
+                if country != self.last_country:
+                    self.fast_switches += weight
+            self.last_country, self.last_time_s = country, t
+
+    def _field(self, f: str, value: str) -> FieldSurprise:
+        counts = self.counts.get(f, {})
+        n = sum(counts.values())
+        k = len(counts)
+        new_mass = self.alpha + self.beta * k
+        denom = n + new_mass
+        c = counts.get(value, 0.0)
+        if c > 0:
+            p = (sum(v for v in counts.values() if v <= c) + new_mass) / denom
+        else:
+            p = new_mass / denom * self.priors.get(f, UNIFORM_PRIOR).tail(value, counts)
+        mode = max(counts, key=lambda v: (counts[v], v)) if counts else None
+        share = counts[mode] / n if mode is not None and n > 0 else 0.0
+        p_eff = min(p, 1.0) ** self.weights.get(f, 1.0)
+        return FieldSurprise(f, value, c, n, mode, share, p_eff)
+
+    def _travel(self, row: Mapping[str, Any]) -> tuple[float, dict[str, Any] | None]:
+        country, t = row.get("country"), _seconds(row.get("timestamp"))
+        last, last_t = self.last_country, self.last_time_s
+        if not isinstance(country, str) or t is None or last is None or last_t is None:
+            return 1.0, None
+        gap = t - last_t
+        if country == last or gap > TRAVEL_WINDOW_S:
+            return 1.0, None
+        p = (self.fast_switches + TRAVEL_PRIOR) / (self.switch_chances + 1.0)
+        detail = {
+            "from": last,
+            "to": country,
+            "minutes": round(gap / 60.0),
+            "seen": round(self.fast_switches),
+            "chances": round(self.switch_chances),
+        }
+        return float(min(p, 1.0)), detail
+
+    def novelty(self, row: Mapping[str, Any]) -> LoginNovelty:
+        """The novelty of one login against the profile as it is now (nothing is added)."""
+        surprises = [self._field(f, v) for f in self.weights if isinstance(v := row.get(f), str)]
+        group_p: dict[str, float] = {}
+        for s in surprises:
+            g = FIELD_GROUP.get(s.field, s.field)
+            group_p[g] = min(group_p.get(g, 1.0), s.p)
+        travel_p, travel = self._travel(row)
+        if travel is not None:
+            group_p["travel"] = travel_p
+        p = float(np.prod(list(group_p.values()))) if group_p else 1.0
+        facts = tuple(sorted(g for g, gp in group_p.items() if gp <= FACT_P))
+        return LoginNovelty(p=p, facts=facts, surprises=tuple(surprises), travel=travel)
+
+    def score_sequence(
+        self, context: pd.DataFrame, *, emit: Sequence[bool] | None = None
+    ) -> list[LoginNovelty | None]:
+        """Score logins in time order, adding each to the profile after scoring it.
+
+        Rows where ``emit`` is False are only added (context before the scored range) and
+        give None. Returns one :class:`LoginNovelty` (or None) per row.
+        """
+        out: list[LoginNovelty | None] = []
+        flags = [True] * len(context) if emit is None else list(emit)
+        for row, scored in zip(_rows(context), flags, strict=True):
+            out.append(self.novelty(row) if scored else None)
+            self.observe(row)
         return out
-
-    def _raw(self, context: pd.DataFrame, leave_out: np.ndarray | None = None) -> np.ndarray:
-        """Weighted field surprises per row (the sum :meth:`surprises` gives, field by field)."""
-        n = len(context)
-        removed = np.zeros(n) if leave_out is None else np.asarray(leave_out, dtype=float)
-        out = np.zeros(n)
-        for f, weight in self.weights.items():
-            if f not in context.columns:
-                continue
-            mode, _ = self._mode(f)
-            if mode is None:
-                continue
-            p_mode = self._p(f, mode)
-            nats: dict[tuple[str, float], float] = {}
-            column = context[f].to_numpy(dtype=object)
-            for i, (value, r) in enumerate(zip(column, removed.tolist(), strict=True)):
-                if not isinstance(value, str) or value == mode:
-                    continue
-                key = (value, r)
-                if key not in nats:
-                    nats[key] = max(math.log(p_mode / self._p(f, value, r)), 0.0)
-                out[i] += weight * nats[key]
-        return out
-
-    def raw_score_samples(self, context: pd.DataFrame) -> np.ndarray:
-        """Return weighted surprise in nats per login, higher = more unusual."""
-        return self._raw(context)
-
-    def score_samples(self, context: pd.DataFrame) -> np.ndarray:
-        """Return calibrated novelty in [0, 1] per login, higher = more unusual."""
-        return self.calibrator_.transform(self._raw(context))
 
     def to_state(self) -> dict[str, Any]:
-        """Plain-data state (JSON-able apart from the calibrator arrays)."""
+        """Plain JSON data."""
         return {
-            "params": {"weights": self.weights, "prior_strength": self.prior_strength},
-            "priors": {f: p.to_state() for f, p in self.priors_.items()},
-            "counts": self.counts_,
-            "totals": self.totals_,
-            "n_logins": self.n_logins_,
-            "calibrator": self.calibrator_.to_state(),
+            "weights": dict(self.weights),
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "priors": {f: p.to_state() for f, p in self.priors.items()},
+            "counts": self.counts,
+            "n_logins": self.n_logins,
+            "fast_switches": self.fast_switches,
+            "switch_chances": self.switch_chances,
+            "last_country": self.last_country,
+            "last_time_s": self.last_time_s,
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> NoveltyProfile:
         """Rebuild from :meth:`to_state` output (no code is loaded)."""
-        params = state["params"]
-        prof = cls(
-            weights={str(k): float(v) for k, v in params["weights"].items()},
-            prior_strength=float(params["prior_strength"]),
+        last_t = state.get("last_time_s")
+        return cls(
+            weights={str(k): float(v) for k, v in state["weights"].items()},
+            alpha=float(state["alpha"]),
+            beta=float(state["beta"]),
+            priors={f: FieldPrior.from_state(p) for f, p in state["priors"].items()},
+            counts={
+                f: {str(k): float(v) for k, v in c.items()} for f, c in state["counts"].items()
+            },
+            n_logins=float(state["n_logins"]),
+            fast_switches=float(state["fast_switches"]),
+            switch_chances=float(state["switch_chances"]),
+            last_country=state.get("last_country"),
+            last_time_s=None if last_t is None else float(last_t),
         )
-        prof.priors_ = {f: FieldPrior.from_state(p) for f, p in state["priors"].items()}
-        prof.counts_ = {
-            f: {str(k): float(v) for k, v in c.items()} for f, c in state["counts"].items()
-        }
-        prof.totals_ = {f: float(v) for f, v in state["totals"].items()}
-        prof.n_logins_ = int(state["n_logins"])
-        prof.calibrator_ = TailCalibrator.from_state(state["calibrator"])
-        return prof
+
+    def copy(self) -> NoveltyProfile:
+        """An independent copy (scoring updates a copy, never the stored model)."""
+        return NoveltyProfile.from_state(self.to_state())
+
+
+def _rows(context: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in r.items()} for r in context.to_dict("records")]
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None or value is pd.NaT:
+        return None
+    try:
+        return float(pd.Timestamp(value).value) / 1e9
+    except (TypeError, ValueError):
+        return None

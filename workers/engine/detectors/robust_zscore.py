@@ -1,26 +1,28 @@
-"""Robust z-score detector: per-feature median / MAD profile.
+"""Robust z-score detector, shrunk toward the population, with heavy (Student t) tails.
 
-Tiny, fast and the easiest to explain. Each feature's robust z-score (only upward deviations
-count, except for two-sided features such as hour of day) is calibrated against the entity's
-own training z-scores of that feature (a few quantile knots plus an exponential tail), turned
-into evidence ``-log(1 - p)`` and the raw window score is the strongest feature's evidence. So a
-feature that is often odd for this entity needs a bigger deviation to count than one that never
-moves. Higher = more unusual; calibrated to [0, 1] by the base class.
+Per feature the entity's robust centre (median) and scale (MAD, mean absolute deviation) are
+computed on a transformed scale (``log1p`` for counts, bytes and latencies, where a doubling is
+one step whatever the level) and **shrunk toward the population's** by ``prior_strength``
+pseudo-windows: an entity with 3 windows of history is mostly the population, one with 3,000 is
+itself. So sparse entities are modeled from what they have, never thrown to another model.
+
+Each feature's directional z becomes a tail probability under a Student t with ``dof`` degrees
+of freedom (heavier tails than a Gaussian: behaviour data have them); the window's p-value is the
+smallest feature p-value times the number of features (Bonferroni). The score is ``1 - p``, in
+[0, 1], higher = more unusual, and ``1 - score`` is an analytic tail probability: no
+recalibration on the training windows, so the alert rate is not optimistic on new data.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Sequence
+from typing import Any, Self
 
 import numpy as np
-
-from .base import WindowDetector
+from scipy.special import stdtr
 
 MAD_TO_SIGMA = 1.4826
 MEANAD_TO_SIGMA = 1.2533
-LEVELS = np.array([0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 1.0])
-Z_SCALE_FLOOR = 2.0
-EVIDENCE_CAP = 50.0
 
 
 def robust_profile(
@@ -47,92 +49,135 @@ def robust_profile(
     return median, np.maximum(np.maximum(mad, mean_ad), floor)
 
 
-class RobustZScore(WindowDetector):
-    """Median/MAD detector.
+def transform(X: np.ndarray, logged: np.ndarray) -> np.ndarray:
+    """``log1p`` of the columns flagged in ``logged`` (negative values clipped to 0)."""
+    out = np.array(X, dtype=float, copy=True)
+    if logged.any():
+        out[:, logged] = np.log1p(np.clip(out[:, logged], 0.0, None))
+    return out
+
+
+class RobustZScore:
+    """Shrunk median/MAD detector with analytic tails.
 
     Parameters:
-        two_sided: column indices where low values are as unusual as high ones.
-        min_scale: smallest robust scale per column (natural units), e.g. 1 for counts.
-        relative_min_scale: smallest robust scale per column as a share of its median.
-        center / scale: optional fixed profile (used for population cold start); when both
-            are given, ``fit`` keeps them and only fits the calibration.
+        logged: column indices modeled on the ``log1p`` scale.
+        two_sided: column indices where a low value is as unusual as a high one.
+        min_scale: smallest scale per column, in transformed units.
+        prior_center / prior_scale: the population's profile per column (transformed units);
+            without them the entity's own profile is used as is.
+        prior_strength: pseudo-windows the population profile counts for.
+        dof: degrees of freedom of the Student t tails.
     """
-
-    _state_attrs: ClassVar[tuple[str, ...]] = ("center_", "scale_", "knots_", "tops_", "tails_")
-    _scale_floor: ClassVar[float] = 0.5
 
     def __init__(
         self,
         *,
+        logged: tuple[int, ...] = (),
         two_sided: tuple[int, ...] = (),
         min_scale: tuple[float, ...] | None = None,
-        relative_min_scale: tuple[float, ...] | None = None,
-        center: tuple[float, ...] | None = None,
-        scale: tuple[float, ...] | None = None,
+        prior_center: tuple[float, ...] | None = None,
+        prior_scale: tuple[float, ...] | None = None,
+        prior_strength: float = 10.0,
+        dof: float = 4.0,
     ) -> None:
+        self.logged = logged
         self.two_sided = two_sided
         self.min_scale = min_scale
-        self.relative_min_scale = relative_min_scale
-        self.center = center
-        self.scale = scale
+        self.prior_center = prior_center
+        self.prior_scale = prior_scale
+        self.prior_strength = prior_strength
+        self.dof = dof
 
-    def _fit_raw(self, X: np.ndarray, sample_weight: np.ndarray | None) -> None:
-        if self.center is not None and self.scale is not None:
-            self.center_ = np.asarray(self.center, dtype=float)
-            self.scale_ = np.asarray(self.scale, dtype=float)
-            if self.center_.shape != (X.shape[1],) or self.scale_.shape != (X.shape[1],):
-                raise ValueError("center and scale must have one value per feature")
+    def _mask(self, idx: Sequence[int], d: int) -> np.ndarray:
+        mask = np.zeros(d, dtype=bool)
+        mask[list(idx)] = True
+        return mask
+
+    def fit(self, X: np.ndarray, y: Any = None, sample_weight: np.ndarray | None = None) -> Self:
+        """Learn the entity's profile from ``X`` (n × features, NaN filled); return ``self``."""
+        X = np.asarray(X, dtype=float)
+        d = X.shape[1]
+        self.n_features_in_ = d
+        T = transform(X, self._mask(self.logged, d))
+        floor = np.zeros(d) if self.min_scale is None else np.asarray(self.min_scale, float)
+        n = float(len(T) if sample_weight is None else np.sum(sample_weight))
+        if len(T):
+            own_c, own_s = robust_profile(T, sample_weight, floor, 0.0)
         else:
-            floor = None if self.min_scale is None else np.asarray(self.min_scale, dtype=float)
-            rel = 0.1 if self.relative_min_scale is None else np.asarray(self.relative_min_scale)
-            self.center_, self.scale_ = robust_profile(X, sample_weight, floor, rel)
-        z = self.z_scores(X)
-        if sample_weight is not None:
-            z = np.repeat(z, np.maximum(np.round(sample_weight).astype(int), 1), axis=0)
-        n = z.shape[0]
-        self.knots_ = np.quantile(z, LEVELS, axis=0).T.copy()  # features × levels
-        self.tops_ = np.full(z.shape[1], n / (n + 1.0))
-        spread = (self.knots_[:, -1] - self.knots_[:, 2]) / 2.0
-        self.tails_ = np.maximum(spread, Z_SCALE_FLOOR)
-
-    def feature_evidence(self, X: np.ndarray) -> np.ndarray:
-        """Return per-feature evidence ``-log(1 - p)`` (n × features), higher = more unusual."""
-        z = self.z_scores(X)
-        out = np.empty_like(z)
-        for j in range(z.shape[1]):
-            knots = self.knots_[j]
-            ys = LEVELS * self.tops_[j]
-            inside = np.interp(z[:, j], knots, ys)
-            excess = np.clip(z[:, j] - knots[-1], 0.0, None) / self.tails_[j]
-            tail_log = np.log1p(-self.tops_[j]) - excess  # log(1 - p) beyond the top knot
-            log_q = np.where(z[:, j] > knots[-1], tail_log, np.log1p(-np.minimum(inside, ys[-1])))
-            out[:, j] = np.minimum(-log_q, EVIDENCE_CAP * 10)
-        return out
+            own_c, own_s = np.zeros(d), np.ones(d)
+        if self.prior_center is not None and self.prior_scale is not None:
+            pc, ps = np.asarray(self.prior_center, float), np.asarray(self.prior_scale, float)
+            k = float(self.prior_strength)
+            self.center_ = (n * own_c + k * pc) / (n + k)
+            var = (n * own_s**2 + k * ps**2) / (n + k)
+        else:
+            self.center_, var = own_c, own_s**2
+        self.scale_ = np.maximum(np.sqrt(var), np.maximum(floor, 1e-6))
+        self.n_windows_ = n
+        return self
 
     def z_scores(self, X: np.ndarray) -> np.ndarray:
-        """Return directional robust z-scores (n × features); positive = unusual direction."""
-        z = (np.asarray(X, dtype=float) - self.center_) / self.scale_
-        two = np.zeros(z.shape[1], dtype=bool)
-        two[list(self.two_sided)] = True
-        return np.where(two, np.abs(z), z)
+        """Directional z per feature (n × features); positive = the unusual direction."""
+        T = transform(np.asarray(X, dtype=float), self._mask(self.logged, self.n_features_in_))
+        z = (T - self.center_) / self.scale_
+        return np.where(self._mask(self.two_sided, self.n_features_in_), np.abs(z), z)
 
-    def _raw(self, X: np.ndarray) -> np.ndarray:
-        if X.shape[1] == 0:
-            return np.zeros(len(X))
-        return self.feature_evidence(X).max(axis=1)
+    def feature_pvalues(self, X: np.ndarray) -> np.ndarray:
+        """One-sided tail probability per feature (n × features), smaller = more unusual."""
+        z = self.z_scores(X)
+        p = stdtr(self.dof, -z)
+        two = self._mask(self.two_sided, self.n_features_in_)
+        return np.where(two, np.minimum(2.0 * p, 1.0), p)
+
+    def pvalues(self, X: np.ndarray) -> np.ndarray:
+        """Window p-value: smallest feature p-value × number of features (capped at 1)."""
+        if self.n_features_in_ == 0:
+            return np.ones(len(X))
+        return np.minimum(self.feature_pvalues(X).min(axis=1) * self.n_features_in_, 1.0)
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """Return ``1 - p`` per window, in [0, 1], higher = more unusual."""
+        return 1.0 - self.pvalues(X)
 
     def to_state(self) -> dict[str, Any]:
-        """Plain-data state; tuples of floats are kept as lists."""
-        state = super().to_state()
-        state["params"]["two_sided"] = list(self.two_sided)
-        return state
+        """Plain-data state (parameters and fitted arrays)."""
+        params = {
+            "logged": list(self.logged),
+            "two_sided": list(self.two_sided),
+            "min_scale": None if self.min_scale is None else list(self.min_scale),
+            "prior_center": None if self.prior_center is None else list(self.prior_center),
+            "prior_scale": None if self.prior_scale is None else list(self.prior_scale),
+            "prior_strength": float(self.prior_strength),
+            "dof": float(self.dof),
+        }
+        fitted = {"center_": self.center_, "scale_": self.scale_}
+        return {
+            "params": params,
+            "fitted": fitted,
+            "n_features_in_": int(self.n_features_in_),
+            "n_windows_": float(self.n_windows_),
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RobustZScore:
         """Rebuild from :meth:`to_state` output."""
-        params = dict(state["params"])
-        params["two_sided"] = tuple(int(i) for i in params["two_sided"])
-        for key in ("center", "scale", "min_scale", "relative_min_scale"):
-            if params.get(key) is not None:
-                params[key] = tuple(float(v) for v in params[key])
-        return super().from_state({**state, "params": params})
+        p = state["params"]
+
+        def floats(v: Any) -> tuple[float, ...] | None:
+            return None if v is None else tuple(float(x) for x in v)
+
+        det = cls(
+            logged=tuple(int(i) for i in p["logged"]),
+            two_sided=tuple(int(i) for i in p["two_sided"]),
+            min_scale=floats(p["min_scale"]),
+            prior_center=floats(p["prior_center"]),
+            prior_scale=floats(p["prior_scale"]),
+            prior_strength=float(p["prior_strength"]),
+            dof=float(p["dof"]),
+        )
+        det.center_ = np.asarray(state["fitted"]["center_"], dtype=float)
+        det.scale_ = np.asarray(state["fitted"]["scale_"], dtype=float)
+        det.n_features_in_ = int(state["n_features_in_"])
+        det.n_windows_ = float(state["n_windows_"])
+        return det

@@ -1,0 +1,122 @@
+"""Rate detector: failure and error rates of a window as binomial evidence.
+
+A ratio such as "4xx share 100%" means little on one request and much on fifty. For each rate
+(failed logins per login, 4xx and 5xx responses per request) the entity's base rate is its own
+pooled rate shrunk toward the population's by ``prior_strength`` trials; a window with ``k``
+failures in ``n`` trials gets the binomial tail probability ``P(X >= k | n, rate)``. The window's
+p-value is the smallest rate p-value times the number of rates (Bonferroni); the score is
+``1 - p``, in [0, 1], higher = more unusual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binom
+
+RATES: dict[str, tuple[str, str]] = {
+    "failed_login_rate": ("failed_logins", "logins"),
+    "rate_4xx": ("status_4xx", "events"),
+    "rate_5xx": ("status_5xx", "events"),
+}
+"""Each rate's (failures, trials) window columns."""
+LABELS = {
+    "failed_login_rate": ("failed logins", "logins"),
+    "rate_4xx": ("4xx responses", "requests"),
+    "rate_5xx": ("5xx responses", "requests"),
+}
+RATE_FLOOR = 0.002
+
+
+def pooled_rates(windows: pd.DataFrame) -> dict[str, float]:
+    """Σ failures / Σ trials of each rate over ``windows`` (rates without trials left out)."""
+    out: dict[str, float] = {}
+    for name, (k_col, n_col) in RATES.items():
+        if k_col in windows and n_col in windows:
+            k = np.nansum(windows[k_col].to_numpy(dtype=float))
+            n = np.nansum(windows[n_col].to_numpy(dtype=float))
+            if n > 0:
+                out[name] = float(k / n)
+    return out
+
+
+def _counts(windows: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
+    k_col, n_col = RATES[name]
+    k = np.nan_to_num(windows[k_col].to_numpy(dtype=float)) if k_col in windows else None
+    n = np.nan_to_num(windows[n_col].to_numpy(dtype=float)) if n_col in windows else None
+    if k is None or n is None:
+        return np.zeros(len(windows)), np.zeros(len(windows))
+    return k, np.maximum(n, k)
+
+
+@dataclass
+class RateProfile:
+    """Base failure rates of one entity (plain data)."""
+
+    prior_strength: float = 20.0
+    rates: dict[str, float] = field(default_factory=dict)
+    trials: dict[str, float] = field(default_factory=dict)
+
+    def fit(
+        self,
+        windows: pd.DataFrame,
+        *,
+        prior: Mapping[str, float],
+        weight: np.ndarray | None = None,
+    ) -> RateProfile:
+        """Learn each rate from ``windows`` shrunk toward ``prior``; return ``self``."""
+        w = np.ones(len(windows)) if weight is None else np.asarray(weight, dtype=float)
+        for name in RATES:
+            k, n = _counts(windows, name)
+            trials = float((n * w).sum())
+            if name not in prior and trials == 0:
+                continue
+            base = prior.get(name, float((k * w).sum()) / max(trials, 1.0))
+            m = self.prior_strength
+            rate = (float((k * w).sum()) + m * base) / (trials + m)
+            self.rates[name] = float(min(max(rate, RATE_FLOOR), 0.999))
+            self.trials[name] = trials
+        return self
+
+    def feature_pvalues(self, windows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Binomial tail probability of each rate per window (1 without trials)."""
+        out: dict[str, np.ndarray] = {}
+        for name, rate in self.rates.items():
+            k, n = _counts(windows, name)
+            p = np.where(k > 0, binom.sf(k - 1, n, rate), 1.0)
+            out[name] = np.asarray(np.clip(p, 0.0, 1.0), dtype=float)
+        return out
+
+    def pvalues(self, windows: pd.DataFrame) -> np.ndarray:
+        """Smallest rate p-value × number of rates, per window."""
+        per = self.feature_pvalues(windows)
+        if not per:
+            return np.ones(len(windows))
+        return np.minimum(np.vstack(list(per.values())).min(axis=0) * len(per), 1.0)
+
+    def to_state(self) -> dict[str, Any]:
+        """Plain data."""
+        return {"prior_strength": self.prior_strength, "rates": self.rates, "trials": self.trials}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RateProfile:
+        """Rebuild from :meth:`to_state` output."""
+        return cls(
+            prior_strength=float(state["prior_strength"]),
+            rates={str(k): float(v) for k, v in state["rates"].items()},
+            trials={str(k): float(v) for k, v in state["trials"].items()},
+        )
+
+
+def rate_reason(name: str, k: float, n: float, rate: float, p: float, noun: str) -> dict[str, Any]:
+    """A rate reason in words: "12 failed logins of 14 logins; usual for this user 2%"."""
+    what, per = LABELS[name]
+    text = (
+        f"{int(k)} {what} of {int(n)} {per} in the window ({k / max(n, 1):.0%}); "
+        f"usual for this {noun} {rate:.1%}"
+    )
+    return {"feature": name, "value": k / max(n, 1), "expected": rate, "text": text, "p": p}
