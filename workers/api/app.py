@@ -13,7 +13,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from workers.api import routes_anomalies, routes_entities, routes_events, routes_jobs, routes_ops
+from workers.api import (
+    routes_anomalies,
+    routes_entities,
+    routes_events,
+    routes_incidents,
+    routes_jobs,
+    routes_ops,
+)
 from workers.api.keys import KeyVerifier
 from workers.api.limits import BodyLimit
 from workers.api.metrics import ApiMetrics
@@ -41,7 +48,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.broker = broker
     app.state.keys = KeyVerifier(couch, settings.db_name("apikeys"))
     app.state.metrics = ApiMetrics(settings, couch, broker)
-    for module in (routes_events, routes_anomalies, routes_jobs, routes_entities, routes_ops):
+    for module in (routes_events, routes_anomalies, routes_incidents, routes_jobs, routes_entities,
+                   routes_ops):  # fmt: skip
         app.include_router(module.router)
     app.include_router(review_page)  # the review page at `/` and its static assets
     app.add_middleware(BodyLimit, max_bytes=settings.couchwatch_api_max_body_bytes)

@@ -10,6 +10,7 @@ from workers.cli.api_cmd import api, apikey
 from workers.cli.common import fail, settings_or_fail
 from workers.cli.demo_cmd import demo
 from workers.cli.evaluate_cmd import demo_data, evaluate
+from workers.cli.incidents_cmd import incidents
 from workers.cli.ingest_cmd import ingest
 from workers.cli.models_cmd import models
 from workers.cli.notify_cmd import notifications
@@ -45,6 +46,7 @@ for command in (
     score,
     rescore,
     anomalies,
+    incidents,
     review,
     runs,
     notifications,

@@ -170,21 +170,27 @@ def _matches(doc: dict[str, Any], selector: dict[str, Any]) -> bool:
 
 
 @click.command()
-@click.argument("anomaly_id")
+@click.argument("anomaly_id", metavar="ID")
 @click.argument("decision", type=click.Choice(["confirm", "dismiss"]))
 @click.option("--note", default="")
 @click.option("--by", default="cli")
 def review(anomaly_id: str, decision: str, note: str, by: str) -> None:
-    """Confirm (malicious) or dismiss (benign) an anomaly; training learns from it."""
+    """Confirm (malicious) or dismiss (benign) an anomaly or an incident (all its anomalies);
+    training learns from it."""
+    from workers.incidents import UnknownIncident, is_incident_id, review_incident
     from workers.review import UnknownAnomaly, review_anomaly
 
     settings = settings_or_fail()
     couch = couch_or_fail(settings)
     status = "confirmed" if decision == "confirm" else "dismissed"
     try:
+        if is_incident_id(anomaly_id):
+            doc = review_incident(couch, settings, anomaly_id, status, note=note, by=by)
+            click.echo(f"{doc['_id']}: {status} ({len(doc.get('anomaly_ids') or [])} anomalies)")
+            return
         review_anomaly(couch, settings.db_name("anomalies"), anomaly_id, status, note=note, by=by)
-    except UnknownAnomaly:
-        fail(f"no anomaly {anomaly_id!r}")
+    except (UnknownAnomaly, UnknownIncident):
+        fail(f"no anomaly or incident {anomaly_id!r}")
     except CouchError as exc:
         fail(str(exc))
     click.echo(f"{anomaly_id}: {status}")
