@@ -84,13 +84,16 @@ def group_median(V: np.ndarray, groups: np.ndarray, n_groups: int, w: np.ndarray
     last = first + counts - 1
     target = np.concatenate([[0.0], np.cumsum(wsum)[:-1]]) + wsum / 2.0
     valid = counts > 0
-    for j in range(d):  # loop over features, never rows
-        order = np.lexsort((V[:, j], groups))
-        cw = np.cumsum(w[order])
-        lo = np.clip(np.searchsorted(cw, target * (1 - 1e-12), side="left"), first, last)
-        hi = np.clip(np.searchsorted(cw, target * (1 + 1e-12), side="right"), first, last)
-        col = V[order, j]
-        out[valid, j] = 0.5 * (col[lo[valid]] + col[hi[valid]])
+    # one sort for every column: the group number, then the value rescaled into [0, 1)
+    low, high = V.min(axis=0), V.max(axis=0)
+    key = groups[:, None] + 0.5 * (V - low) / np.where(high > low, high - low, 1.0)
+    order = np.argsort(key, axis=0, kind="stable")
+    cw = np.cumsum(w[order], axis=0)
+    sorted_v = np.take_along_axis(V, order, axis=0)
+    for j in range(d):  # searchsorted is 1-D: a loop over features, never rows
+        lo = np.clip(np.searchsorted(cw[:, j], target * (1 - 1e-12), side="left"), first, last)
+        hi = np.clip(np.searchsorted(cw[:, j], target * (1 + 1e-12), side="right"), first, last)
+        out[valid, j] = 0.5 * (sorted_v[lo[valid], j] + sorted_v[hi[valid], j])
     return out
 
 
@@ -99,6 +102,14 @@ def _shrink(med: np.ndarray, n: np.ndarray, target: np.ndarray, k: float) -> np.
     n = n[:, None]
     own = np.where(np.isnan(med), target, med)
     return (n * own + k * target) / (n + k)
+
+
+def _matrix(X: np.ndarray) -> np.ndarray:
+    """``X`` as a 2-D float array (ValueError otherwise)."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError(f"expected a 2-D array of windows × features, got {X.ndim}-D")
+    return X
 
 
 def _check_fitted(det: object, attr: str) -> None:
@@ -149,8 +160,8 @@ class SeasonalBaseline:
         directions_by_name: bool = True,
         prior_strength: float = 8.0,
         smoothing: float = 0.5,
-        drift: float = 0.5,
-        z_cap: float = 3.0,
+        drift: float = 1.0,
+        z_cap: float = 2.5,
         max_gap_windows: int = 2,
         ref_quantile: float = 0.99,
         holdout: float = 0.3,
@@ -259,7 +270,7 @@ class SeasonalBaseline:
         self, X: np.ndarray, times_ns: np.ndarray, sample_weight: np.ndarray | None = None
     ) -> Self:
         """Learn the baseline from ``X`` (n × d, rows sorted by ``times_ns``); return ``self``."""
-        X = np.asarray(X, dtype=float).reshape(len(X), -1)
+        X = _matrix(X)
         times_ns = np.asarray(times_ns, dtype=np.int64)
         if X.shape[1] != len(self.features):
             raise ValueError(f"X has {X.shape[1]} columns for {len(self.features)} features")
@@ -306,7 +317,7 @@ class SeasonalBaseline:
     def z_scores(self, X: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
         """Signed robust residual per window and feature (n × d, sigmas; NaN where missing)."""
         _check_fitted(self, "expected_")
-        X = np.asarray(X, dtype=float).reshape(len(X), -1)
+        X = _matrix(X)
         slots = hour_of_week(times_ns)
         expected, scale = self.expected_[slots], self.scale_[slots]
         ratio = np.array([f in RATIO_FEATURES for f in self.features], dtype=bool)
@@ -341,7 +352,7 @@ class SeasonalBaseline:
     def raw_score_samples(self, X: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
         """Raw evidence per window: multiples of the training reference; higher = more unusual."""
         _check_fitted(self, "calibrator_")
-        return self._raw(np.asarray(X, dtype=float).reshape(len(X), -1), times_ns)
+        return self._raw(_matrix(X), times_ns)
 
     def score_samples(self, X: np.ndarray, times_ns: np.ndarray) -> np.ndarray:
         """Calibrated score per window in [0, 1], higher = more unusual.
@@ -361,7 +372,7 @@ class SeasonalBaseline:
         sustained), the one that drives the score first.
         """
         _check_fitted(self, "calibrator_")
-        X = np.asarray(X, dtype=float).reshape(len(X), -1)
+        X = _matrix(X)
         z = self.z_scores(X, times_ns)
         expected = self._untransform(self.expected_[hour_of_week(times_ns)])
         order = np.argsort(-self._feature_evidence(X, times_ns), axis=1, kind="stable")
