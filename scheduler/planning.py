@@ -256,22 +256,29 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
     events = [ev for mine in by_entity for ev in mine]
     field = fleet.settings.entity_field
     try:
-        population = detection.make_population(events, entity_field=field)
+        population = detection.make_population(events, entity_field=field, config=fleet.engine)
     except Exception:  # a poison entity must not stop training for the whole fleet: drop it
-        events = [ev for mine in by_entity if _population_ok(detection, mine, field) for ev in mine]
+        events = [
+            ev
+            for mine in by_entity
+            if _population_ok(detection, mine, field, fleet.engine)
+            for ev in mine
+        ]
         if not events:
             return False
-        population = detection.make_population(events, entity_field=field)
+        population = detection.make_population(events, entity_field=field, config=fleet.engine)
     doc = {**detection.population_to_doc(population), "built_at": canonical_timestamp(now),
            "entities": len(sample), "events": len(events)}  # fmt: skip
     fleet.couch.upsert(db, doc)
     return True
 
 
-def _population_ok(detection: Any, events: list[dict[str, Any]], field: str) -> bool:
+def _population_ok(
+    detection: Any, events: list[dict[str, Any]], field: str, config: Any = None
+) -> bool:
     """Whether one entity's events build a population profile on their own."""
     try:
-        detection.make_population(events, entity_field=field)
+        detection.make_population(events, entity_field=field, config=config)
     except Exception as exc:
         entity = events[0].get(field) if events else None
         log.warning("entity %r left out of the population profile: %s", entity, describe(exc))

@@ -15,6 +15,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ.setdefault(_var, "1")
 
 from celery import Celery  # noqa: E402
+from celery.signals import worker_init  # noqa: E402
 from kombu import Queue  # noqa: E402
 
 from workers.settings import Settings, get_settings  # noqa: E402
@@ -96,3 +97,15 @@ def _configure(sender: Celery, **_: Any) -> None:
     settings = get_settings()
     sender.conf.update(celery_config(settings))
     sender.conf.beat_schedule = beat_schedule(settings)
+
+
+@worker_init.connect
+def _check_engine(**_: Any) -> None:
+    """Refuse to start a worker whose detection settings are invalid (one clear line)."""
+    from workers.detection import engine_config
+    from workers.engine.errors import ConfigError
+
+    try:
+        engine_config(get_settings())
+    except ConfigError as exc:
+        raise SystemExit(f"couchwatch: invalid detection settings: {exc}") from None

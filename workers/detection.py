@@ -16,6 +16,7 @@ from workers.engine.model import EntityModel, cold_start_model, fit_entity_model
 from workers.engine.persistence import dump_model, load_model
 from workers.engine.population import Population, build_population
 from workers.ids import Entity
+from workers.settings import Settings
 
 Doc = dict[str, Any]
 
@@ -23,6 +24,7 @@ __all__ = [
     "EntityModel",
     "Population",
     "dump_model",
+    "engine_config",
     "fit",
     "load_model",
     "merge_anomaly",
@@ -31,6 +33,23 @@ __all__ = [
     "population_to_doc",
     "score",
 ]
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    """The detection engine's configuration from the settings, validated (ConfigError if bad).
+
+    The fleet and ``couchwatch evaluate`` both build their engine here, so both run the same
+    detectors with the same thresholds.
+    """
+    return EngineConfig(
+        detectors=tuple(settings.couchwatch_detectors),
+        combine=settings.couchwatch_combine,
+        target_alert_rate=settings.couchwatch_target_alert_rate,
+        window=settings.couchwatch_window,
+        min_train_windows=settings.couchwatch_min_train_windows,
+        prior_windows=settings.couchwatch_prior_windows,
+        time_prior_strength=settings.couchwatch_time_prior_strength,
+    ).validate()
 
 
 def fit(
@@ -57,10 +76,20 @@ def fit(
 
 
 def score(
-    model: EntityModel, events: Iterable[Mapping[str, Any]], *, model_id: str, version: int
+    model: EntityModel,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    model_id: str,
+    version: int,
+    score_from: str | None = None,
 ) -> list[Doc]:
-    """Anomaly documents (deterministic `_id`s) for the flagged windows and logins of `events`."""
-    return model.score(events).to_anomalies(model_id=model_id, model_version=version)
+    """Anomaly documents (deterministic `_id`s) for the flagged windows and logins of `events`.
+
+    Events before `score_from` are context: they update the entity's time-of-day and novelty
+    profiles (a new device seen an hour ago is not new again) but are not scored.
+    """
+    result = model.score(events, score_from=score_from)
+    return result.to_anomalies(model_id=model_id, model_version=version)
 
 
 def model_meta(model: EntityModel) -> Doc:
@@ -94,5 +123,7 @@ def population_from_doc(doc: Doc | None) -> Population | None:
     return Population.from_json(doc["profile"])
 
 
-def make_population(events: Iterable[Mapping[str, Any]], *, entity_field: str) -> Population:
-    return build_population(events, entity_field=entity_field)
+def make_population(
+    events: Iterable[Mapping[str, Any]], *, entity_field: str, config: EngineConfig | None = None
+) -> Population:
+    return build_population(events, entity_field=entity_field, config=config)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import redis
 
@@ -16,6 +17,9 @@ from workers.couch.client import CouchClient
 from workers.ids import Entity, entity_key
 from workers.model_store import ModelCache, ModelStore
 from workers.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from workers.engine.config import EngineConfig
 
 REGISTRY_PREFIX = "entity-"
 
@@ -40,6 +44,13 @@ class Fleet:
             ),
             cache=ModelCache(settings.couchwatch_model_cache_size),
         )
+
+    @cached_property
+    def engine(self) -> EngineConfig:
+        """The detection engine's configuration, built from the settings once and validated."""
+        from workers.detection import engine_config  # heavy (pandas); not for producers
+
+        return engine_config(self.settings)
 
     @contextlib.contextmanager
     def training_lock(self, entity: Entity, request_id: str, ttl_s: int) -> Iterator[bool]:

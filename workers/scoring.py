@@ -7,6 +7,7 @@ scoring the same events twice writes the same documents.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -22,6 +23,7 @@ from workers.fleet import Fleet, registry_id
 from workers.history import iter_entity_events
 from workers.ids import Entity
 from workers.runs import Run, describe
+from workers.settings import Settings
 from workers.training import load_population
 
 WINDOW = EngineConfig().window
@@ -30,6 +32,21 @@ WINDOW = EngineConfig().window
 def window_floor(timestamp: str, window: str = WINDOW) -> str:
     """Start of the window that contains `timestamp` (canonical UTC text)."""
     return canonical_timestamp(pd.Timestamp(timestamp).floor(window).to_pydatetime())
+
+
+def context_start(start: str | None, train_end: str | None, settings: Settings) -> str | None:
+    """Where to start reading an entity's events when scoring from `start`.
+
+    Events after the model's training and before `start` (at most
+    `COUCHWATCH_SCORE_CONTEXT_S` back) are read as context: they update the time-of-day and
+    novelty profiles, so a new device seen in the previous pass is not new again.
+    """
+    if start is None:
+        return None
+    back = canonical_timestamp(
+        pd.Timestamp(start).to_pydatetime() - timedelta(seconds=settings.couchwatch_score_context_s)
+    )
+    return max(back, train_end) if train_end and train_end < start else min(back, start)
 
 
 def score_entities(
@@ -52,11 +69,14 @@ def score_entities(
             model, model_id, version = model_for(
                 fleet, entity, heads.get(entity), population, request_id, run
             )
-            start = window_floor(since) if since else None
+            start = window_floor(since, fleet.engine.window) if since else None
+            read_from = context_start(start, model.train_end, fleet.settings)
             events = list(iter_entity_events(fleet.couch, fleet.settings, entity,
-                                             start=start, end=until))  # fmt: skip
+                                             start=read_from, end=until))  # fmt: skip
             run.events_in += len(events)
-            scored = detection.score(model, events, model_id=model_id, version=version)
+            scored = detection.score(
+                model, events, model_id=model_id, version=version, score_from=start
+            )
             docs += scored
             owner.update({d["_id"]: entity for d in scored})
         except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's
@@ -115,7 +135,12 @@ def model_for(
     if profile is None:
         raise InsufficientHistoryError(f"{entity!r} has no model yet and no population profile")
     model = detection.fit(
-        entity, [], entity_field=fleet.settings.entity_field, population=profile, reviewed=[]
+        entity,
+        [],
+        entity_field=fleet.settings.entity_field,
+        population=profile,
+        reviewed=[],
+        config=fleet.engine,
     )
     return model, f"cold-start-{request_id}", 0
 

@@ -69,6 +69,18 @@ class Settings(BaseSettings):
     couchwatch_population_sample: int = Field(default=200, ge=1)
     couchwatch_population_events_per_entity: int = Field(default=200, ge=1)
 
+    # Detection (docs/detectors.md): the engine is built from these, validated at worker start
+    couchwatch_detectors: TextList = Field(
+        default_factory=lambda: ["robust_zscore", "time_of_day", "seasonal", "novelty"]
+    )
+    couchwatch_combine: Literal["max", "fisher"] = "max"
+    couchwatch_target_alert_rate: float = Field(default=0.002, gt=0, lt=0.5)
+    couchwatch_window: str = "15min"
+    couchwatch_min_train_windows: int = Field(default=30, ge=1)
+    couchwatch_prior_windows: float = Field(default=10.0, ge=0)
+    couchwatch_time_prior_strength: float = Field(default=4.0, gt=0)
+    couchwatch_score_context_s: float = Field(default=86_400.0, ge=0)
+
     # Celery (see workers/celery_app.py for what each protects against)
     celery_task_soft_time_limit_s: int = 540
     celery_task_time_limit_s: int = 600

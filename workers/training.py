@@ -65,7 +65,7 @@ def train_one(
     reviewed = reviewed_anomalies(fleet.couch, settings, entity)
     model = detection.fit(
         entity, events, entity_field=settings.entity_field, population=population,
-        reviewed=reviewed,
+        reviewed=reviewed, config=fleet.engine,
     )  # fmt: skip
     payload = detection.dump_model(model)
     meta = {**detection.model_meta(model), "size_bytes": len(payload)}

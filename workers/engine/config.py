@@ -62,7 +62,7 @@ class EngineConfig:
     """
 
     window: str = "15min"
-    detectors: tuple[str, ...] = ("robust_zscore", "time_of_day", "novelty")
+    detectors: tuple[str, ...] = ("robust_zscore", "time_of_day", "seasonal", "novelty")
     combine: str = "max"
     target_alert_rate: float = 0.002
     severity_factors: tuple[float, float] = (10.0, 100.0)

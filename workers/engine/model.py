@@ -26,6 +26,7 @@ from .config import EngineConfig
 from .context import local_times_ns
 from .detectors import WINDOW_DETECTOR_CLASSES, NoveltyProfile, RobustZScore, WindowDetector
 from .detectors.rates import RATES, RateProfile
+from .detectors.seasonal import SeasonalBaseline
 from .detectors.time_of_day import TimeOfDayProfile
 from .errors import InsufficientHistoryError
 from .features import (
@@ -64,6 +65,7 @@ class EntityModel:
     zscore: RobustZScore | None
     detectors: dict[str, WindowDetector]
     rates: RateProfile | None
+    seasonal: SeasonalBaseline | None
     time: TimeOfDayProfile | None
     home_zone: str | None
     thresholds: dict[str, float]
@@ -83,6 +85,7 @@ class EntityModel:
         """Names of the detectors that score windows, in a fixed order."""
         names = ["robust_zscore"] if self.zscore is not None else []
         names += ["rates"] if self.rates is not None else []
+        names += ["seasonal"] if self.seasonal is not None else []
         names += list(self.detectors)
         return (*names, *(["time_of_day"] if self.time is not None else []))
 
@@ -103,12 +106,18 @@ class EntityModel:
         }
 
     def window_pvalues(self, X: np.ndarray, windows: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Per window detector (not time of day), the tail probability of each window."""
+        """Per window detector (not time of day), the tail probability of each window.
+
+        ``windows`` are in time order and may start with context windows (recent history the
+        seasonal detector's level-shift part needs)."""
         out: dict[str, np.ndarray] = {}
         if self.zscore is not None:
             out["robust_zscore"] = self.zscore.pvalues(X)
         if self.rates is not None:
             out["rates"] = self.rates.pvalues(windows)
+        if self.seasonal is not None:
+            starts = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8
+            out["seasonal"] = 1.0 - self.seasonal.score_samples(X, starts)
         for name, det in self.detectors.items():
             out[name] = 1.0 - det.score_samples(X)
         return out
@@ -356,6 +365,13 @@ def fit_entity_model(
         base_rates = population.rates if population is not None else {}
         if n_windows or base_rates:
             rates = RateProfile().fit(windows, prior=base_rates, weight=weight)
+    seasonal = None
+    logins = login_context(frame)
+    if "seasonal" in config.detectors and n_windows >= config.min_train_windows and logins.empty:
+        starts = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8
+        seasonal = SeasonalBaseline(
+            features=features, window_s=int(_window_ns(config) // 1_000_000_000)
+        ).fit(X, starts, sample_weight=weight)
     detectors: dict[str, WindowDetector] = {}
     if n_windows >= config.min_train_windows:
         for name in config.window_detectors:
@@ -377,7 +393,6 @@ def fit_entity_model(
             weight=np.where(dismissed_ev, float(config.dismissed_weight), 1.0),
             prior_strength=config.time_prior_strength,
         )
-    logins = login_context(frame)
     novelty = None
     if config.uses_novelty:
         in_sample = logins["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
@@ -397,6 +412,7 @@ def fit_entity_model(
         fill={f: float(v) for f, v in fill.items()},
         zscore=zscore,
         rates=rates,
+        seasonal=seasonal,
         detectors=detectors,
         time=time_profile,
         home_zone=home_zone,

@@ -26,6 +26,7 @@ import sklearn
 from .config import EngineConfig
 from .detectors import WINDOW_DETECTOR_CLASSES, NoveltyProfile, RobustZScore, TimeOfDayProfile
 from .detectors.rates import RateProfile
+from .detectors.seasonal import SeasonalBaseline
 from .errors import IncompatibleModelError, ModelLoadError, UnsafeModelError
 from .model import EntityModel
 
@@ -80,6 +81,7 @@ def model_state(model: EntityModel) -> dict[str, Any]:
     state["zscore"] = model.zscore.to_state() if model.zscore else None
     state["time"] = model.time.to_state() if model.time else None
     state["rates"] = model.rates.to_state() if model.rates else None
+    state["seasonal"] = model.seasonal.to_state() if model.seasonal else None
     state["novelty"] = model.novelty.to_state() if model.novelty else None
     return state
 
@@ -111,6 +113,7 @@ def model_from_state(state: Mapping[str, Any]) -> EntityModel:
         zscore=RobustZScore.from_state(state["zscore"]) if state["zscore"] else None,
         time=TimeOfDayProfile.from_state(state["time"]) if state["time"] else None,
         rates=RateProfile.from_state(state["rates"]) if state["rates"] else None,
+        seasonal=SeasonalBaseline.from_state(state["seasonal"]) if state["seasonal"] else None,
         novelty=NoveltyProfile.from_state(state["novelty"]) if state["novelty"] else None,
     )
     return EntityModel(**kwargs)

@@ -168,6 +168,10 @@ def window_reasons(
                         noun,
                     )
                 )
+    if model.seasonal is not None and "score_seasonal" in row:
+        p_seasonal = 1.0 - float(row["score_seasonal"])
+        if p_seasonal <= MAX_REASON_P or not found:
+            found.append(seasonal_reason(model, x, row, p_seasonal, noun))
     for name in model.detectors:
         score = float(row.get(f"score_{name}", 0.0))
         if 1.0 - score <= MAX_REASON_P:
@@ -200,6 +204,23 @@ def window_reasons(
             found.append(time_reason(model, row, p_time, noun))
     found.sort(key=lambda r: r["p"])
     return found[:limit]
+
+
+def seasonal_reason(
+    model: EntityModel, x: np.ndarray, row: Mapping[str, Any], p: float, noun: str
+) -> Reason:
+    """The seasonal reason: a measure against this entity's usual for that hour of the week."""
+    assert model.seasonal is not None
+    start = pd.Timestamp(row["window_start"])
+    feature, value, usual, z = model.seasonal.explain(x[None, :], np.array([start.value]))[0][0]
+    label = LABELS.get(feature, feature)
+    unit = f" {UNITS[feature]}" if feature in UNITS else ""
+    when = f"{WEEKDAYS[start.weekday()]} {start:%H}:00 UTC"
+    text = (
+        f"{label} {_fmt(value)}{unit} vs this {noun}'s usual {_fmt(usual)}{unit} for {when} "
+        f"({z:+.1f} robust deviations from its weekly rhythm)"
+    )
+    return {"feature": feature, "value": value, "expected": usual, "text": text, "p": p}
 
 
 def _numeric_reason(
