@@ -22,14 +22,15 @@ KINDS = ("level_shift", "spike", "error_burst", "traffic_drop")
 
 
 def seasonal_stream(
-    seed: int, days: int = 28, *, anomalies: bool = True
+    seed: int, days: int = 28, *, anomalies: bool = True, growth: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One service's 15-min windows: (X over FEATURES, window starts ns, label per row).
 
     Daily rhythm (traffic ×~8 day/night, latency rising with load), a weekend dip, lognormal
     noise, telemetry gaps (empty windows vanish, as ``window_features`` only keeps active ones)
     and labeled incidents in the last 30%: latency level shifts (+40% for 3 h), single-window
-    spikes, 5xx bursts and traffic drops.
+    spikes, 5xx bursts and traffic drops. ``growth`` raises traffic and latency linearly by
+    that share over the stream.
     """
     rng = np.random.default_rng(seed)
     n = days * 96
@@ -39,7 +40,8 @@ def seasonal_stream(
     phase = rng.uniform(0, 24)
     load = 0.5 + 0.5 * np.cos(2 * np.pi * (hour - 14 - phase / 6) / 24)  # 0 at night, 1 at peak
     base = rng.uniform(30, 200)
-    rate = base * (0.12 + load) * np.where(weekend, 0.55, 1.0)
+    trend = 1 + growth * np.arange(n) / n
+    rate = base * trend * (0.12 + load) * np.where(weekend, 0.55, 1.0)
     level = np.ones(n)  # latency multiplier
     err = np.full(n, 0.002)
     traffic = np.ones(n)
@@ -62,7 +64,7 @@ def seasonal_stream(
                 traffic[sl] *= 0.35
             label[sl] = True
     events = rng.poisson(rate * traffic).astype(float)
-    latency = 40 * (1 + 0.8 * load) * level * np.exp(rng.normal(0, 0.12, n))
+    latency = 40 * trend * (1 + 0.8 * load) * level * np.exp(rng.normal(0, 0.12, n))
     p95 = latency * 2.2 * np.exp(rng.normal(0, 0.15, n))
     errors = rng.binomial(events.astype(int), err)
     ratio = np.where(events > 0, errors / np.maximum(events, 1), 0.0)
@@ -123,6 +125,26 @@ def test_false_alert_rate_holds_out_of_sample() -> None:
         rate,
         total,
     )  # target 1e-3 on ~12,000 normal held-out windows
+
+
+def test_a_growing_service_is_compared_with_its_recent_level() -> None:
+    def false_alert_rate(level_days: float = 3.0) -> float:
+        alerts = total = 0
+        for seed in range(30, 36):
+            X, t, _ = seasonal_stream(seed, days=35, anomalies=False, growth=0.3)
+            cut = _split(len(X))
+            det = SeasonalBaseline(features=FEATURES, level_days=level_days).fit(X[:cut], t[:cut])
+            s = det.score_samples(X, t)[cut:]
+            alerts += int((s >= 1 - 1e-3).sum())
+            total += len(s)
+        return alerts / total
+
+    assert false_alert_rate() <= 2.5e-3
+    assert false_alert_rate(level_days=0.0) > 0.05  # the whole history's level: alert storm
+    X, t, y = seasonal_stream(0, growth=0.3)
+    cut = _split(len(X))
+    s = SeasonalBaseline(features=FEATURES).fit(X[:cut], t[:cut]).score_samples(X, t)[cut:]
+    assert roc_auc_score(y[cut:], s) >= 0.8
 
 
 def test_sustained_moderate_shift_scores_high_though_no_window_is_extreme() -> None:

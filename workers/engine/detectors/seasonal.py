@@ -143,6 +143,8 @@ class SeasonalBaseline:
         drift: CUSUM reference, in robust sigmas per window (detects shifts of about 2·drift).
         z_cap: largest residual one window adds to the CUSUM.
         max_gap_windows: missing windows the CUSUM bridges; a longer gap restarts it.
+        level_days: days at the end of the history whose median residual sets the current
+            level (0: the whole history's level).
         ref_quantile: training quantile each evidence kind is divided by before combining.
         holdout: share of rows held out (at each end) to calibrate out of sample.
         min_holdout_rows: below this many held-out rows, calibrate in sample.
@@ -163,6 +165,7 @@ class SeasonalBaseline:
         drift: float = 1.0,
         z_cap: float = 2.5,
         max_gap_windows: int = 2,
+        level_days: float = 3.0,
         ref_quantile: float = 0.99,
         holdout: float = 0.3,
         min_holdout_rows: int = 96,
@@ -179,6 +182,7 @@ class SeasonalBaseline:
         self.drift = drift
         self.z_cap = z_cap
         self.max_gap_windows = max_gap_windows
+        self.level_days = level_days
         self.ref_quantile = ref_quantile
         self.holdout = holdout
         self.min_holdout_rows = min_holdout_rows
@@ -211,9 +215,13 @@ class SeasonalBaseline:
 
     # -- fitting ------------------------------------------------------------------------------
     def _profile(
-        self, X: np.ndarray, times_ns: np.ndarray, w: np.ndarray
+        self, X: np.ndarray, times_ns: np.ndarray, w: np.ndarray, *, anchor_end: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Return (expected, scale), each 168 × d in transformed units."""
+        """Return (expected, scale), each 168 × d in transformed units.
+
+        The level is the one of the ``level_days`` at the end of the rows (at their start with
+        ``anchor_end=False``, to score rows that come before them).
+        """
         d = X.shape[1]
         k = float(self.prior_strength)
         T = self._transform(X)
@@ -238,6 +246,7 @@ class SeasonalBaseline:
             smooth = np.where(n_eff[:, None] > 0, kernel @ (n_s[:, None] * med) / n_eff[:, None], 0)
         expected = prior + (n_eff / (n_eff + k))[:, None] * smooth
         dev = np.abs(T - expected[slots])
+        expected = expected + self._level_offset(T - expected[slots], times_ns, w, anchor_end)
         mad_all = group_median(dev, np.zeros(len(T), dtype=np.intp), 1, w) * MAD_TO_SIGMA
         mad_h = group_median(dev, hod, 24, w) * MAD_TO_SIGMA
         var = _shrink(mad_h**2, n_h, np.nan_to_num(mad_all) ** 2, k)
@@ -263,8 +272,27 @@ class SeasonalBaseline:
         in_log = np.log1p(mu + step) - np.log1p(mu)
         return np.maximum(np.where(logged, in_log, step), 1e-6)
 
-    def _fit_profile(self, X: np.ndarray, times_ns: np.ndarray, w: np.ndarray) -> None:
-        self.expected_, self.scale_ = self._profile(X, times_ns, w)
+    def _level_offset(
+        self, resid: np.ndarray, times_ns: np.ndarray, w: np.ndarray, anchor_end: bool
+    ) -> np.ndarray:
+        """Median residual of the ``level_days`` next to the scored rows (1 × d), shrunk to 0.
+
+        A service that grows (or slows) over weeks is compared with its recent level, not with
+        the median of its whole history.
+        """
+        span = float(self.level_days) * 86_400 * 1e9
+        if span <= 0 or len(resid) == 0:
+            return np.zeros((1, resid.shape[1]))
+        t = np.asarray(times_ns, dtype=np.int64)
+        near = t >= t[-1] - span if anchor_end else t <= t[0] + span
+        n = np.array([w[near].sum()])
+        med = group_median(resid[near], np.zeros(int(near.sum()), dtype=np.intp), 1, w[near])
+        return _shrink(med, n, np.zeros((1, resid.shape[1])), float(self.prior_strength))
+
+    def _fit_profile(
+        self, X: np.ndarray, times_ns: np.ndarray, w: np.ndarray, *, anchor_end: bool = True
+    ) -> None:
+        self.expected_, self.scale_ = self._profile(X, times_ns, w, anchor_end=anchor_end)
 
     def fit(
         self, X: np.ndarray, times_ns: np.ndarray, sample_weight: np.ndarray | None = None
@@ -284,11 +312,11 @@ class SeasonalBaseline:
         held_raw: list[np.ndarray] = []
         held_w: list[np.ndarray] = []
         if cut >= self.min_holdout_rows and n - cut > cut:
-            for fit_rows, held in (
-                (slice(0, n - cut), slice(n - cut, n)),
-                (slice(cut, n), slice(0, cut)),
-            ):
-                self._fit_profile(X[fit_rows], times_ns[fit_rows], w[fit_rows])
+            folds = ((slice(0, n - cut), slice(n - cut, n)), (slice(cut, n), slice(0, cut)))
+            for fit_rows, held in folds:  # the level comes from the days beside the held rows
+                self._fit_profile(
+                    X[fit_rows], times_ns[fit_rows], w[fit_rows], anchor_end=fit_rows.start == 0
+                )
                 self._set_refs(X[fit_rows], times_ns[fit_rows])
                 held_raw.append(self._raw(X, times_ns)[held])
                 held_w.append(w[held])
@@ -431,5 +459,5 @@ class SeasonalBaseline:
 _PARAMS = (
     "features", "two_sided", "min_scale", "relative_min_scale", "window_s", "logged",
     "directions_by_name", "prior_strength", "smoothing", "drift", "z_cap", "max_gap_windows",
-    "ref_quantile", "holdout", "min_holdout_rows",
+    "level_days", "ref_quantile", "holdout", "min_holdout_rows",
 )  # fmt: skip
