@@ -140,7 +140,10 @@ def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_n
             if a["severity"] == "high"]  # fmt: skip
     assert high, "the scenario's incidents should give high anomalies"
     entity = high[0]["entity"]
-    written = high
+    incidents = [i for i in ncouch.iter_all_docs(nsettings.db_name("incidents"))
+                 if i["severity"] == "high" and not i["superseded_by"]]  # fmt: skip
+    assert 0 < len(incidents) <= len(high)
+    print(f"\n{len(high)} high anomalies in {len(incidents)} high incidents")
     deadline = time.monotonic() + 60
     while len(smtp.messages) < 1 or len(receiver.requests) < 1:
         assert time.monotonic() < deadline, "no notification arrived"
@@ -149,7 +152,8 @@ def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_n
     docs = _notifications(ncouch, nsettings)
     sent = [d for d in docs if d["status"] == "sent"]
     assert {d["channel"].split(":")[0] for d in sent} == {"email", "webhook"}
-    assert len(docs) == 2 * len(written)  # one per anomaly and channel
+    assert len(docs) == 2 * len(incidents)  # one per incident and channel, not per anomaly
+    assert {d["incident_id"] for d in docs} == {i["_id"] for i in incidents}
     latency = max(datetime.fromisoformat(d["sent_at"]) for d in sent) - datetime.fromisoformat(
         score_run["finished_at"])  # fmt: skip
     print(f"\nnotify latency after the scoring run finished: {latency.total_seconds():.2f}s")
@@ -158,13 +162,14 @@ def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_n
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "user_id " in text and "Severity: high" in text and "Why:" in text
-    assert "couchwatch review anomaly:" in text and "confirm|dismiss" in text and "<ul>" in html
+    assert "couchwatch review incident:" in text and "confirm|dismiss" in text and "<ul>" in html
+    assert " anomal" in mail["Subject"] and "Incident:  incident:" in text
     hook = receiver.requests[0]
     assert verify_signature(SECRET, hook.headers[HEADER], hook.body, now=time.time())
     assert not verify_signature(SECRET, hook.headers[HEADER], hook.body, now=time.time() + 3600)
     payload = json.loads(hook.body)
     assert payload["text"] and payload["entity"] in {a["entity"] for a in high}
-    assert payload["anomalies"][0]["reasons"]
+    assert payload["incidents"][0]["reasons"] and payload["incidents"][0]["n_anomalies"] >= 1
 
     before = (len(smtp.messages), len(receiver.requests), len(docs))
     again = _run(fleet, ncouch, "couchwatch.rescore", entity)

@@ -36,6 +36,6 @@ def notifications(failed_only: bool, last: int, as_json: bool) -> None:
                    f"attempts {d.get('attempts', 0)}  {a.get('severity')} {a.get('score', 0):.2f} "
                    f"{d.get('entity')!s:<14} {'sent' if d.get('sent_at') else 'due'} "
                    f"{when[:19]}")  # fmt: skip
-        click.echo(f"      anomaly {d['anomaly_id']}")
+        click.echo(f"      {'incident' if d.get('incident_id') else 'anomaly'} {d['anomaly_id']}")
         if d.get("last_error"):
             click.echo(f"      last error: {d['last_error']}")

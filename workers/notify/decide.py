@@ -42,15 +42,16 @@ def reaches(severity: Any, minimum: str) -> bool:
 
 
 def notifiable(anomalies: Iterable[Mapping[str, Any]], minimum: str) -> list[Mapping[str, Any]]:
-    """Anomalies that reach `minimum` severity and are not already dismissed by a person,
-    highest score first (ties: earlier window, then id)."""
+    """Anomalies or incidents that reach `minimum` severity and are not already dismissed by a
+    person, highest score first (ties: earlier window or start, then id)."""
     chosen = [
         a for a in anomalies
-        if a.get("type") == "anomaly" and reaches(a.get("severity"), minimum)
+        if a.get("type") in ("anomaly", "incident") and reaches(a.get("severity"), minimum)
         and (a.get("review") or {}).get("status") != "dismissed"
     ]  # fmt: skip
     return sorted(chosen, key=lambda a: (-float(a.get("score") or 0.0),
-                                         str(a.get("window_start")), a["_id"]))  # fmt: skip
+                                         str(a.get("window_start") or a.get("start")),
+                                         a["_id"]))  # fmt: skip
 
 
 def stream_key(channel: str, entity: Any) -> str:

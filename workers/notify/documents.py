@@ -1,11 +1,16 @@
-"""The notification document: one per (anomaly, channel), ever, in `<prefix>notifications`.
+"""The notification document: one per (alert, channel), ever, in `<prefix>notifications`.
 
-Fields: `_id` (deterministic from anomaly id and channel), `anomaly_id`, `channel`, `target`
+An alert is an incident (at one severity: an incident notifies again only when it escalates)
+or, for an anomaly not grouped into an incident, the anomaly itself.
+
+Fields: `_id` (deterministic from `alert_key` and channel), `anomaly_id` (the alert's id: an
+anomaly or an incident), `incident_id` (or null), `channel`, `target`
 (host only), `entity`, `mode` (`immediate` | `digest`), `status` (`pending` | `sent` |
 `failed`), `attempts`, `last_error`, `next_attempt_at` (when a pending one is due; also the
 lease while a worker sends it), `created_at`, `updated_at`, `sent_at`, `delivery_id` (the message
 it went out in; shared by the members of a digest), `digest_size`, and `anomaly` (a summary:
-entity, severity, score, detector, window, reasons in words).
+entity, severity, score, detector, window, reasons in words; for an incident `kind` is
+`incident`, the window is its span and `n_anomalies` its size).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ STATUSES = ("pending", "sent", "failed")
 MODES = ("immediate", "digest")
 MAX_REASONS = 5
 MAX_ERROR_CHARS = 300
+SEVERITIES = ("low", "medium", "high")
 
 
 def notification_id(anomaly_id: str, channel: str) -> str:
@@ -40,9 +46,43 @@ def delivery_id(notification_ids: Sequence[str]) -> str:
     return DIGEST_ID_PREFIX + hashlib.sha256(joined).hexdigest()[:40]
 
 
+def alert_key(alert: Mapping[str, Any]) -> str:
+    """What a notification is of: an anomaly's id, or an incident's id at its severity (an
+    incident notifies once per severity it reaches, docs/incidents.md)."""
+    if alert.get("type") == "incident":
+        return f"{alert['_id']}@{alert.get('severity')}"
+    return str(alert["_id"])
+
+
+def covering_keys(alert: Mapping[str, Any]) -> list[str]:
+    """Keys whose notification makes a new one of `alert` redundant: its own and, for an
+    incident, the same incident at any higher severity (no second alert when it calms down)."""
+    if alert.get("type") != "incident":
+        return [alert_key(alert)]
+    rank = (
+        SEVERITIES.index(str(alert.get("severity"))) if alert.get("severity") in SEVERITIES else 0
+    )
+    return [f"{alert['_id']}@{s}" for s in SEVERITIES[rank:]]
+
+
 def summarize(anomaly: Mapping[str, Any]) -> Doc:
-    """The part of an anomaly a message needs (reasons as sentences, at most `MAX_REASONS`)."""
+    """The part of an anomaly (or incident) a message needs (reasons as sentences, at most
+    `MAX_REASONS`)."""
     reasons = [str(r.get("text", "")) for r in anomaly.get("reasons") or [] if r.get("text")]
+    if anomaly.get("type") == "incident":
+        return {
+            "id": anomaly["_id"],
+            "kind": "incident",
+            "entity": anomaly.get("entity"),
+            "entity_field": anomaly.get("entity_field"),
+            "detector": ", ".join(anomaly.get("detectors") or []),
+            "severity": anomaly.get("severity"),
+            "score": float(anomaly.get("score") or 0.0),
+            "window_start": anomaly.get("start"),
+            "window_end": anomaly.get("end"),
+            "n_anomalies": int(anomaly.get("n_anomalies") or 0),
+            "reasons": reasons[:MAX_REASONS],
+        }
     return {
         "id": anomaly["_id"],
         "entity": anomaly.get("entity"),
@@ -71,9 +111,10 @@ def new_notification(
         raise ValueError(f"unknown notification mode {mode!r}")
     stamp = canonical_timestamp(now)
     return {
-        "_id": notification_id(anomaly["_id"], channel),
+        "_id": notification_id(alert_key(anomaly), channel),
         "type": "notification",
         "anomaly_id": anomaly["_id"],
+        "incident_id": anomaly["_id"] if anomaly.get("type") == "incident" else None,
         "channel": channel,
         "target": target,
         "entity": anomaly.get("entity"),

@@ -1,7 +1,8 @@
 """What a person reads: one message per immediate notification or per digest.
 
 Email: a subject, plain text and HTML (escaped) saying who/what, when, score, severity, reasons
-in words and how to review. Webhook: JSON with the same facts and a Slack-compatible `text`.
+in words and how to review; for an incident also how many anomalies it holds and its span.
+Webhook: JSON with the same facts and a Slack-compatible `text`.
 Scores are in [0, 1], higher = more anomalous.
 """
 
@@ -40,17 +41,29 @@ def _when(a: Mapping[str, Any]) -> str:
     return f"{start} to {end}" if end and end != start else str(start)
 
 
+def _is_incident(a: Mapping[str, Any]) -> bool:
+    return a.get("kind") == "incident"
+
+
+def _what(a: Mapping[str, Any]) -> str:
+    """`detector login`, or for an incident `3 anomalies (combined, novelty)`."""
+    if _is_incident(a):
+        n = int(a.get("n_anomalies") or 0)
+        return f"{n} {'anomaly' if n == 1 else 'anomalies'} ({a.get('detector')})"
+    return f"detector {a.get('detector')}"
+
+
 def _lines(a: Mapping[str, Any], hint: str) -> list[str]:
     reasons = a.get("reasons") or ["(no reason recorded)"]
     return [
         f"Who:      {_who(a)}",
         f"When:     {_when(a)} (UTC)",
         f"Severity: {a.get('severity')}   score {float(a.get('score') or 0):.2f} "
-        f"(0-1, higher = more unusual)   detector {a.get('detector')}",
+        f"(0-1, higher = more unusual)   {_what(a)}",
         "Why:",
         *[f"  - {r}" for r in reasons],
         f"Review:   {review_command(hint, a['id'])}",
-        f"Anomaly:  {a['id']}",
+        f"{'Incident' if _is_incident(a) else 'Anomaly'}:  {a['id']}",
     ]
 
 
@@ -61,7 +74,7 @@ def _html_block(a: Mapping[str, Any], hint: str) -> str:
         f"<h3>{e(str(a.get('severity')).upper())}: {e(_who(a))}</h3>"
         f"<p><b>When:</b> {e(_when(a))} (UTC)<br>"
         f"<b>Score:</b> {float(a.get('score') or 0):.2f} (0-1, higher = more unusual)"
-        f" &middot; <b>Detector:</b> {e(str(a.get('detector')))}</p>"
+        f" &middot; {e(_what(a))}</p>"
         f"<p><b>Why:</b></p><ul>{reasons}</ul>"
         f"<p><b>Review:</b> <code>{e(review_command(hint, a['id']))}</code></p>"
     )
@@ -78,18 +91,21 @@ def render(delivery_id: str, anomalies: Sequence[Mapping[str, Any]], *, hint: st
     first = anomalies[0]
     shown = anomalies[:MAX_DIGEST_LINES]
     more = len(anomalies) - len(shown)
+    noun = "incidents" if all(_is_incident(a) for a in anomalies) else "anomalies"
     if len(anomalies) == 1:
-        subject = (f"[couchwatch] {first.get('severity')} anomaly: {_who(first)} "
-                   f"(score {float(first.get('score') or 0):.2f})")  # fmt: skip
+        kind = "incident" if _is_incident(first) else "anomaly"
+        size = f", {_what(first).split(' (')[0]}" if _is_incident(first) else ""
+        subject = (f"[couchwatch] {first.get('severity')} {kind}: {_who(first)} "
+                   f"(score {float(first.get('score') or 0):.2f}{size})")  # fmt: skip
         head = f"couchwatch found unusual behaviour for {_who(first)}."
-        slack_head = f":rotating_light: *{first.get('severity')}* anomaly for *{_who(first)}*"
+        slack_head = f":rotating_light: *{first.get('severity')}* {kind} for *{_who(first)}*"
     else:
-        subject = f"[couchwatch] digest: {len(anomalies)} anomalies for {_who(first)}"
-        head = (f"couchwatch found {len(anomalies)} more anomalies for {_who(first)} while "
+        subject = f"[couchwatch] digest: {len(anomalies)} {noun} for {_who(first)}"
+        head = (f"couchwatch found {len(anomalies)} more {noun} for {_who(first)} while "
                 "its notifications were rate-limited.")  # fmt: skip
-        slack_head = f":rotating_light: digest: *{len(anomalies)}* anomalies for *{_who(first)}*"
+        slack_head = f":rotating_light: digest: *{len(anomalies)}* {noun} for *{_who(first)}*"
     blocks = ["\n".join(_lines(a, hint)) for a in shown]
-    tail = [f"... and {more} more: couchwatch anomalies --entity {first.get('entity')}"]
+    tail = [f"... and {more} more: couchwatch {noun} --entity {first.get('entity')}"]
     tail = tail if more else []
     text = "\n\n".join([head, *blocks, *tail]) + "\n"
     body_html = (f"<html><body><p>{html.escape(head)}</p><hr>"
@@ -97,16 +113,19 @@ def render(delivery_id: str, anomalies: Sequence[Mapping[str, Any]], *, hint: st
                  + "".join(f"<p>{html.escape(t)}</p>" for t in tail)
                  + "</body></html>")  # fmt: skip
     slack_lines = [slack_head] + [
-        f"• {a.get('window_start')} score {float(a.get('score') or 0):.2f}: "
+        f"• {_when(a)}{' ' + _what(a) if _is_incident(a) else ''} "
+        f"score {float(a.get('score') or 0):.2f}: "
         f"{(a.get('reasons') or ['-'])[0]} — `{review_command(hint, a['id'])}`"
         for a in shown
     ]
+    single = "couchwatch.incident" if _is_incident(first) else "couchwatch.anomaly"
     payload = {
-        "type": "couchwatch.anomaly" if len(anomalies) == 1 else "couchwatch.digest",
+        "type": single if len(anomalies) == 1 else "couchwatch.digest",
         "id": delivery_id,
         "entity": first.get("entity"),
         "entity_field": first.get("entity_field"),
         "text": "\n".join(slack_lines + tail),
-        "anomalies": [_payload_item(a, hint) for a in anomalies],
+        "anomalies": [_payload_item(a, hint) for a in anomalies if not _is_incident(a)],
+        "incidents": [_payload_item(a, hint) for a in anomalies if _is_incident(a)],
     }
     return Message(delivery_id, subject, text, body_html, payload)

@@ -1,9 +1,12 @@
 """The two plain functions behind the notify tasks.
 
-`notify_anomalies(ids)`: create the notification documents of newly written anomalies (one per
-anomaly and channel, ever: an existing `_id` means already handled, so redeliveries and rescores
-send nothing new), then send the immediate ones. `notify_pending()`: send whatever is due:
-digests whose rate window reopened, retries after backoff, and notifications whose sender died.
+`notify_anomalies(ids)`: create the notification documents of newly written anomalies, one per
+alert and channel, ever (an existing `_id` means already handled, so redeliveries and rescores
+send nothing new), then send the immediate ones. An alert is the anomaly's incident at its
+current severity (so an incident of 20 anomalies notifies once, and again only when it escalates;
+docs/incidents.md), or the anomaly itself when it has no incident. `notify_pending()`: send
+whatever is due: digests whose rate window reopened, retries after backoff, and notifications
+whose sender died.
 
 Sending is at-least-once around a crash (a worker killed between sending and recording the
 outcome sends that one message again after the lease); it is never zero times: a document stays
@@ -32,6 +35,7 @@ from workers.notify.decide import (
 from workers.notify.documents import (
     Doc,
     after_attempt,
+    covering_keys,
     deferred,
     delivery_id,
     leased,
@@ -81,12 +85,15 @@ def notify_anomalies(
         return result
     db = settings.db_name("notifications")
     found = couch.get_many(settings.db_name("anomalies"), list(dict.fromkeys(anomaly_ids)))
-    chosen = notifiable(found.values(), settings.couchwatch_notify_severity)
+    alerts = incident_alerts(couch, settings, list(found.values()))
+    chosen = notifiable(alerts, settings.couchwatch_notify_severity)
     by_name = {c.name: c for c in channels}
-    existing = couch.get_many(db, [notification_id(a["_id"], c) for a in chosen for c in by_name])
+    existing = couch.get_many(db, [notification_id(k, c) for a in chosen
+                                   for k in covering_keys(a) for c in by_name])  # fmt: skip
     docs: list[Doc] = []
     for key, (channel, items) in group_by_stream(chosen, list(by_name)).items():
-        fresh = [a for a in items if notification_id(a["_id"], channel) not in existing]
+        fresh = [a for a in items if not any(notification_id(k, channel) in existing
+                                             for k in covering_keys(a))]  # fmt: skip
         result.duplicates += len(items) - len(fresh)
         if not fresh:
             continue
@@ -101,6 +108,33 @@ def notify_anomalies(
     mine = [d for d in written if d["mode"] == "immediate"]
     _deliver(couch, settings, mine, channels=by_name, windows=windows, now=now, result=result)
     return result
+
+
+def incident_alerts(
+    couch: CouchClient, settings: Settings, anomalies: Sequence[Mapping[str, Any]]
+) -> list[Doc]:
+    """What to notify for `anomalies`: the (current) incident of each one that has an
+    `incident_id`, once each; an anomaly without a stored incident stands for itself."""
+    db = settings.db_name("incidents")
+    wanted = {str(a["incident_id"]) for a in anomalies if a.get("incident_id")}
+    incidents = couch.get_many(db, sorted(wanted)) if wanted else {}
+    successors = {str(d["superseded_by"]) for d in incidents.values() if d.get("superseded_by")}
+    incidents.update(couch.get_many(db, sorted(successors - set(incidents))) if successors else {})
+
+    def current(incident_id: str) -> Doc | None:
+        doc, seen = incidents.get(incident_id), {incident_id}
+        while doc is not None and doc.get("superseded_by") and doc["superseded_by"] not in seen:
+            seen.add(str(doc["superseded_by"]))
+            doc = incidents.get(str(doc["superseded_by"]))
+        ok = doc is not None and doc.get("type") == "incident" and not doc.get("superseded_by")
+        return doc if ok else None
+
+    alerts: dict[str, Doc] = {}
+    for anomaly in anomalies:
+        incident = current(str(anomaly["incident_id"])) if anomaly.get("incident_id") else None
+        chosen = incident if incident is not None else dict(anomaly)
+        alerts.setdefault(chosen["_id"], chosen)
+    return list(alerts.values())
 
 
 def notify_pending(
