@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -78,7 +79,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {}
     for name, value in settings.masked().items():
         if value is not None:
-            env[name] = str(value)
+            env[name] = json.dumps(value) if isinstance(value, list) else str(value)
     env["COUCHDB_PASSWORD"] = (
         settings.couchdb_password.get_secret_value() if settings.couchdb_password else ""
     )

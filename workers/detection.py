@@ -96,7 +96,7 @@ def model_meta(model: EntityModel) -> Doc:
     """Metadata stored on the model document (what a person reads in `models show`)."""
     return {
         "entity_field": model.entity_field,
-        "detectors": sorted(model.detectors),
+        "detectors": list(model.window_detectors),
         "novelty": model.novelty is not None,
         "features": list(model.features),
         "training_window": {"start": model.train_start, "end": model.train_end},
