@@ -346,11 +346,15 @@ class SeasonalBaseline:
         """Signed robust residual per window and feature (n × d, sigmas; NaN where missing)."""
         _check_fitted(self, "expected_")
         X = _matrix(X)
+        if len(X) != len(times_ns) or X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X is {X.shape} for {len(times_ns)} times, {self.n_features_in_} features"
+            )
         slots = hour_of_week(times_ns)
         expected, scale = self.expected_[slots], self.scale_[slots]
         ratio = np.array([f in RATIO_FEATURES for f in self.features], dtype=bool)
         if ratio.any() and "events" in self.features:  # binomial noise of a small window
-            n = np.maximum(X[:, list(self.features).index("events")], 1.0)[:, None]
+            n = np.fmax(X[:, list(self.features).index("events")], 1.0)[:, None]
             p = np.clip(expected, 0.0, 1.0)
             binomial = np.sqrt((p + 1.0 / n) * (1.0 - p) / n)
             scale = np.where(ratio, np.maximum(scale, binomial), scale)
