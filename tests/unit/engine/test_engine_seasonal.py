@@ -127,6 +127,19 @@ def test_false_alert_rate_holds_out_of_sample() -> None:
     )  # target 1e-3 on ~12,000 normal held-out windows
 
 
+@pytest.mark.parametrize("history_days", [3, 7])
+def test_false_alert_rate_holds_with_a_short_history(history_days: int) -> None:
+    alerts = total = 0
+    for seed in range(40, 50):  # history starts on a Thursday: the weekend is partly unseen
+        X, t, _ = seasonal_stream(seed, days=history_days + 7, anomalies=False)
+        cut = int(np.searchsorted(t, t[0] + history_days * 86_400 * 10**9))
+        det = SeasonalBaseline(features=FEATURES).fit(X[:cut], t[:cut])
+        s = det.score_samples(X, t)[cut:]
+        alerts += int((s >= 1 - 1e-3).sum())
+        total += len(s)
+    assert alerts / total <= 2.5e-3, (alerts, total)
+
+
 def test_a_growing_service_is_compared_with_its_recent_level() -> None:
     def false_alert_rate(level_days: float = 3.0) -> float:
         alerts = total = 0

@@ -54,6 +54,7 @@ SEASONAL_RELATIVE_MIN_SCALE: dict[str, float] = {
 }  # fmt: skip
 """Smallest scale as a share of the slot's expected value (default 0.05)."""
 CALIBRATION_FLOOR = 0.05
+MAX_INFLATION = 10.0
 
 
 def seasonal_min_scales(features: tuple[str, ...]) -> tuple[float, ...]:
@@ -112,6 +113,25 @@ def _matrix(X: np.ndarray) -> np.ndarray:
     return X
 
 
+def _inflation(held_z: list[np.ndarray], weights: list[np.ndarray], d: int) -> np.ndarray:
+    """Per feature, how much wider held-out residuals are than the fitted scale says (≥ 1).
+
+    ``1.4826 · median |z|`` of the held-out residuals (level errors included), capped at
+    ``MAX_INFLATION``; 1 without held-out rows.
+    """
+    if not held_z:
+        return np.ones(d)
+    z = np.abs(np.concatenate(held_z))
+    w = np.concatenate(weights)
+    out = np.ones(d)
+    for j in range(d):
+        ok = ~np.isnan(z[:, j])
+        if ok.any():
+            med = group_median(z[ok, j : j + 1], np.zeros(int(ok.sum()), np.intp), 1, w[ok])
+            out[j] = float(med[0, 0]) * MAD_TO_SIGMA
+    return np.clip(out, 1.0, MAX_INFLATION)
+
+
 def _check_fitted(det: object, attr: str) -> None:
     """Raise :class:`~sklearn.exceptions.NotFittedError` unless ``det`` has ``attr``."""
     if not hasattr(det, attr):
@@ -145,6 +165,8 @@ class SeasonalBaseline:
         max_gap_windows: missing windows the CUSUM bridges; a longer gap restarts it.
         level_days: days at the end of the history whose median residual sets the current
             level (0: the whole history's level).
+        unseen_day_scale: scale factor for a day of the week without history; a day with
+            ``n`` windows gets ``sqrt(1 + (f² - 1)·k / (n + k))``, ``k = prior_strength``.
         ref_quantile: training quantile each evidence kind is divided by before combining.
         holdout: share of rows held out (at each end) to calibrate out of sample.
         min_holdout_rows: below this many held-out rows, calibrate in sample.
@@ -166,9 +188,10 @@ class SeasonalBaseline:
         z_cap: float = 2.5,
         max_gap_windows: int = 2,
         level_days: float = 3.0,
+        unseen_day_scale: float = 2.0,
         ref_quantile: float = 0.99,
         holdout: float = 0.3,
-        min_holdout_rows: int = 96,
+        min_holdout_rows: int = 12,
     ) -> None:
         self.features = features
         self.two_sided = two_sided
@@ -183,6 +206,7 @@ class SeasonalBaseline:
         self.z_cap = z_cap
         self.max_gap_windows = max_gap_windows
         self.level_days = level_days
+        self.unseen_day_scale = unseen_day_scale
         self.ref_quantile = ref_quantile
         self.holdout = holdout
         self.min_holdout_rows = min_holdout_rows
@@ -215,7 +239,13 @@ class SeasonalBaseline:
 
     # -- fitting ------------------------------------------------------------------------------
     def _profile(
-        self, X: np.ndarray, times_ns: np.ndarray, w: np.ndarray, *, anchor_end: bool = True
+        self,
+        X: np.ndarray,
+        times_ns: np.ndarray,
+        w: np.ndarray,
+        *,
+        anchor_end: bool = True,
+        final: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Return (expected, scale), each 168 × d in transformed units.
 
@@ -250,7 +280,11 @@ class SeasonalBaseline:
         mad_all = group_median(dev, np.zeros(len(T), dtype=np.intp), 1, w) * MAD_TO_SIGMA
         mad_h = group_median(dev, hod, 24, w) * MAD_TO_SIGMA
         var = _shrink(mad_h**2, n_h, np.nan_to_num(mad_all) ** 2, k)
-        scale = np.maximum(np.sqrt(var)[all_slots % 24], self._floor(expected))
+        # a day of the week seen little (or never) is a guess: widen its scale accordingly (the
+        # final fit only: on the calibration folds the held-out inflation measures this)
+        unseen = float(self.unseen_day_scale) ** 2 - 1.0 if final else 0.0
+        widen = np.sqrt(1.0 + max(unseen, 0.0) * k / (n_d + k))[all_slots // 24, None]
+        scale = np.maximum(np.sqrt(var)[all_slots % 24] * widen, self._floor(expected))
         return expected, scale
 
     def _floor(self, expected: np.ndarray) -> np.ndarray:
@@ -290,9 +324,17 @@ class SeasonalBaseline:
         return _shrink(med, n, np.zeros((1, resid.shape[1])), float(self.prior_strength))
 
     def _fit_profile(
-        self, X: np.ndarray, times_ns: np.ndarray, w: np.ndarray, *, anchor_end: bool = True
+        self,
+        X: np.ndarray,
+        times_ns: np.ndarray,
+        w: np.ndarray,
+        *,
+        anchor_end: bool = True,
+        final: bool = True,
     ) -> None:
-        self.expected_, self.scale_ = self._profile(X, times_ns, w, anchor_end=anchor_end)
+        self.expected_, self.scale_ = self._profile(
+            X, times_ns, w, anchor_end=anchor_end, final=final
+        )
 
     def fit(
         self, X: np.ndarray, times_ns: np.ndarray, sample_weight: np.ndarray | None = None
@@ -309,18 +351,30 @@ class SeasonalBaseline:
         self.n_windows_ = float(w.sum())
         n = len(X)
         cut = round(n * float(self.holdout))
-        held_raw: list[np.ndarray] = []
-        held_w: list[np.ndarray] = []
+        folds: tuple[tuple[slice, slice], ...] = ()
         if cut >= self.min_holdout_rows and n - cut > cut:
             folds = ((slice(0, n - cut), slice(n - cut, n)), (slice(cut, n), slice(0, cut)))
-            for fit_rows, held in folds:  # the level comes from the days beside the held rows
-                self._fit_profile(
-                    X[fit_rows], times_ns[fit_rows], w[fit_rows], anchor_end=fit_rows.start == 0
-                )
-                self._set_refs(X[fit_rows], times_ns[fit_rows])
-                held_raw.append(self._raw(X, times_ns)[held])
-                held_w.append(w[held])
+        profiles, held_z = [], []
+        for fit_rows, held in folds:  # the level comes from the days beside the held rows
+            self._fit_profile(
+                X[fit_rows],
+                times_ns[fit_rows],
+                w[fit_rows],
+                anchor_end=fit_rows.start == 0,
+                final=False,
+            )
+            profiles.append((self.expected_, self.scale_))
+            held_z.append(self.z_scores(X, times_ns)[held])
+        self.inflation_ = _inflation(held_z, [w[h] for _, h in folds], X.shape[1])
+        held_raw: list[np.ndarray] = []
+        held_w: list[np.ndarray] = []
+        for (expected, scale), (fit_rows, held) in zip(profiles, folds, strict=True):
+            self.expected_, self.scale_ = expected, scale * self.inflation_
+            self._set_refs(X[fit_rows], times_ns[fit_rows])
+            held_raw.append(self._raw(X, times_ns)[held])
+            held_w.append(w[held])
         self._fit_profile(X, times_ns, w)
+        self.scale_ = self.scale_ * self.inflation_
         self._set_refs(X, times_ns)
         if not held_raw:  # too little history to hold any out: calibrate in sample
             held_raw, held_w = [self._raw(X, times_ns)], [w]
@@ -433,6 +487,7 @@ class SeasonalBaseline:
                 "scale_": np.asarray(self.scale_, float),
                 "point_ref_": float(self.point_ref_),
                 "cusum_ref_": float(self.cusum_ref_),
+                "inflation_": np.asarray(self.inflation_, float),
                 "n_features_in_": int(self.n_features_in_),
                 "n_windows_": float(self.n_windows_),
                 "calibration_rows_": int(self.calibration_rows_),
@@ -453,6 +508,7 @@ class SeasonalBaseline:
         det.scale_ = np.asarray(fitted["scale_"], dtype=float)
         det.point_ref_ = float(fitted["point_ref_"])
         det.cusum_ref_ = float(fitted["cusum_ref_"])
+        det.inflation_ = np.asarray(fitted["inflation_"], dtype=float)
         det.n_features_in_ = int(fitted["n_features_in_"])
         det.n_windows_ = float(fitted["n_windows_"])
         det.calibration_rows_ = int(fitted["calibration_rows_"])
@@ -463,5 +519,5 @@ class SeasonalBaseline:
 _PARAMS = (
     "features", "two_sided", "min_scale", "relative_min_scale", "window_s", "logged",
     "directions_by_name", "prior_strength", "smoothing", "drift", "z_cap", "max_gap_windows",
-    "level_days", "ref_quantile", "holdout", "min_holdout_rows",
+    "level_days", "unseen_day_scale", "ref_quantile", "holdout", "min_holdout_rows",
 )  # fmt: skip
