@@ -29,9 +29,21 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 
 from ..calibration import TailCalibrator
-from ..features import COUNT_FEATURES, LOGGED_FEATURES, RATIO_FEATURES
+from ..features import LOGGED_FEATURES, RATIO_FEATURES
 from .level_shift import cusum, segment_ids
 from .robust_zscore import MAD_TO_SIGMA
+from .seasonal_profile import (
+    TWO_SIDED_NAMES,
+    WEEK_HOURS,
+    group_median,
+    hour_of_week,
+    inflation,
+    neighbour_kernel,
+    scale_floor,
+    seasonal_min_scales,
+    seasonal_relative_min_scales,
+    shrink,
+)
 
 __all__ = [
     "SeasonalBaseline",
@@ -40,69 +52,7 @@ __all__ = [
     "seasonal_relative_min_scales",
 ]
 
-HOUR_NS = 3_600_000_000_000
-WEEK_HOURS = 168
-TWO_SIDED_NAMES: frozenset[str] = frozenset({"events"})
-"""Features where a drop is as unusual as a spike (traffic); all others count upwards only."""
-SEASONAL_MIN_SCALE: dict[str, float] = {
-    **dict.fromkeys(COUNT_FEATURES, 1.0),
-    **dict.fromkeys(RATIO_FEATURES, 0.01),
-}
-"""Smallest scale in feature units: one count, one percentage point of a ratio."""
-SEASONAL_RELATIVE_MIN_SCALE: dict[str, float] = {
-    "events": 0.05, "bytes_sum": 0.1, "bytes_max": 0.1, "latency_mean": 0.05, "latency_p95": 0.05,
-}  # fmt: skip
-"""Smallest scale as a share of the slot's expected value (default 0.05)."""
 CALIBRATION_FLOOR = 0.05
-MAX_INFLATION = 10.0
-
-
-def seasonal_min_scales(features: tuple[str, ...]) -> tuple[float, ...]:
-    """Default ``min_scale`` per feature (feature units; 0 where none is set)."""
-    return tuple(SEASONAL_MIN_SCALE.get(f, 0.0) for f in features)
-
-
-def seasonal_relative_min_scales(features: tuple[str, ...]) -> tuple[float, ...]:
-    """Default ``relative_min_scale`` per feature (share of the expected value)."""
-    return tuple(SEASONAL_RELATIVE_MIN_SCALE.get(f, 0.05) for f in features)
-
-
-def hour_of_week(times_ns: np.ndarray) -> np.ndarray:
-    """Return the UTC hour-of-week slot (0 = Monday 00:00-01:00, 167 = Sunday 23:00) per time."""
-    hours = np.asarray(times_ns, dtype=np.int64) // HOUR_NS
-    return ((hours + 72) % WEEK_HOURS).astype(np.intp)  # 1970-01-01 was a Thursday
-
-
-def group_median(V: np.ndarray, groups: np.ndarray, n_groups: int, w: np.ndarray) -> np.ndarray:
-    """Weighted median of each column of ``V`` per group (n_groups × d; NaN for empty groups)."""
-    n, d = V.shape
-    out = np.full((n_groups, d), np.nan)
-    if n == 0:
-        return out
-    wsum = np.bincount(groups, weights=w, minlength=n_groups)
-    counts = np.bincount(groups, minlength=n_groups)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    last = first + counts - 1
-    target = np.concatenate([[0.0], np.cumsum(wsum)[:-1]]) + wsum / 2.0
-    valid = counts > 0
-    # one sort for every column: the group number, then the value rescaled into [0, 1)
-    low, high = V.min(axis=0), V.max(axis=0)
-    key = groups[:, None] + 0.5 * (V - low) / np.where(high > low, high - low, 1.0)
-    order = np.argsort(key, axis=0, kind="stable")
-    cw = np.cumsum(w[order], axis=0)
-    sorted_v = np.take_along_axis(V, order, axis=0)
-    for j in range(d):  # searchsorted is 1-D: a loop over features, never rows
-        lo = np.clip(np.searchsorted(cw[:, j], target * (1 - 1e-12), side="left"), first, last)
-        hi = np.clip(np.searchsorted(cw[:, j], target * (1 + 1e-12), side="right"), first, last)
-        out[valid, j] = 0.5 * (sorted_v[lo[valid], j] + sorted_v[hi[valid], j])
-    return out
-
-
-def _shrink(med: np.ndarray, n: np.ndarray, target: np.ndarray, k: float) -> np.ndarray:
-    """``(n·med + k·target) / (n + k)`` per row, ``target`` where a group is empty."""
-    n = n[:, None]
-    own = np.where(np.isnan(med), target, med)
-    return (n * own + k * target) / (n + k)
 
 
 def _matrix(X: np.ndarray) -> np.ndarray:
@@ -113,35 +63,10 @@ def _matrix(X: np.ndarray) -> np.ndarray:
     return X
 
 
-def _inflation(held_z: list[np.ndarray], weights: list[np.ndarray], d: int) -> np.ndarray:
-    """Per feature, how much wider held-out residuals are than the fitted scale says (≥ 1).
-
-    ``1.4826 · median |z|`` of the held-out residuals (level errors included), capped at
-    ``MAX_INFLATION``; 1 without held-out rows.
-    """
-    if not held_z:
-        return np.ones(d)
-    z = np.abs(np.concatenate(held_z))
-    w = np.concatenate(weights)
-    out = np.ones(d)
-    for j in range(d):
-        ok = ~np.isnan(z[:, j])
-        if ok.any():
-            med = group_median(z[ok, j : j + 1], np.zeros(int(ok.sum()), np.intp), 1, w[ok])
-            out[j] = float(med[0, 0]) * MAD_TO_SIGMA
-    return np.clip(out, 1.0, MAX_INFLATION)
-
-
 def _check_fitted(det: object, attr: str) -> None:
     """Raise :class:`~sklearn.exceptions.NotFittedError` unless ``det`` has ``attr``."""
     if not hasattr(det, attr):
         raise NotFittedError(f"{type(det).__name__} is not fitted yet; call fit first")
-
-
-def _neighbour_kernel(smoothing: float) -> np.ndarray:
-    """168 × 168 circular weights: a slot keeps ``1 - smoothing``, each neighbour half the rest."""
-    eye = np.eye(WEEK_HOURS)
-    return (1 - smoothing) * eye + smoothing / 2 * (np.roll(eye, 1, 1) + np.roll(eye, -1, 1))
 
 
 class SeasonalBaseline:
@@ -262,15 +187,15 @@ class SeasonalBaseline:
         glob = group_median(T, np.zeros(len(T), dtype=np.intp), 1, w)
         glob = np.nan_to_num(glob, nan=0.0)
         n_h = np.bincount(hod, weights=w, minlength=24)
-        hour = _shrink(group_median(T, hod, 24, w), n_h, glob, k)
+        hour = shrink(group_median(T, hod, 24, w), n_h, glob, k)
         n_d = np.bincount(dow, weights=w, minlength=7)
-        day = _shrink(group_median(T - hour[hod], dow, 7, w), n_d, np.zeros((1, d)), k)
+        day = shrink(group_median(T - hour[hod], dow, 7, w), n_d, np.zeros((1, d)), k)
         all_slots = np.arange(WEEK_HOURS)
         prior = hour[all_slots % 24] + day[all_slots // 24]
         resid = T - prior[slots]
         n_s = np.bincount(slots, weights=w, minlength=WEEK_HOURS)
         med = np.nan_to_num(group_median(resid, slots, WEEK_HOURS, w), nan=0.0)
-        kernel = _neighbour_kernel(float(self.smoothing))
+        kernel = neighbour_kernel(float(self.smoothing))
         n_eff = kernel @ n_s
         with np.errstate(invalid="ignore", divide="ignore"):
             smooth = np.where(n_eff[:, None] > 0, kernel @ (n_s[:, None] * med) / n_eff[:, None], 0)
@@ -279,7 +204,7 @@ class SeasonalBaseline:
         expected = expected + self._level_offset(T - expected[slots], times_ns, w, anchor_end)
         mad_all = group_median(dev, np.zeros(len(T), dtype=np.intp), 1, w) * MAD_TO_SIGMA
         mad_h = group_median(dev, hod, 24, w) * MAD_TO_SIGMA
-        var = _shrink(mad_h**2, n_h, np.nan_to_num(mad_all) ** 2, k)
+        var = shrink(mad_h**2, n_h, np.nan_to_num(mad_all) ** 2, k)
         # a day of the week seen little (or never) is a guess: widen its scale accordingly (the
         # final fit only: on the calibration folds the held-out inflation measures this)
         unseen = float(self.unseen_day_scale) ** 2 - 1.0 if final else 0.0
@@ -290,21 +215,14 @@ class SeasonalBaseline:
     def _floor(self, expected: np.ndarray) -> np.ndarray:
         """Scale floor per slot (168 × d, transformed units) from the two floor parameters."""
         names = tuple(self.features)
-        absolute = np.asarray(
-            seasonal_min_scales(names) if self.min_scale is None else self.min_scale, float
-        )
-        relative = np.asarray(
+        absolute = seasonal_min_scales(names) if self.min_scale is None else self.min_scale
+        relative = (
             seasonal_relative_min_scales(names)
             if self.relative_min_scale is None
-            else self.relative_min_scale,
-            float,
+            else self.relative_min_scale
         )
         level = self._untransform(expected)
-        step = np.maximum(absolute, relative * np.abs(level))
-        logged = self._logged_mask()
-        mu = np.clip(level, 0.0, None)
-        in_log = np.log1p(mu + step) - np.log1p(mu)
-        return np.maximum(np.where(logged, in_log, step), 1e-6)
+        return scale_floor(level, absolute, relative, self._logged_mask())
 
     def _level_offset(
         self, resid: np.ndarray, times_ns: np.ndarray, w: np.ndarray, anchor_end: bool
@@ -321,7 +239,7 @@ class SeasonalBaseline:
         near = t >= t[-1] - span if anchor_end else t <= t[0] + span
         n = np.array([w[near].sum()])
         med = group_median(resid[near], np.zeros(int(near.sum()), dtype=np.intp), 1, w[near])
-        return _shrink(med, n, np.zeros((1, resid.shape[1])), float(self.prior_strength))
+        return shrink(med, n, np.zeros((1, resid.shape[1])), float(self.prior_strength))
 
     def _fit_profile(
         self,
@@ -365,7 +283,7 @@ class SeasonalBaseline:
             )
             profiles.append((self.expected_, self.scale_))
             held_z.append(self.z_scores(X, times_ns)[held])
-        self.inflation_ = _inflation(held_z, [w[h] for _, h in folds], X.shape[1])
+        self.inflation_ = inflation(held_z, [w[h] for _, h in folds], X.shape[1])
         held_raw: list[np.ndarray] = []
         held_w: list[np.ndarray] = []
         for (expected, scale), (fit_rows, held) in zip(profiles, folds, strict=True):
