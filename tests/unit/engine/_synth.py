@@ -19,6 +19,7 @@ IPHONE = (
 START = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
 HOME = {"country": "US", "region": "California", "city": "San Jose", "asn": "AS7922"}
 KYIV = {"country": "UA", "region": "Kyiv", "city": "Kyiv", "asn": "AS15895"}
+MOSCOW = {"country": "RU", "region": "Moscow", "city": "Moscow", "asn": "AS8359"}
 ENDPOINTS = ("/api/orders", "/api/items", "/api/profile", "/api/search")
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import pytest
 
-from workers.engine.features import events_frame, login_context, window_features
+from workers.engine.features import (
+    WINDOW_FEATURES,
+    events_frame,
+    login_context,
+    window_features,
+)
 
 from ._synth import CHROME_WIN, FIREFOX_LINUX, metric_stream
 
@@ -48,9 +51,10 @@ def test_window_features_cover_active_windows_only_with_counts() -> None:
     assert (first["status_4xx"], first["status_5xx"]) == (1, 1)
     assert first["distinct_ips"] == 2 and first["new_endpoints"] == 1
     assert second["new_endpoints"] == 0  # /a was seen in the first window
-    assert second["bytes_sum"] == 300 and second["hour_cos"] == pytest.approx(
-        math.cos(math.pi * 15 / 12)
-    )
+    assert second["bytes_sum"] == 300 and second["latency_mean"] == 30
+    # time of day is not a window feature any more: the time-of-day model scores it
+    assert not {"hour_sin", "hour_cos", "hour_rarity", "weekday"} & set(w.columns)
+    assert not {"hour_sin", "hour_cos", "hour_rarity", "weekday"} & set(WINDOW_FEATURES)
     assert list(w["event_ids"].iloc[0]) == ["1", "2", "3"]
 
 
@@ -63,7 +67,7 @@ def test_metric_only_stream_yields_latency_features_and_nan_elsewhere() -> None:
 
 
 def test_login_context_parses_user_agent_and_ip_prefixes() -> None:
-    events = [
+    events: list[dict[str, object]] = [
         {"_id": "a", "user_id": "u", "timestamp": "2026-03-02T09:00:00Z", "type": "login",
          "ip_address": "203.0.113.77", "country": "us", "user_agent": CHROME_WIN,
          "utc_offset_minutes": -480},

@@ -59,6 +59,22 @@ def test_round_trip_gives_identical_scores(model: EntityModel, events: list[dict
     assert dump_model(loaded) == dump_model(model)
 
 
+def test_default_model_round_trips_every_profile(events: list[dict]) -> None:
+    default = fit_entity_model("bob", events[:-200])
+    assert default.time is not None and default.rates is not None
+    assert default.novelty is not None and default.zscore is not None
+    loaded = load_model(dump_model(default))
+    before, after = default.score(events[-200:]), loaded.score(events[-200:])
+    for name in ("robust_zscore", "rates", "time_of_day", "session"):
+        np.testing.assert_array_equal(
+            before.windows[f"score_{name}"], after.windows[f"score_{name}"]
+        )
+    np.testing.assert_array_equal(before.logins["score"], after.logins["score"])
+    np.testing.assert_array_equal(loaded.time.counts, default.time.counts)  # type: ignore[union-attr]
+    assert loaded.novelty == default.novelty and loaded.rates == default.rates
+    assert dump_model(loaded) == dump_model(default)
+
+
 def test_model_size_stays_small(model: EntityModel) -> None:
     assert len(dump_model(model)) <= 32 * 1024  # all four detectors, 50-tree forest
     default = fit_entity_model("bob", history("bob", days=30, seed=4))
@@ -125,7 +141,7 @@ def test_unknown_detector_name_in_the_state_is_refused(model: EntityModel) -> No
     src = zipfile.ZipFile(io.BytesIO(dump_model(model)))
     envelope = json.loads(src.read(persistence.ENVELOPE))
     state = envelope["state"]["detectors"]
-    state["os.system"] = state.pop("robust_zscore")
+    state["os.system"] = state.pop("isolation_forest")
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         zf.writestr(persistence.ENVELOPE, json.dumps(envelope))

@@ -1,0 +1,91 @@
+"""Rates: failures per trial as binomial evidence, shrunk toward the population's rate."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binom
+
+from workers.engine.detectors.rates import RATE_FLOOR, RATES, RateProfile, pooled_rates
+from workers.engine.model import fit_entity_model
+
+from ._synth import START, history, login
+
+pytestmark = pytest.mark.unit
+
+PRIOR = {"failed_login_rate": 0.05, "rate_4xx": 0.02, "rate_5xx": 0.01}
+
+
+def _windows(failed: list[int], logins: list[int]) -> pd.DataFrame:
+    n = len(failed)
+    return pd.DataFrame(
+        {
+            "failed_logins": np.array(failed, float),
+            "logins": np.array(logins, float),
+            "status_4xx": np.zeros(n),
+            "status_5xx": np.zeros(n),
+            "events": np.array(logins, float),
+        }
+    )
+
+
+def test_one_failure_of_one_is_weak_and_twenty_of_twenty_five_is_strong() -> None:
+    profile = RateProfile().fit(_windows([0] * 50, [2] * 50), prior=PRIOR)
+    p_one, p_many = profile.pvalues(_windows([1, 20], [1, 25]))
+    assert p_one > 0.002 * 10  # far from any alert
+    assert p_many < 1e-12
+    rate = profile.rates["failed_login_rate"]
+    per = profile.feature_pvalues(_windows([20], [25]))["failed_login_rate"][0]
+    assert per == pytest.approx(binom.sf(19, 25, rate))
+    assert p_many == pytest.approx(min(per * len(profile.rates), 1.0))
+    assert profile.pvalues(_windows([0], [40]))[0] == 1.0  # no failures: nothing to say
+
+
+def test_base_rate_is_shrunk_toward_the_population() -> None:
+    empty = RateProfile().fit(_windows([], []), prior=PRIOR)
+    assert empty.rates["failed_login_rate"] == pytest.approx(0.05)
+    sparse = RateProfile().fit(_windows([5], [5]), prior=PRIOR)
+    assert sparse.rates["failed_login_rate"] == pytest.approx((5 + 20 * 0.05) / (5 + 20))
+    dense = RateProfile().fit(_windows([30] * 100, [100] * 100), prior=PRIOR)
+    assert dense.rates["failed_login_rate"] == pytest.approx(0.3, abs=0.001)
+    # a user who often mistypes is not flagged for what alarms on a careful one
+    careful = RateProfile().fit(_windows([0] * 100, [2] * 100), prior=PRIOR)
+    probe = _windows([3], [5])
+    assert dense.pvalues(probe)[0] > 0.1 > careful.pvalues(probe)[0]
+    assert careful.rates["failed_login_rate"] >= RATE_FLOOR
+
+
+def test_dismissed_weight_and_state_round_trip() -> None:
+    w = _windows([0, 10], [10, 10])
+    weighted = RateProfile().fit(w, prior=PRIOR, weight=np.array([1.0, 10.0]))
+    plain = RateProfile().fit(w, prior=PRIOR)
+    assert weighted.rates["failed_login_rate"] > plain.rates["failed_login_rate"]
+    assert weighted.trials["failed_login_rate"] == 110
+    back = RateProfile.from_state(weighted.to_state())
+    assert back == weighted
+    probe = _windows([4, 1], [6, 1])
+    np.testing.assert_array_equal(back.pvalues(probe), weighted.pvalues(probe))
+    assert pooled_rates(w) == {"failed_login_rate": 0.5, "rate_4xx": 0.0, "rate_5xx": 0.0}
+    assert set(RATES) == {"failed_login_rate", "rate_4xx", "rate_5xx"}
+
+
+def test_entity_model_flags_credential_stuffing_not_one_typo() -> None:
+    model = fit_entity_model("alice", history("alice", days=30, seed=1))
+    at = START + timedelta(days=31, hours=16)
+    typo = [login("alice", at, 1, status=401)]
+    stuffing = [
+        login("alice", at + timedelta(days=1, seconds=20 * i), 100 + i,
+              status=401 if i < 20 else 200)
+        for i in range(25)
+    ]  # fmt: skip
+    assert not model.score(typo).windows["flagged"].any()
+    result = model.score(stuffing)
+    assert result.windows["flagged"].any()
+    doc = next(d for d in result.to_anomalies(model_id="m", model_version=1)
+               if d["detector"] != "novelty")  # fmt: skip
+    rate = next(r for r in doc["reasons"] if r["feature"] == "failed_login_rate")
+    assert rate["text"].startswith("20 failed logins of 25 logins in the window (80%);")
+    assert "usual for this user" in rate["text"] and rate["p"] < 1e-6
