@@ -153,7 +153,7 @@ def test_a_growing_service_is_compared_with_its_recent_level() -> None:
         return alerts / total
 
     assert false_alert_rate() <= 2.5e-3
-    assert false_alert_rate(level_days=0.0) > 0.05  # the whole history's level: alert storm
+    assert false_alert_rate(level_days=0.0) > 1e-2  # the whole history's level: 10× the target
     X, t, y = seasonal_stream(0, growth=0.3)
     cut = _split(len(X))
     s = SeasonalBaseline(features=FEATURES).fit(X[:cut], t[:cut]).score_samples(X, t)[cut:]
