@@ -1,8 +1,9 @@
 """The review page end to end: real services, real workers, the API in uvicorn, headless Chromium.
 
-An analyst opens the page, enters an API key, opens an anomaly of the demo data, dismisses it with
-a note; the review is stored in CouchDB and the entity's next training learns it (the dismissed
-thing no longer alerts at medium/high severity after a rescore with the new model).
+An analyst opens the page, enters an API key, opens an incident of the demo data (its reasons,
+its anomalies, the timeline), dismisses it with a note; the review is stored in CouchDB on the
+incident and on every one of its anomalies, and the entity's next training learns it (the
+dismissed thing no longer alerts at medium/high severity after a rescore with the new model).
 """
 
 from __future__ import annotations
@@ -143,6 +144,9 @@ def test_dismiss_from_the_page_is_stored_and_learned(
     target = max(alerting, key=lambda a: (a["severity"] == "high", a["detector"] != "novelty",
                                           a["score"]))  # fmt: skip
     entity, target_id = target["entity"], target["_id"]
+    incident = couch.get(settings.db_name("incidents"), target["incident_id"])
+    assert incident is not None and target_id in incident["anomaly_ids"]
+    incident_id = incident["_id"]
     key = create_key(couch, settings.db_name("apikeys"), ["read", "review"], name="e2e analyst")
 
     with sync_playwright() as pw:
@@ -163,25 +167,31 @@ def test_dismiss_from_the_page_is_stored_and_learned(
             expect(rows.first).to_be_visible(timeout=30_000)
             assert page.evaluate("sessionStorage.getItem('couchwatch.apiKey')") == key
 
-            page.get_by_label("Severity").select_option(target["severity"])  # reloads
-            expect(rows.first.locator(".sev")).to_have_text(target["severity"], timeout=30_000)
+            page.get_by_label("Severity").select_option(incident["severity"])  # reloads
+            expect(rows.first.locator(".sev")).to_have_text(incident["severity"], timeout=30_000)
             page.get_by_label("Entity").fill(entity)
             page.get_by_label("Entity").press("Enter")
-            row = page.locator(f'#queue-body tr[data-id="{target_id}"]')
+            row = page.locator(f'#queue-body tr[data-id="{incident_id}"]')
             expect(row).to_be_visible(timeout=30_000)
+            expect(row.locator(".n-anomalies")).to_have_text(str(incident["n_anomalies"]))
             row.focus()  # keyboard: Enter on a focused row opens it
             page.keyboard.press("Enter")
             heading = page.locator("#detail-heading")
             expect(heading).to_contain_text(entity, timeout=30_000)
             reasons = page.locator("#detail-reasons li")
-            expect(reasons).to_have_count(len(target["reasons"]))
-            expect(reasons.first).to_have_text(target["reasons"][0]["text"])
+            expect(reasons).to_have_count(len(incident["reasons"]))
+            expect(reasons.first).to_have_text(incident["reasons"][0]["text"])
+            members = page.locator("#detail-anomalies > li")
+            expect(members).to_have_count(incident["n_anomalies"])
+            expect(page.locator(f'#detail-anomalies > li[data-id="{target_id}"]')).to_contain_text(
+                target["reasons"][0]["text"])  # fmt: skip
             expect(page.locator("#detail-profile dt").first).to_be_visible(timeout=30_000)
             chart = page.locator("#timeline-chart svg")
             expect(chart).to_be_visible(timeout=30_000)
             assert chart.locator("rect.bar").count() > 0, "no activity bars"
             assert chart.locator("line.threshold").count() == 1, "no threshold line"
-            assert chart.locator("rect.band-current").count() >= 1, "no flagged window"
+            bands = chart.locator("rect.band-current").count()
+            assert bands >= 1, "no flagged window of the incident"
             expect(page.locator("#detail-review")).to_have_text("open")
 
             page.get_by_label("Note").fill(NOTE)
@@ -209,6 +219,11 @@ def test_dismiss_from_the_page_is_stored_and_learned(
     assert stored["review"]["status"] == "dismissed"
     assert stored["review"]["note"] == NOTE
     assert stored["review"]["at"]
+    reviewed = couch.get(settings.db_name("incidents"), incident_id)
+    assert reviewed is not None and reviewed["review"]["status"] == "dismissed"
+    members_stored = couch.get_many(anomalies_db, incident["anomaly_ids"])
+    assert {a["review"]["status"] for a in members_stored.values()} == {"dismissed"}
+    assert {a["review"]["note"] for a in members_stored.values()} == {NOTE}
 
     # the next training learns it: dismissed events weigh more and raise the threshold above
     # their score, so after a rescore with the new model the dismissed thing no longer alerts

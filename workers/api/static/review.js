@@ -1,5 +1,7 @@
-// couchwatch review page: the queue of anomalies, one anomaly in detail, and the review buttons.
-// Plain ES module, no dependencies. Everything comes from the /v1 API with the analyst's key.
+// couchwatch review page: the queue of incidents (an entity's anomalies close in time), one
+// incident in detail (its reasons, its anomalies, the timeline) and the review buttons, which
+// review the incident and all its anomalies. Plain ES module, no dependencies. Everything comes
+// from the /v1 API with the analyst's key.
 
 const KEY_STORAGE = "couchwatch.apiKey";
 const KEY_HEADER = "X-API-Key";
@@ -41,6 +43,20 @@ function firstReason(a) {
   const r = (a.reasons || [])[0];
   if (!r) return "";
   return typeof r === "string" ? r : r.text || r.summary || "";
+}
+
+function fmtSpan(a) {
+  const start = a.start || a.window_start;
+  const end = a.end || a.window_end;
+  if (!end || end === start) return fmtWhen(start);
+  const sameDay = String(start).slice(0, 10) === String(end).slice(0, 10);
+  const tail = sameDay ? new Date(end).toLocaleTimeString(undefined, { hour: "2-digit", minute: "2-digit" })
+    : fmtWhen(end);
+  return `${fmtWhen(start)} – ${tail}`;
+}
+
+function plural(n, one, many) {
+  return `${n} ${n === 1 ? one : many}`;
 }
 
 function fmtWhen(iso) {
@@ -142,13 +158,13 @@ async function loadQueue({ more = false } = {}) {
   state.loading = true;
   $("queue-table").setAttribute("aria-busy", "true");
   try {
-    const data = await api(`/v1/anomalies?${filterQuery(more ? state.cursor : null)}`);
+    const data = await api(`/v1/incidents?${filterQuery(more ? state.cursor : null)}`);
     if (seq !== state.seq) return;
-    const items = listOf(data, "items", "anomalies", "results");
+    const items = listOf(data, "items", "incidents", "results");
     state.rows = more ? state.rows.concat(items) : items;
     state.cursor = (data && (data.next_cursor ?? data.cursor)) || null;
     renderQueue();
-    if (!more) say(`${state.rows.length} anomal${state.rows.length === 1 ? "y" : "ies"} loaded`);
+    if (!more) say(`${plural(state.rows.length, "incident", "incidents")} loaded`);
   } catch (err) {
     if (seq !== state.seq) return;
     state.rows = [];
@@ -167,7 +183,7 @@ function sortRows(rows) {
   return rows.slice().sort((a, b) =>
     (SEVERITY_RANK[b.severity] || 0) - (SEVERITY_RANK[a.severity] || 0)
     || (b.score || 0) - (a.score || 0)
-    || String(b.window_start).localeCompare(String(a.window_start)));
+    || String(b.start).localeCompare(String(a.start)));
 }
 
 function renderQueue(error) {
@@ -179,18 +195,20 @@ function renderQueue(error) {
     const tr = el("tr", {
       tabindex: 0, "data-id": id, class: "row",
       "aria-selected": state.selected && anomalyId(state.selected) === id ? "true" : "false",
-      "aria-label": `${a.severity || "unrated"} anomaly, ${a.entity}, score ${fmtScore(a.score)}`,
+      "aria-label": `${a.severity || "unrated"} incident, ${a.entity}, score ${fmtScore(a.score)}, `
+        + plural(a.n_anomalies || 0, "anomaly", "anomalies"),
     },
     el("td", {}, el("span", { class: `sev sev-${a.severity || "none"}`, text: a.severity || "–" })),
     el("td", { class: "num", text: fmtScore(a.score) }),
     el("td", { class: "entity", text: a.entity }),
-    el("td", { class: "when" }, el("time", { datetime: a.window_start, text: fmtWhen(a.window_start) })),
+    el("td", { class: "when" }, el("time", { datetime: a.start, text: fmtSpan(a) })),
+    el("td", { class: "num n-anomalies", text: a.n_anomalies ?? "" }),
     el("td", { class: "reason" }, el("div", { class: "clamp", text: firstReason(a), title: firstReason(a) })));
-    tr.addEventListener("click", () => openAnomaly(id));
+    tr.addEventListener("click", () => openIncident(id));
     tr.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" || ev.key === " ") {
         ev.preventDefault();
-        openAnomaly(id);
+        openIncident(id);
       }
     });
     body.append(tr);
@@ -211,43 +229,43 @@ function moveInQueue(step) {
   const next = rows[Math.min(rows.length - 1, Math.max(0, i < 0 ? 0 : i + step))];
   next.focus();
   next.scrollIntoView({ block: "nearest" });
-  openAnomaly(next.dataset.id, { focusDetail: false });
+  openIncident(next.dataset.id, { focusDetail: false });
 }
 
-// ---------------------------------------------------------------- one anomaly
+// ---------------------------------------------------------------- one incident
 
-async function openAnomaly(id, { focusDetail = true } = {}) {
-  let anomaly;
+async function openIncident(id, { focusDetail = true } = {}) {
+  let incident;
   try {
-    anomaly = await api(`/v1/anomalies/${encodeURIComponent(id)}`);
+    incident = await api(`/v1/incidents/${encodeURIComponent(id)}`);
   } catch (err) {
-    say(`Could not open the anomaly: ${err.message}`, "error");
+    say(`Could not open the incident: ${err.message}`, "error");
     return;
   }
-  anomaly = anomaly.anomaly || anomaly;
-  state.selected = anomaly;
+  incident = incident.incident || incident;
+  state.selected = incident;
   for (const tr of document.querySelectorAll("#queue-body tr")) {
     tr.setAttribute("aria-selected", tr.dataset.id === id ? "true" : "false");
   }
-  renderDetail(anomaly);
+  renderDetail(incident);
   if (focusDetail) $("detail-heading").focus();
-  const entity = encodeURIComponent(anomaly.entity);
-  const [since, until] = timelineRange(anomaly);
+  const entity = encodeURIComponent(incident.entity);
+  const [since, until] = timelineRange(incident);
   const q = new URLSearchParams({ since, until }).toString();
   const [profile, timeline] = await Promise.allSettled([
     api(`/v1/entities/${entity}`),
     api(`/v1/entities/${entity}/timeline?${q}`),
   ]);
-  if (state.selected !== anomaly) return; // another row was opened meanwhile
+  if (state.selected !== incident) return; // another row was opened meanwhile
   if (profile.status === "fulfilled") renderProfile(profile.value);
   else $("detail-profile").replaceChildren(el("p", { class: "empty", text: profile.reason.message }));
-  if (timeline.status === "fulfilled") renderTimeline(timeline.value, anomaly, since, until);
+  if (timeline.status === "fulfilled") renderTimeline(timeline.value, incident, since, until);
   else $("timeline-chart").replaceChildren(el("p", { class: "empty", text: timeline.reason.message }));
 }
 
 function timelineRange(a) {
-  const start = new Date(a.window_start || Date.now());
-  const end = new Date(a.window_end || a.window_start || Date.now());
+  const start = new Date(a.start || a.window_start || Date.now());
+  const end = new Date(a.end || a.window_end || a.start || Date.now());
   const since = new Date(start.getTime() - 3 * 24 * 3600e3);
   const until = new Date(end.getTime() + 24 * 3600e3);
   return [since.toISOString(), until.toISOString()];
@@ -259,10 +277,10 @@ function renderDetail(a) {
   const heading = $("detail-heading");
   heading.textContent = `${a.entity} · ${a.severity || "unrated"} · score ${fmtScore(a.score)}`;
   heading.setAttribute("tabindex", "-1");
-  const conf = typeof a.confidence === "number" ? `, confidence ${Math.round(a.confidence * 100)}%` : "";
-  $("detail-meta").textContent = `${fmtWhen(a.window_start)} – ${fmtWhen(a.window_end)} · `
-    + `${a.detector || "detector"} · threshold ${fmtScore(a.threshold)}${conf} · `
-    + `${(a.event_ids || []).length} event(s)`;
+  const members = a.anomalies || [];
+  $("detail-meta").textContent = `${fmtSpan(a)} · `
+    + `${plural(a.n_anomalies ?? members.length, "anomaly", "anomalies")} · `
+    + `${(a.detectors || []).join(", ") || "detector"}`;
   const review = a.review || { status: "open" };
   const badge = $("detail-review");
   badge.textContent = review.status;
@@ -274,12 +292,32 @@ function renderDetail(a) {
     reasons.append(el("li", {}, text));
   }
   if (!(a.reasons || []).length) reasons.append(el("li", { class: "empty", text: "no reasons recorded" }));
+  renderMembers(members);
   $("profile-entity").textContent = a.entity;
   $("detail-profile").replaceChildren(el("p", { class: "empty", text: "loading…" }));
   $("timeline-chart").replaceChildren(el("p", { class: "empty", text: "loading…" }));
   $("timeline-caption").replaceChildren();
   $("review-note").value = "";
   renderPastReview(review);
+}
+
+// The incident's anomalies, earliest first: when, detector, score and all their reasons.
+function renderMembers(members) {
+  const list = $("detail-anomalies");
+  list.replaceChildren();
+  $("anomalies-count").textContent = `(${members.length})`;
+  for (const m of members) {
+    const why = el("ul", {}, (m.reasons || []).map((r) =>
+      el("li", { text: typeof r === "string" ? r : r.text || JSON.stringify(r) })));
+    list.append(el("li", { "data-id": anomalyId(m) },
+      el("p", { class: "meta" },
+        el("time", { datetime: m.window_start, text: fmtSpan(m) }),
+        ` · ${m.detector || "detector"} · `,
+        el("span", { class: `sev sev-${m.severity || "none"}`, text: m.severity || "–" }),
+        ` score ${fmtScore(m.score)}`),
+      why));
+  }
+  if (!members.length) list.append(el("li", { class: "empty", text: "no anomalies found" }));
 }
 
 function renderPastReview(review) {
@@ -371,10 +409,14 @@ function renderProfile(data) {
 
 // ---------------------------------------------------------------- timeline chart
 
-function renderTimeline(data, current, since, until) {
+function renderTimeline(data, incident, since, until) {
   const box = $("timeline-chart");
   box.replaceChildren();
-  const currentId = anomalyId(current);
+  const members = incident.anomalies || [];
+  const currentIds = new Set(incident.anomaly_ids || members.map(anomalyId));
+  // thresholds and the score line follow the incident's highest-scoring anomaly
+  const current = members.reduce((best, m) => ((m.score || 0) > (best.score || 0) ? m : best),
+    members[0] || incident);
   const windows = listOf(data.windows ?? data.activity, "items").map((w) => ({
     t: new Date(w.window_start || w.start).getTime(),
     n: Number(w.events ?? w.count ?? w.n_events ?? 0),
@@ -386,7 +428,7 @@ function renderTimeline(data, current, since, until) {
   })).filter((a) => !Number.isNaN(a.t));
   const reviews = listOf(data.reviews ?? data.past_reviews, "items").map((r) => ({
     t: new Date(r.window_start || r.at).getTime(), status: r.status || (r.review || {}).status,
-    note: r.note || "", current: r.anomaly_id === currentId,
+    note: r.note || "", current: currentIds.has(r.anomaly_id),
   })).filter((r) => !Number.isNaN(r.t));
   const thresholds = data.thresholds || {};
   const threshold = typeof thresholds[current.detector] === "number" ? thresholds[current.detector]
@@ -409,7 +451,7 @@ function renderTimeline(data, current, since, until) {
     viewBox: `0 0 ${W} ${H}`, role: "img", class: "timeline",
     "aria-labelledby": "timeline-title timeline-desc",
   });
-  root.append(svg("desc", { id: "timeline-desc" }, `${current.entity}: ${windows.length} active `
+  root.append(svg("desc", { id: "timeline-desc" }, `${incident.entity}: ${windows.length} active `
     + `15-minute windows from ${fmtWhen(t0)} to ${fmtWhen(t1)}, ${anomalies.length} flagged, `
     + `threshold ${fmtScore(threshold)}, ${reviews.length} past review(s)`));
 
@@ -424,7 +466,7 @@ function renderTimeline(data, current, since, until) {
     const xa = x(a.t); const xb = Math.max(xa + 4, x(a.t1));
     const band = svg("rect", {
       x: xa - 2, y: m.t, width: xb - xa + 4, height: ih,
-      class: `band band-${a.severity || "low"}${a.id === currentId ? " band-current" : ""}`,
+      class: `band band-${a.severity || "low"}${currentIds.has(a.id) ? " band-current" : ""}`,
     });
     band.append(svg("title", {}, `flagged ${a.severity || ""} (${a.detector}) at ${fmtWhen(a.t)}`));
     root.append(band);
@@ -470,7 +512,7 @@ function renderTimeline(data, current, since, until) {
     }
   }
   for (const a of anomalies) {
-    const here = a.id === currentId;
+    const here = currentIds.has(a.id);
     const dot = svg("circle", { cx: x(a.t), cy: yS(a.score), r: here ? 6 : 4,
       class: `dot dot-${a.severity || "low"}${here ? " dot-current" : ""}` });
     dot.append(svg("title", {}, `score ${fmtScore(a.score)} (${a.severity || "–"}, ${a.detector}, ${a.review})`));
@@ -488,7 +530,7 @@ function renderTimeline(data, current, since, until) {
     el("span", { class: "key key-bar" }, "events per 15-minute window"),
     el("span", { class: "key key-score" }, "score (log scale of rarity)"),
     el("span", { class: "key key-thr" }, "threshold"),
-    el("span", { class: "key key-band" }, "flagged window"),
+    el("span", { class: "key key-band" }, "flagged window (this incident's stand out)"),
     el("span", { class: "key key-rev" }, "past review (● dismissed, ▲ confirmed)"),
   );
 }
@@ -502,15 +544,17 @@ async function submitReview(status) {
   const buttons = document.querySelectorAll("#review-form button");
   buttons.forEach((b) => { b.disabled = true; });
   try {
-    const res = await api(`/v1/anomalies/${encodeURIComponent(anomalyId(a))}/review`, {
+    const res = await api(`/v1/incidents/${encodeURIComponent(anomalyId(a))}/review`, {
       method: "POST", body: { status, note },
     });
-    const updated = (res && (res.anomaly || (res.review ? res : null))) || null;
+    const updated = (res && (res.incident || (res.review ? res : null))) || null;
     a.review = (updated && updated.review) || { status, note };
     $("detail-review").textContent = a.review.status;
     $("detail-review").className = `review-badge review-${a.review.status}`;
     renderPastReview(a.review);
-    say(`${a.entity}: ${status}. The next training learns from it.`, "ok");
+    const n = (updated && updated.anomaly_ids ? updated.anomaly_ids : a.anomaly_ids || []).length;
+    say(`${a.entity}: incident ${status} with its ${plural(n, "anomaly", "anomalies")}. `
+      + "The next training learns from them.", "ok");
     const filter = $("f-status").value;
     const idx = state.rows.findIndex((r) => anomalyId(r) === anomalyId(a));
     if (idx >= 0) {
