@@ -9,87 +9,23 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from workers.engine.detectors.level_shift import cusum, segment_ids
-from workers.engine.detectors.robust_zscore import RobustZScore
 from workers.engine.detectors.seasonal import SeasonalBaseline, hour_of_week
-from workers.engine.features import LOGGED_FEATURES, Z_MIN_SCALE
+
+from ._seasonal_synth import (
+    FEATURES,
+    START_NS,
+    WINDOW_NS,
+    pipeline_aucs,
+    robust_z,
+    seasonal_stream,
+    service_events,
+)
 
 pytestmark = pytest.mark.unit
-
-FEATURES = ("events", "ratio_5xx", "bytes_sum", "bytes_max", "latency_mean", "latency_p95")
-WINDOW_NS = 900 * 1_000_000_000
-START_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01 00:00 UTC, a Thursday
-KINDS = ("level_shift", "spike", "error_burst", "traffic_drop")
-
-
-def seasonal_stream(
-    seed: int, days: int = 28, *, anomalies: bool = True, growth: float = 0.0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One service's 15-min windows: (X over FEATURES, window starts ns, label per row).
-
-    Daily rhythm (traffic ×~8 day/night, latency rising with load), a weekend dip, lognormal
-    noise, telemetry gaps (empty windows vanish, as ``window_features`` only keeps active ones)
-    and labeled incidents in the last 30%: latency level shifts (+40% for 3 h), single-window
-    spikes, 5xx bursts and traffic drops. ``growth`` raises traffic and latency linearly by
-    that share over the stream.
-    """
-    rng = np.random.default_rng(seed)
-    n = days * 96
-    t = START_NS + np.arange(n, dtype=np.int64) * WINDOW_NS
-    hour = (t // 3_600_000_000_000) % 24 + (t // WINDOW_NS % 4) / 4
-    weekend = hour_of_week(t) >= 120
-    phase = rng.uniform(0, 24)
-    load = 0.5 + 0.5 * np.cos(2 * np.pi * (hour - 14 - phase / 6) / 24)  # 0 at night, 1 at peak
-    base = rng.uniform(30, 200)
-    trend = 1 + growth * np.arange(n) / n
-    rate = base * trend * (0.12 + load) * np.where(weekend, 0.55, 1.0)
-    level = np.ones(n)  # latency multiplier
-    err = np.full(n, 0.002)
-    traffic = np.ones(n)
-    bigmult = np.ones(n)
-    label = np.zeros(n, dtype=bool)
-    if anomalies:
-        for _ in range(10):
-            kind = KINDS[rng.integers(len(KINDS))]
-            at = int(rng.integers(int(0.7 * n), n - 16))
-            span = {"level_shift": 12, "spike": 1, "error_burst": 3, "traffic_drop": 8}[kind]
-            sl = slice(at, at + span)
-            if kind == "level_shift":
-                level[sl] *= 1.4
-            elif kind == "spike":
-                level[sl] *= 2.5
-                bigmult[sl] *= 6.0
-            elif kind == "error_burst":
-                err[sl] = 0.06
-            else:
-                traffic[sl] *= 0.35
-            label[sl] = True
-    events = rng.poisson(rate * traffic).astype(float)
-    latency = 40 * trend * (1 + 0.8 * load) * level * np.exp(rng.normal(0, 0.12, n))
-    p95 = latency * 2.2 * np.exp(rng.normal(0, 0.15, n))
-    errors = rng.binomial(events.astype(int), err)
-    ratio = np.where(events > 0, errors / np.maximum(events, 1), 0.0)
-    per_req = 2_000 * np.exp(rng.normal(0, 0.25, n))
-    bytes_sum = events * per_req
-    bytes_max = per_req * (3 + np.log1p(events)) * bigmult * np.exp(rng.normal(0, 0.3, n))
-    X = np.column_stack([events, ratio, bytes_sum, bytes_max, latency, p95])
-    keep = events > 0
-    keep &= rng.random(n) > 0.03  # isolated missing windows
-    for _ in range(3):  # telemetry outages of 2-10 hours
-        at = int(rng.integers(0, n - 40))
-        keep[at : at + int(rng.integers(8, 40))] = False
-    return X[keep], t[keep], label[keep]
 
 
 def _split(n: int) -> int:
     return int(0.7 * n)
-
-
-def robust_z(X: np.ndarray) -> RobustZScore:
-    """The production robust z-score, configured as model.py does for these features."""
-    return RobustZScore(
-        logged=tuple(i for i, f in enumerate(FEATURES) if f in LOGGED_FEATURES),
-        min_scale=tuple(Z_MIN_SCALE.get(f, 0.0) for f in FEATURES),
-    ).fit(X)
 
 
 def evaluate(seed: int) -> tuple[float, float]:
@@ -109,6 +45,15 @@ def test_quality_floor_beats_robust_zscore_on_seasonal_streams() -> None:
     zscore = np.mean([r[1] for r in results])
     assert seasonal >= 0.80, results
     assert seasonal > zscore + 0.1, results
+
+
+def test_service_events_through_the_feature_pipeline() -> None:
+    events, labels = service_events(0)
+    aucs = pipeline_aucs(events, labels)
+    assert len(aucs) == 2
+    seasonal = np.mean([a for a, _ in aucs.values()])
+    zscore = np.mean([z for _, z in aucs.values()])
+    assert seasonal >= 0.80 and seasonal > zscore, aucs
 
 
 def test_false_alert_rate_holds_out_of_sample() -> None:
