@@ -9,16 +9,21 @@ in each of the 168 hour-of-week slots (UTC) and scores how far a window sits fro
 2. expected value per slot, built in three shrunk levels from weighted medians: the global
    median; an hour-of-day profile shrunk toward it; a day-of-week offset (median of what the
    hour-of-day profile leaves) shrunk toward 0; then the slot's own median residual, smoothed
-   over neighbouring hours and shrunk toward that prior by ``prior_strength`` windows;
+   over neighbouring hours and shrunk toward that prior by ``prior_strength`` windows; plus
+   the median residual of the last ``level_days`` (the service's current level);
 3. scale: 1.4826·MAD of the training residuals per hour of day, shrunk toward the all-hours MAD,
-   floored per slot by ``min_scale`` (feature units) and ``relative_min_scale`` (share of the
-   expected value); ratio features also get a binomial floor from the window's own event count;
+   widened for days of the week with little history, multiplied by how much wider held-out
+   residuals are (``inflation_``), floored per slot by ``min_scale`` (feature units) and
+   ``relative_min_scale`` (share of the expected value); ratio features also get a binomial
+   floor from the window's own event count;
 4. evidence per window: the largest directional residual (pointwise) and the largest CUSUM of
    residuals (sustained shifts, see :mod:`.level_shift`), each divided by its training
    ``ref_quantile``; the raw score is the larger of the two;
 5. calibration: a :class:`~workers.engine.calibration.TailCalibrator` fitted on out-of-sample
    raw scores (fit on the first 70% / score the last 30%, and the reverse), then the baseline is
    refit on everything. ``score_samples`` is in [0, 1], higher = more unusual.
+
+See ``docs/detectors.md`` for the maths in words, the failure modes and measured figures.
 """
 
 from __future__ import annotations
