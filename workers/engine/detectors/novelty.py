@@ -14,7 +14,9 @@ A field's p-value is raised to its weight (a new city alone is a weak fact), a g
 its strongest field's, and the login's p-value is the product over groups: changes in place,
 network and device at once multiply. ``facts`` counts the groups with p <= ``FACT_P``: one new
 phone at home is one fact, a takeover from abroad on a new browser is three. Scores are
-``1 - p``, in [0, 1], higher = more unusual.
+``1 - p``, in [0, 1], higher = more unusual. (Facts are counted on each group's unweighted
+p-value without the population factor: a weight says how much a field adds to the score, and
+the population how rare the value is, not whether this entity's context changed.)
 
 :meth:`NoveltyProfile.score_sequence` scores logins in time order and **adds each to the
 profile after scoring it**, so a new device alerts once: its second login is a value seen once.
@@ -89,6 +91,7 @@ class FieldSurprise:
     mode: str | None
     mode_share: float
     p: float  # the field's p-value after its weight; smaller = more unusual
+    raw_p: float = 1.0  # before weight and population: how likely any value this rare was
 
     @property
     def nats(self) -> float:
@@ -175,13 +178,14 @@ class NoveltyProfile:
         denom = n + new_mass
         c = counts.get(value, 0.0)
         if c > 0:
-            p = (sum(v for v in counts.values() if v <= c) + new_mass) / denom
+            p = raw = (sum(v for v in counts.values() if v <= c) + new_mass) / denom
         else:
-            p = new_mass / denom * self.priors.get(f, UNIFORM_PRIOR).tail(value, counts)
+            raw = new_mass / denom  # that *some* new value comes: whether this is a new fact
+            p = raw * self.priors.get(f, UNIFORM_PRIOR).tail(value, counts)
         mode = max(counts, key=lambda v: (counts[v], v)) if counts else None
         share = counts[mode] / n if mode is not None and n > 0 else 0.0
-        p_eff = min(p, 1.0) ** self.weights.get(f, 1.0)
-        return FieldSurprise(f, value, c, n, mode, share, p_eff)
+        weighted = min(p, 1.0) ** self.weights.get(f, 1.0)
+        return FieldSurprise(f, value, c, n, mode, share, weighted, min(raw, 1.0))
 
     def _travel(self, row: Mapping[str, Any]) -> tuple[float, dict[str, Any] | None]:
         country, t = row.get("country"), _seconds(row.get("timestamp"))
@@ -205,14 +209,16 @@ class NoveltyProfile:
         """The novelty of one login against the profile as it is now (nothing is added)."""
         surprises = [self._field(f, v) for f in self.weights if isinstance(v := row.get(f), str)]
         group_p: dict[str, float] = {}
+        group_raw: dict[str, float] = {}
         for s in surprises:
             g = FIELD_GROUP.get(s.field, s.field)
             group_p[g] = min(group_p.get(g, 1.0), s.p)
+            group_raw[g] = min(group_raw.get(g, 1.0), s.raw_p)
         travel_p, travel = self._travel(row)
         if travel is not None:
-            group_p["travel"] = travel_p
+            group_p["travel"] = group_raw["travel"] = travel_p
         p = float(np.prod(list(group_p.values()))) if group_p else 1.0
-        facts = tuple(sorted(g for g, gp in group_p.items() if gp <= FACT_P))
+        facts = tuple(sorted(g for g, gp in group_raw.items() if gp <= FACT_P))
         return LoginNovelty(p=p, facts=facts, surprises=tuple(surprises), travel=travel)
 
     def score_sequence(
