@@ -146,7 +146,7 @@ class EntityModel:
             per["time_of_day"] = _time_pvalues(self.time.copy(), first_local)
         if "robust_zscore" in per:
             per["session"] = session_pvalues(per["robust_zscore"], w_start, _window_ns(self.config))
-        p = combine_pvalues(per, self.config.combine, n)
+        p = combine_families(per, self.config.combine, n)
         out: dict[str, Any] = {
             "window_start": windows["window_start"],
             "window_end": windows["window_end"],
@@ -236,6 +236,24 @@ def session_pvalues(p: np.ndarray, start_ns: np.ndarray, width_ns: int) -> np.nd
         out = np.where(ok, np.minimum(out, pv), out)
     out[own_weak] = 1.0
     return np.asarray(np.clip(out, 0.0, 1.0), dtype=float)
+
+
+WHEN_DETECTORS = frozenset({"time_of_day"})
+
+
+def combine_families(pvalues: Mapping[str, np.ndarray], how: str, n: int) -> np.ndarray:
+    """A window's p-value from two families of evidence: *what* happened (the measures:
+    z-scores, rates, session, seasonal, forests) and *when* (time of day). Each family
+    combines its detectors by ``how``; the two families combine by ``how`` again, so a quiet
+    window at an hour this entity is never active is not diluted by every measure detector."""
+    what = {k: v for k, v in pvalues.items() if k not in WHEN_DETECTORS}
+    when = {k: v for k, v in pvalues.items() if k in WHEN_DETECTORS}
+    families = {
+        name: combine_pvalues(family, how, n)
+        for name, family in (("what", what), ("when", when))
+        if family
+    }
+    return combine_pvalues(families, how, n)
 
 
 def _ns_or_min(value: Any) -> int:
@@ -435,7 +453,7 @@ def fit_entity_model(
     )
     if dismissed_w.any() and features:
         per = model.window_pvalues(X[dismissed_w], windows.loc[dismissed_w])
-        p = combine_pvalues(per, config.combine, int(dismissed_w.sum()))
+        p = combine_families(per, config.combine, int(dismissed_w.sum()))
         model.thresholds["combined"] = _threshold(base, 1.0 - p)
     return model
 
