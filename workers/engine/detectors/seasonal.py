@@ -40,6 +40,7 @@ from .robust_zscore import MAD_TO_SIGMA
 from .seasonal_profile import (
     TWO_SIDED_NAMES,
     WEEK_HOURS,
+    binomial_z,
     group_median,
     hour_of_week,
     inflation,
@@ -258,6 +259,10 @@ class SeasonalBaseline:
         self.expected_, self.scale_ = self._profile(
             X, times_ns, w, anchor_end=anchor_end, final=final
         )
+        self.rate_ = np.zeros(X.shape[1])  # failure rate of the ratio features, all windows
+        if "events" in self.features and len(X):
+            n = np.nan_to_num(X[:, list(self.features).index("events")])[:, None] * w[:, None]
+            self.rate_ = (np.nansum(np.clip(X, 0, 1) * n, axis=0) + 0.5) / (n.sum() + 1.0)
 
     def fit(
         self, X: np.ndarray, times_ns: np.ndarray, sample_weight: np.ndarray | None = None
@@ -277,6 +282,7 @@ class SeasonalBaseline:
         folds: tuple[tuple[slice, slice], ...] = ()
         if cut >= self.min_holdout_rows and n - cut > cut:
             folds = ((slice(0, n - cut), slice(n - cut, n)), (slice(cut, n), slice(0, cut)))
+        self.inflation_ = np.ones(X.shape[1])
         profiles, held_z = [], []
         for fit_rows, held in folds:  # the level comes from the days beside the held rows
             self._fit_profile(
@@ -286,13 +292,13 @@ class SeasonalBaseline:
                 anchor_end=fit_rows.start == 0,
                 final=False,
             )
-            profiles.append((self.expected_, self.scale_))
+            profiles.append((self.expected_, self.scale_, self.rate_))
             held_z.append(self.z_scores(X, times_ns)[held])
         self.inflation_ = inflation(held_z, [w[h] for _, h in folds], X.shape[1])
         held_raw: list[np.ndarray] = []
         held_w: list[np.ndarray] = []
-        for (expected, scale), (fit_rows, held) in zip(profiles, folds, strict=True):
-            self.expected_, self.scale_ = expected, scale * self.inflation_
+        for (expected, scale, rate), (fit_rows, held) in zip(profiles, folds, strict=True):
+            self.expected_, self.scale_, self.rate_ = expected, scale * self.inflation_, rate
             self._set_refs(X[fit_rows], times_ns[fit_rows])
             held_raw.append(self._raw(X, times_ns)[held])
             held_w.append(w[held])
@@ -330,12 +336,16 @@ class SeasonalBaseline:
         slots = hour_of_week(times_ns)
         expected, scale = self.expected_[slots], self.scale_[slots]
         ratio = np.array([f in RATIO_FEATURES for f in self.features], dtype=bool)
-        if ratio.any() and "events" in self.features:  # binomial noise of a small window
-            n = np.fmax(X[:, list(self.features).index("events")], 1.0)[:, None]
-            p = np.clip(expected, 0.0, 1.0)
-            binomial = np.sqrt((p + 1.0 / n) * (1.0 - p) / n)
-            scale = np.where(ratio, np.maximum(scale, binomial), scale)
-        return (self._transform(X) - expected) / scale
+        z = (self._transform(X) - expected) / scale
+        if ratio.any() and "events" in self.features:  # a count of failures out of n requests
+            cols = np.flatnonzero(ratio)
+            n = np.round(np.fmax(X[:, list(self.features).index("events")], 1.0))[:, None]
+            p = np.clip(np.fmax(expected[:, cols], self.rate_[cols]), 1e-9, 1 - 1e-9)
+            value = X[:, cols]
+            k = np.round(np.clip(np.nan_to_num(value), 0.0, 1.0) * n)
+            exact = binomial_z(k, n, p) / self.inflation_[cols]
+            z[:, cols] = np.where(np.isnan(value), np.nan, exact)
+        return z
 
     def _evidence(self, X: np.ndarray, times_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(pointwise, sustained) evidence per window and feature, n × d each, sigmas ≥ 0."""
@@ -411,6 +421,7 @@ class SeasonalBaseline:
                 "point_ref_": float(self.point_ref_),
                 "cusum_ref_": float(self.cusum_ref_),
                 "inflation_": np.asarray(self.inflation_, float),
+                "rate_": np.asarray(self.rate_, float),
                 "n_features_in_": int(self.n_features_in_),
                 "n_windows_": float(self.n_windows_),
                 "calibration_rows_": int(self.calibration_rows_),
@@ -432,6 +443,7 @@ class SeasonalBaseline:
         det.point_ref_ = float(fitted["point_ref_"])
         det.cusum_ref_ = float(fitted["cusum_ref_"])
         det.inflation_ = np.asarray(fitted["inflation_"], dtype=float)
+        det.rate_ = np.asarray(fitted["rate_"], dtype=float)
         det.n_features_in_ = int(fitted["n_features_in_"])
         det.n_windows_ = float(fitted["n_windows_"])
         det.calibration_rows_ = int(fitted["calibration_rows_"])

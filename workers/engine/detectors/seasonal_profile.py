@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.special import betainc, gammaln, ndtri
 
 from ..features import COUNT_FEATURES, RATIO_FEATURES
 from .robust_zscore import MAD_TO_SIGMA
@@ -17,6 +18,7 @@ __all__ = [
     "SEASONAL_RELATIVE_MIN_SCALE",
     "TWO_SIDED_NAMES",
     "WEEK_HOURS",
+    "binomial_z",
     "group_median",
     "hour_of_week",
     "inflation",
@@ -134,3 +136,22 @@ def neighbour_kernel(smoothing: float) -> np.ndarray:
     """168 × 168 circular weights: a slot keeps ``1 - smoothing``, each neighbour half the rest."""
     eye = np.eye(WEEK_HOURS)
     return (1 - smoothing) * eye + smoothing / 2 * (np.roll(eye, 1, 1) + np.roll(eye, -1, 1))
+
+
+def binomial_z(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Normal quantile of the mid-p upper tail of ``k`` failures out of ``n`` at rate ``p``.
+
+    ``tail = P(X > k) + P(X = k) / 2`` for ``X ~ Binomial(n, p)``; returns ``-ndtri(tail)``:
+    about 0 for a typical count, large and positive for too many failures, negative for too
+    few. One failure out of 5 requests at ``p = 0.003`` is about +2; 30 of 100 is off the chart.
+    """
+    k, n, p = np.broadcast_arrays(*(np.asarray(a, dtype=float) for a in (k, n, p)))
+    k = np.clip(k, 0.0, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        above = np.where(k < n, betainc(k + 1.0, np.maximum(n - k, 1e-12), p), 0.0)
+        log_pmf = (
+            gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
+            + k * np.log(p) + (n - k) * np.log1p(-p)
+        )  # fmt: skip
+    tail = np.clip(above + 0.5 * np.exp(log_pmf), 1e-300, 1.0 - 1e-12)  # finite: |z| <= 37
+    return -ndtri(tail)
