@@ -59,6 +59,8 @@ __all__ = [
 ]
 
 CALIBRATION_FLOOR = 0.05
+CONTEXT_ROWS = 8
+"""Rows before a held-out block scored with it (two hours of 15-min windows, as production)."""
 
 
 def _matrix(X: np.ndarray) -> np.ndarray:
@@ -293,14 +295,15 @@ class SeasonalBaseline:
                 final=False,
             )
             profiles.append((self.expected_, self.scale_, self.rate_))
-            held_z.append(self.z_scores(X, times_ns)[held])
+            held_z.append(self.z_scores(X[held], times_ns[held]))
         self.inflation_ = inflation(held_z, [w[h] for _, h in folds], X.shape[1])
         held_raw: list[np.ndarray] = []
         held_w: list[np.ndarray] = []
         for (expected, scale, rate), (fit_rows, held) in zip(profiles, folds, strict=True):
             self.expected_, self.scale_, self.rate_ = expected, scale * self.inflation_, rate
             self._set_refs(X[fit_rows], times_ns[fit_rows])
-            held_raw.append(self._raw(X, times_ns)[held])
+            ctx = slice(max(held.start - CONTEXT_ROWS, 0), held.stop)  # as when scoring
+            held_raw.append(self._raw(X[ctx], times_ns[ctx])[held.start - ctx.start :])
             held_w.append(w[held])
         self._fit_profile(X, times_ns, w)
         self.scale_ = self.scale_ * self.inflation_
