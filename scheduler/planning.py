@@ -17,7 +17,7 @@ from typing import Any
 
 from workers.events import Rejection, canonical_timestamp, validate_event
 from workers.fleet import Fleet, registry_id
-from workers.history import iter_entity_events, utc_now
+from workers.history import iter_entity_events
 from workers.ids import Entity, short_hash
 from workers.ingest import Record, quarantine_doc
 from workers.runs import describe
@@ -54,7 +54,7 @@ def plan_scoring(fleet: Fleet, enqueue: Enqueue, *, max_pages: int = 1000) -> Pl
     checkpoint = couch.get_local(db, CHECKPOINT) or {}
     since = str(checkpoint.get("seq", "0"))
     result = PlanResult()
-    now = utc_now()
+    now = fleet.now()
     earliest: dict[Entity, str] = {}
     counts: dict[Entity, int] = {}
     flush_since = since
@@ -206,7 +206,7 @@ def plan_training(
     start and smoothing is (re)built first when missing or stale.
     """
     settings = fleet.settings
-    now = utc_now()
+    now = fleet.now()
     ensure_population(fleet, now)
     if entities is None:
         entities = [
@@ -250,7 +250,7 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
     since = canonical_timestamp(now - timedelta(days=fleet.settings.couchwatch_history_days))
     by_entity = [
         list(islice(iter_entity_events(fleet.couch, fleet.settings, e, start=since,
-                                       page_size=cap), cap))
+                                       page_size=cap, now=now), cap))
         for e in sample
     ]  # fmt: skip
     events = [ev for mine in by_entity for ev in mine]

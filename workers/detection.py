@@ -15,6 +15,7 @@ from workers.engine.feedback import Feedback
 from workers.engine.model import EntityModel, cold_start_model, fit_entity_model
 from workers.engine.persistence import dump_model, load_model
 from workers.engine.population import Population, build_population
+from workers.engine.scoring import ScoreResult
 from workers.ids import Entity
 from workers.settings import Settings
 
@@ -88,7 +89,19 @@ def score(
     Events before `score_from` are context: they update the entity's time-of-day and novelty
     profiles (a new device seen an hour ago is not new again) but are not scored.
     """
-    result = model.score(events, score_from=score_from)
+    return anomalies(score_result(model, events, score_from=score_from), model_id, version)
+
+
+def score_result(
+    model: EntityModel, events: Iterable[Mapping[str, Any]], *, score_from: str | None = None
+) -> ScoreResult:
+    """Every scored window and login of `events` (not only the flagged ones), as the model
+    scores them; `score` turns it into anomaly documents."""
+    return model.score(events, score_from=score_from)
+
+
+def anomalies(result: ScoreResult, model_id: str, version: int) -> list[Doc]:
+    """Anomaly documents (deterministic `_id`s) for the flagged rows of a score result."""
     return result.to_anomalies(model_id=model_id, model_version=version)
 
 

@@ -6,20 +6,23 @@ Created lazily on first use inside the worker process (after the prefork fork), 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 import redis
 
 from workers.couch.client import CouchClient
+from workers.history import utc_now
 from workers.ids import Entity, entity_key
 from workers.model_store import ModelCache, ModelStore
 from workers.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from workers.engine.config import EngineConfig
+    from workers.engine.scoring import ScoreResult
 
 REGISTRY_PREFIX = "entity-"
 
@@ -31,6 +34,11 @@ class Fleet:
     redis: redis.Redis
     models: ModelStore
     cache: ModelCache
+    # the fleet's clock: planning, the training history window and event validation read it
+    # (a simulation, `couchwatch evaluate`, runs the fleet "at" the end of its data)
+    now: Callable[[], datetime] = utc_now
+    # called by `score_entities` with every full score result (evaluation reads all rows)
+    on_scored: Callable[[Entity, ScoreResult], None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Fleet:

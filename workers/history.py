@@ -23,10 +23,12 @@ def iter_entity_events(
     start: str | None = None,
     end: str | None = None,
     page_size: int | None = None,
+    now: datetime | None = None,
 ) -> Iterator[Doc]:
     """Yield the entity's events with `start <= timestamp < end` (canonical UTC text), in order.
 
     `page_size` bounds each request (a caller that stops early reads no more than it needs).
+    `now` (default: the real time) is the clock future timestamps are judged against.
 
     Documents that fail `validate_event` are skipped: a producer may write anything straight to
     the events database, and the planner quarantines such documents, but they stay there and
@@ -34,7 +36,7 @@ def iter_entity_events(
     population profile hold infinity, which no JSON document can store (tests/integration/
     test_bad_input.py).
     """
-    now = utc_now()
+    now = now or utc_now()
     for doc in client.iter_by_key(
         settings.events_db,
         selector={settings.entity_field: entity},
@@ -56,7 +58,7 @@ def training_history(
 ) -> list[Doc]:
     """The entity's events of the last `COUCHWATCH_HISTORY_DAYS` days."""
     since = canonical_timestamp(now - timedelta(days=settings.couchwatch_history_days))
-    return list(iter_entity_events(client, settings, entity, start=since))
+    return list(iter_entity_events(client, settings, entity, start=since, now=now))
 
 
 def reviewed_anomalies(client: CouchClient, settings: Settings, entity: Entity) -> list[Doc]:

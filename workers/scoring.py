@@ -71,12 +71,13 @@ def score_entities(
             )
             start = window_floor(since, fleet.engine.window) if since else None
             read_from = context_start(start, model.train_end, fleet.settings)
-            events = list(iter_entity_events(fleet.couch, fleet.settings, entity,
-                                             start=read_from, end=until))  # fmt: skip
+            events = list(iter_entity_events(fleet.couch, fleet.settings, entity, start=read_from,
+                                             end=until, now=fleet.now()))  # fmt: skip
             run.events_in += len(events)
-            scored = detection.score(
-                model, events, model_id=model_id, version=version, score_from=start
-            )
+            rows = detection.score_result(model, events, score_from=start)
+            if fleet.on_scored is not None:  # an observer (evaluation) sees every scored row
+                fleet.on_scored(entity, rows)
+            scored = detection.anomalies(rows, model_id, version)
             docs += scored
             owner.update({d["_id"]: entity for d in scored})
         except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's

@@ -11,7 +11,7 @@ from workers import detection
 from workers.couch.errors import RetryableCouchError
 from workers.events import canonical_timestamp
 from workers.fleet import Fleet, registry_id
-from workers.history import reviewed_anomalies, training_history, utc_now
+from workers.history import reviewed_anomalies, training_history
 from workers.ids import Entity, entity_key
 from workers.runs import Run
 
@@ -29,7 +29,7 @@ def train_entities(fleet: Fleet, entities: list[Entity], *, request_id: str, run
     settings = fleet.settings
     population = load_population(fleet)
     ttl = settings.celery_task_time_limit_s + 60
-    now = utc_now()
+    now = fleet.now()
     trained: dict[Entity, int] = {}
     for entity in entities:
         with fleet.training_lock(entity, request_id, ttl) as got:
