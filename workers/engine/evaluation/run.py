@@ -1,9 +1,11 @@
 """Run couchwatch and the seed pipeline on labeled events, as ``couchwatch evaluate`` does.
 
-``evaluate_events`` is pure apart from its arguments. It emulates production: per entity, the
-model is fitted on the events before that entity's cutoff (default: the first 70% of its own
-span, see :func:`~workers.engine.evaluation.split.train_cutoffs`) with a population profile built
-from the training events of **all** entities, and scores every event from the cutoff on.
+``evaluate_events`` runs the fleet's own code on in-memory twins of CouchDB and Redis
+(:mod:`workers.evaluate_fleet`): per entity, the events before that entity's cutoff (default:
+the first 70% of its own span, see :func:`~workers.engine.evaluation.split.train_cutoffs`) are
+ingested, planned and trained on by the fleet's planners and ``train_entities``; the rest are
+ingested, planned and scored by ``score_entities``. Every score result the fleet computes is
+a scored row, so every metric is what the fleet does.
 
 Scored rows (one per window or login event) carry a ``detector`` column:
 
@@ -16,6 +18,7 @@ Scored rows (one per window or login event) carry a ``detector`` column:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,36 +28,15 @@ from workers.engine.config import EngineConfig
 from workers.engine.evaluation.labels import Labels, to_utc
 from workers.engine.evaluation.metrics import SCORED_COLUMNS, EvaluationReport, evaluate_by
 from workers.engine.evaluation.split import DEFAULT_TRAIN_FRACTION, train_cutoffs
-from workers.engine.model import fit_entity_model
-from workers.engine.population import build_population
 from workers.engine.scoring import ScoreResult
 from workers.engine.seed_pipeline import run_seed_pipelines
+from workers.settings import Settings
 
 COMBINED = "combined"
 SEED_VARIANTS: tuple[str, ...] = ("seed_global", "seed_per_entity")
 RUN_COLUMNS: tuple[str, ...] = (*SCORED_COLUMNS, "threshold", "detector")
 
 Event = Mapping[str, Any]
-
-
-def _split_by_entity(
-    events: Sequence[Event], entity_field: str, cutoffs: Mapping[str, pd.Timestamp]
-) -> tuple[list[Event], dict[str, list[Event]], dict[str, list[Event]]]:
-    """All training events, and per entity its training and test events (input order)."""
-    entities = [str(e.get(entity_field)) for e in events]
-    stamps = to_utc([e.get("timestamp") for e in events])
-    limits = pd.Series([cutoffs[e] for e in entities], dtype="datetime64[ns, UTC]")
-    is_train = (stamps.reset_index(drop=True) < limits).to_numpy(dtype=bool)
-    train_all: list[Event] = []
-    train: dict[str, list[Event]] = {e: [] for e in cutoffs}
-    test: dict[str, list[Event]] = {e: [] for e in cutoffs}
-    for event, entity, in_train in zip(events, entities, is_train, strict=True):
-        if in_train:
-            train_all.append(event)
-            train[entity].append(event)
-        else:
-            test[entity].append(event)
-    return train_all, train, test
 
 
 Part = dict[str, Any]
@@ -113,30 +95,89 @@ def score_entities(
     cutoffs: Mapping[str, pd.Timestamp],
     *,
     entity_field: str,
+    settings: Settings | None = None,
     config: EngineConfig | None = None,
 ) -> pd.DataFrame:
-    """Fit per entity before its cutoff and score from it on; rows of :data:`RUN_COLUMNS`.
+    """Train before each entity's cutoff and score from it on, through the fleet on twins;
+    rows of :data:`RUN_COLUMNS` (what ``bench/compute.py`` times)."""
+    from workers.evaluate_fleet import run_through_fleet  # the fleet's I/O code, on twins
 
-    An entity with no training events is scored against the population (cold start).
+    settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    fleet = run_through_fleet(
+        events, cutoffs, settings=settings, entity_field=entity_field, config=config
+    )
+    return fleet_rows(fleet.results)
+
+
+def fleet_rows(results: Sequence[tuple[Any, ScoreResult]]) -> pd.DataFrame:
+    """Rows of :data:`RUN_COLUMNS` from the fleet's score results (every row, flagged or not).
+
+    An entity scored in more than one batch keeps the last result of each window or login.
     """
-    config = config or EngineConfig()
-    train_all, train, test = _split_by_entity(events, entity_field, cutoffs)
-    population = build_population(train_all, entity_field=entity_field, config=config)
     parts: list[Part] = []
-    for entity in sorted(cutoffs):
-        if not test[entity]:
-            continue
-        model = fit_entity_model(
-            entity, train[entity], entity_field=entity_field, config=config, population=population
-        )
-        parts += _entity_rows(entity, model.score(test[entity]))
+    for entity, result in results:
+        parts += _entity_rows(str(entity), result)
     parts = [p for p in parts if len(p["score"])]
     if not parts:
         return pd.DataFrame(columns=list(RUN_COLUMNS))
     scored = _frame(parts)
+    keys = ["entity", "detector", "window_start", "window_end"]
+    scored = scored.drop_duplicates(subset=keys, keep="last").reset_index(drop=True)
     for col in ("window_start", "window_end"):
         scored[col] = to_utc(scored[col], what=col).to_numpy()
     return scored
+
+
+@dataclass
+class Evaluation:
+    """One evaluation: reports per detector, scored rows, cutoffs, and the fleet's anomalies."""
+
+    reports: dict[str, EvaluationReport]
+    scored: pd.DataFrame
+    cutoffs: dict[str, pd.Timestamp]
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    entity_errors: dict[str, str] = field(default_factory=dict)
+
+
+def run_evaluation(
+    events: Sequence[Event],
+    labels: Labels,
+    *,
+    entity_field: str = "user_id",
+    train_until: Any = None,
+    settings: Settings | None = None,
+    config: EngineConfig | None = None,
+    train_fraction: float = DEFAULT_TRAIN_FRACTION,
+    k: int | None = None,
+) -> Evaluation:
+    """Evaluate the fleet and the seed pipeline on ``events`` against ``labels``.
+
+    The fleet's side runs through the fleet's own planners, training and scoring on in-memory
+    twins (:func:`workers.evaluate_fleet.run_through_fleet`); ``settings`` are the fleet's
+    (default: defaults), ``config`` overrides their engine configuration.
+    """
+    from workers.evaluate_fleet import run_through_fleet  # the fleet's I/O code, on twins
+
+    events = list(events)
+    if not events:
+        raise ValueError("no events to evaluate")
+    cutoffs = train_cutoffs(
+        events, entity_field, train_until=train_until, train_fraction=train_fraction
+    )
+    settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
+    fleet = run_through_fleet(
+        events, cutoffs, settings=settings, entity_field=entity_field, config=config
+    )
+    ours = fleet_rows(fleet.results)
+    seeds = run_seed_pipelines(
+        events, entity_field=entity_field, train_until=train_until, train_fraction=train_fraction
+    )
+    seed_parts = [_seed_rows(seeds[name], name) for name in SEED_VARIANTS if len(seeds[name])]
+    scored = pd.concat([p for p in (ours, *seed_parts) if len(p)], ignore_index=True)
+    by_detector = evaluate_by(scored, labels, by="detector", k=k)
+    order = [COMBINED, *sorted(set(ours["detector"]) - {COMBINED}), *SEED_VARIANTS]
+    reports = {name: by_detector[name] for name in order if name in by_detector}
+    return Evaluation(reports, scored, cutoffs, fleet.anomalies, fleet.entity_errors)
 
 
 def evaluate_events(
@@ -145,32 +186,23 @@ def evaluate_events(
     *,
     entity_field: str = "user_id",
     train_until: Any = None,
+    settings: Settings | None = None,
     config: EngineConfig | None = None,
     train_fraction: float = DEFAULT_TRAIN_FRACTION,
     k: int | None = None,
 ) -> tuple[dict[str, EvaluationReport], pd.DataFrame, dict[str, pd.Timestamp]]:
-    """Evaluate couchwatch and the seed pipeline on ``events`` against ``labels``.
+    """Evaluate couchwatch (through the fleet's code) and the seed pipeline on ``events``.
 
     Returns ``(reports, scored, cutoffs)``: one report per detector (``combined`` first, then
     the window detectors, ``novelty``, and the two seed variants), every scored row with its
-    ``detector`` (:data:`RUN_COLUMNS`), and the per-entity train/score cutoff.
+    ``detector`` (:data:`RUN_COLUMNS`), and the per-entity train/score cutoff. See
+    :func:`run_evaluation`.
     """
-    events = list(events)
-    if not events:
-        raise ValueError("no events to evaluate")
-    cutoffs = train_cutoffs(
-        events, entity_field, train_until=train_until, train_fraction=train_fraction
-    )
-    ours = score_entities(events, cutoffs, entity_field=entity_field, config=config)
-    seeds = run_seed_pipelines(
-        events, entity_field=entity_field, train_until=train_until, train_fraction=train_fraction
-    )
-    seed_parts = [_seed_rows(seeds[name], name) for name in SEED_VARIANTS if len(seeds[name])]
-    scored = pd.concat([ours, *seed_parts], ignore_index=True)
-    by_detector = evaluate_by(scored, labels, by="detector", k=k)
-    order = [COMBINED, *sorted(set(ours["detector"]) - {COMBINED}), *SEED_VARIANTS]
-    reports = {name: by_detector[name] for name in order if name in by_detector}
-    return reports, scored, cutoffs
+    run = run_evaluation(
+        events, labels, entity_field=entity_field, train_until=train_until, settings=settings,
+        config=config, train_fraction=train_fraction, k=k,
+    )  # fmt: skip
+    return run.reports, run.scored, run.cutoffs
 
 
 def combined_rows(scored: pd.DataFrame) -> pd.DataFrame:
