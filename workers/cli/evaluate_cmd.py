@@ -32,12 +32,28 @@ if TYPE_CHECKING:
     default=None,
     help="Field holding the entity id (default: COUCHWATCH_ENTITY_FIELD).",
 )
-def demo_data(outdir: Path, users: int, days: int, seed: int, entity_field: str | None) -> None:
+@click.option(
+    "--scenario",
+    "scenario_name",
+    type=click.Choice(["demo", "sparse", "shifts", "travel", "devices", "services", "mixed"]),
+    default="demo",
+    show_default=True,
+    help="A generator shaped unlike the demo (docs/scenarios.md); it sets its own entity field.",
+)
+def demo_data(
+    outdir: Path, users: int, days: int, seed: int, entity_field: str | None, scenario_name: str
+) -> None:
     """Write a seeded demo scenario: OUTDIR/events.jsonl and OUTDIR/labels.json."""
-    from workers.engine.demo_data import generate_demo, write_demo
+    from workers.engine.demo_data import DemoScenario, generate_demo, write_demo
 
-    field = entity_field or settings_or_fail().entity_field
-    scenario = generate_demo(users=users, days=days, seed=seed, entity_field=field)
+    scenario: DemoScenario
+    if scenario_name == "demo":
+        field = entity_field or settings_or_fail().entity_field
+        scenario = generate_demo(users=users, days=days, seed=seed, entity_field=field)
+    else:
+        from workers.engine.scenarios import generate_scenario
+
+        scenario = generate_scenario(scenario_name, users=users, days=days, seed=seed)
     try:
         events_path, labels_path = write_demo(outdir, scenario)
     except OSError as exc:
