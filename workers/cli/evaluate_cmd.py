@@ -126,10 +126,22 @@ def _with_entity(docs: Iterable[dict[str, Any]], entity_field: str) -> list[dict
     default=None,
     help="Directory for one PNG per labeled or flagged entity.",
 )
+@click.option(
+    "--false-alerts",
+    "false_alerts_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="CSV of every false alert (entity, start, end, severity, detector, score, reason).",
+)
 def evaluate(
-    labels_path: Path, train_until: str | None, scores_out: Path | None, plot_dir: Path | None
+    labels_path: Path,
+    train_until: str | None,
+    scores_out: Path | None,
+    plot_dir: Path | None,
+    false_alerts_out: Path | None,
 ) -> None:
-    """Train and score the events in CouchDB like production; print quality against labels."""
+    """Run the events in CouchDB through the fleet's own planning, training and scoring (on
+    in-memory twins, clock at the data); print quality against labels."""
     labels = read_labels(labels_path)  # before any CouchDB access
     _check_train_until(train_until)
     settings = settings_or_fail()
@@ -147,15 +159,24 @@ def evaluate(
     )
 
     from workers.engine.evaluation import format_report, plot_entities
-    from workers.engine.evaluation.run import COMBINED, combined_rows, evaluate_events
+    from workers.engine.evaluation.alerts import alert_reports, false_alerts, format_alerts
+    from workers.engine.evaluation.run import COMBINED, combined_rows, run_evaluation
 
     try:
-        reports, scored, cutoffs = evaluate_events(
-            events, labels, entity_field=field, train_until=train_until
+        run = run_evaluation(
+            events, labels, entity_field=field, train_until=train_until, settings=settings
         )
     except ValueError as exc:
         fail(f"evaluation failed: {exc}")
+    reports, scored, cutoffs = run.reports, run.scored, run.cutoffs
     click.echo(format_report(reports), nl=False)
+    click.echo("\nalerts as an analyst meets them (the fleet's anomaly documents)")
+    gap_s = settings.couchwatch_incident_gap_s
+    click.echo(format_alerts(alert_reports(run.anomalies, labels, gap_s=gap_s)), nl=False)
+    if run.entity_errors:
+        click.echo(f"\n{len(run.entity_errors)} entities failed in the fleet:")
+        for entity, error in sorted(run.entity_errors.items()):
+            click.echo(f"  {entity}: {error}")
     missed = reports[COMBINED].missed
     if missed:
         click.echo(f"\nmissed by {COMBINED}:")
@@ -171,6 +192,14 @@ def evaluate(
         except OSError as exc:
             fail(f"cannot write {scores_out}: {exc.strerror or exc}")
         click.echo(f"wrote {len(rows)} scored rows to {scores_out}")
+    if false_alerts_out is not None:
+        wrong = false_alerts(run.anomalies, labels)
+        try:
+            false_alerts_out.parent.mkdir(parents=True, exist_ok=True)
+            wrong.to_csv(false_alerts_out, index=False)
+        except OSError as exc:
+            fail(f"cannot write {false_alerts_out}: {exc.strerror or exc}")
+        click.echo(f"wrote {len(wrong)} false alerts to {false_alerts_out}")
     if plot_dir is not None:
         try:
             paths = plot_entities(

@@ -65,7 +65,8 @@ def _entity_rows(entity: str, result: ScoreResult) -> list[Part]:
     w, logins = result.windows, result.logins
     parts = [
         _part(entity, w, (f"score_{d}", f"threshold_{d}", f"flagged_{d}"), d)
-        for d in result.model.detectors
+        for d in result.model.window_detectors
+        if {f"score_{d}", f"threshold_{d}", f"flagged_{d}"} <= set(w.columns)
     ]
     both = ("score", "threshold", "flagged")
     if result.model.novelty is not None:
