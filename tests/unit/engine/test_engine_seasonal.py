@@ -87,19 +87,22 @@ def test_false_alert_rate_holds_with_a_short_history(history_days: int) -> None:
 
 
 def test_a_growing_service_is_compared_with_its_recent_level() -> None:
-    def false_alert_rate(level_days: float = 3.0) -> float:
+    def false_alert_rate(level_days: float = 3.0, trend_days: float = 7.0) -> float:
         alerts = total = 0
         for seed in range(30, 36):
             X, t, _ = seasonal_stream(seed, days=35, anomalies=False, growth=0.3)
             cut = _split(len(X))
-            det = SeasonalBaseline(features=FEATURES, level_days=level_days).fit(X[:cut], t[:cut])
+            det = SeasonalBaseline(
+                features=FEATURES, level_days=level_days, trend_horizon_days=trend_days
+            ).fit(X[:cut], t[:cut])
             s = det.score_samples(X, t)[cut:]
             alerts += int((s >= 1 - 1e-3).sum())
             total += len(s)
         return alerts / total
 
     assert false_alert_rate() <= 2.5e-3
-    assert false_alert_rate(level_days=0.0) > 1e-2  # the whole history's level: 10× the target
+    # the whole history's level, no trend: 10× the target
+    assert false_alert_rate(level_days=0.0, trend_days=0.0) > 1e-2
     X, t, y = seasonal_stream(0, growth=0.3)
     cut = _split(len(X))
     s = SeasonalBaseline(features=FEATURES).fit(X[:cut], t[:cut]).score_samples(X, t)[cut:]

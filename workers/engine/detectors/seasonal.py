@@ -59,6 +59,7 @@ __all__ = [
 ]
 
 CALIBRATION_FLOOR = 0.05
+DAY_NS = 86_400 * 1_000_000_000
 CONTEXT_ROWS = 8
 """Rows before a held-out block scored with it (two hours of 15-min windows, as production)."""
 
@@ -121,6 +122,7 @@ class SeasonalBaseline:
         z_cap: float = 2.5,
         max_gap_windows: int = 2,
         level_days: float = 3.0,
+        trend_horizon_days: float = 7.0,
         unseen_day_scale: float = 2.0,
         ref_quantile: float = 0.99,
         holdout: float = 0.3,
@@ -139,6 +141,7 @@ class SeasonalBaseline:
         self.z_cap = z_cap
         self.max_gap_windows = max_gap_windows
         self.level_days = level_days
+        self.trend_horizon_days = trend_horizon_days
         self.unseen_day_scale = unseen_day_scale
         self.ref_quantile = ref_quantile
         self.holdout = holdout
@@ -209,7 +212,13 @@ class SeasonalBaseline:
             smooth = np.where(n_eff[:, None] > 0, kernel @ (n_s[:, None] * med) / n_eff[:, None], 0)
         expected = prior + (n_eff / (n_eff + k))[:, None] * smooth
         dev = np.abs(T - expected[slots])
-        expected = expected + self._level_offset(T - expected[slots], times_ns, w, anchor_end)
+        resid = T - expected[slots]
+        self.slope_ = self._trend(resid, times_ns, w)
+        span = float(self.level_days) * DAY_NS
+        t = np.asarray(times_ns, dtype=np.int64)
+        self.t_ref_ = int(t[-1] - span / 2 if anchor_end else t[0] + span / 2) if len(t) else 0
+        resid = resid - self.slope_ * ((t - self.t_ref_) / DAY_NS)[:, None]
+        expected = expected + self._level_offset(resid, times_ns, w, anchor_end)
         mad_all = group_median(dev, np.zeros(len(T), dtype=np.intp), 1, w) * MAD_TO_SIGMA
         mad_h = group_median(dev, hod, 24, w) * MAD_TO_SIGMA
         var = shrink(mad_h**2, n_h, np.nan_to_num(mad_all) ** 2, k)
@@ -231,6 +240,33 @@ class SeasonalBaseline:
         )
         level = self._untransform(expected)
         return scale_floor(level, absolute, relative, self._logged_mask())
+
+    def _trend(self, resid: np.ndarray, times_ns: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Theil-Sen slope of the daily median residuals per feature (units per day; 0 if off).
+
+        Days with fewer than a quarter of their windows do not count; under 5 such days, 0.
+        """
+        d = resid.shape[1]
+        if float(self.trend_horizon_days) <= 0 or len(resid) == 0:
+            return np.zeros(d)
+        t = np.asarray(times_ns, dtype=np.int64)
+        day = ((t - t[0]) // DAY_NS).astype(np.intp)
+        n_days = int(day[-1]) + 1
+        counts = np.bincount(day, weights=w, minlength=n_days)
+        ok = counts >= 24
+        if ok.sum() < 5:
+            return np.zeros(d)
+        med = group_median(resid, day, n_days, w)[ok]
+        x = np.flatnonzero(ok).astype(float)
+        i, j = np.triu_indices(len(x), 1)
+        return np.median((med[j] - med[i]) / (x[j] - x[i])[:, None], axis=0)
+
+    def _expected_at(self, times_ns: np.ndarray) -> np.ndarray:
+        """Expected transformed value per time and feature: slot, level and damped trend."""
+        t = np.asarray(times_ns, dtype=np.int64)
+        horizon = float(self.trend_horizon_days)
+        days = np.clip((t - self.t_ref_) / DAY_NS, -horizon, horizon)
+        return self.expected_[hour_of_week(t)] + self.slope_ * days[:, None]
 
     def _level_offset(
         self, resid: np.ndarray, times_ns: np.ndarray, w: np.ndarray, anchor_end: bool
@@ -294,13 +330,16 @@ class SeasonalBaseline:
                 anchor_end=fit_rows.start == 0,
                 final=False,
             )
-            profiles.append((self.expected_, self.scale_, self.rate_))
+            profiles.append((self.expected_, self.scale_, self.rate_, self.slope_, self.t_ref_))
             held_z.append(self.z_scores(X[held], times_ns[held]))
         self.inflation_ = inflation(held_z, [w[h] for _, h in folds], X.shape[1])
         held_raw: list[np.ndarray] = []
         held_w: list[np.ndarray] = []
-        for (expected, scale, rate), (fit_rows, held) in zip(profiles, folds, strict=True):
+        for (expected, scale, rate, slope, t_ref), (fit_rows, held) in zip(
+            profiles, folds, strict=True
+        ):
             self.expected_, self.scale_, self.rate_ = expected, scale * self.inflation_, rate
+            self.slope_, self.t_ref_ = slope, t_ref
             self._set_refs(X[fit_rows], times_ns[fit_rows])
             ctx = slice(max(held.start - CONTEXT_ROWS, 0), held.stop)  # as when scoring
             held_raw.append(self._raw(X[ctx], times_ns[ctx])[held.start - ctx.start :])
@@ -337,7 +376,7 @@ class SeasonalBaseline:
                 f"X is {X.shape} for {len(times_ns)} times, {self.n_features_in_} features"
             )
         slots = hour_of_week(times_ns)
-        expected, scale = self.expected_[slots], self.scale_[slots]
+        expected, scale = self._expected_at(times_ns), self.scale_[slots]
         ratio = np.array([f in RATIO_FEATURES for f in self.features], dtype=bool)
         z = (self._transform(X) - expected) / scale
         if ratio.any() and "events" in self.features:  # a count of failures out of n requests
@@ -396,7 +435,7 @@ class SeasonalBaseline:
         _check_fitted(self, "calibrator_")
         X = _matrix(X)
         z = self.z_scores(X, times_ns)
-        expected = self._untransform(self.expected_[hour_of_week(times_ns)])
+        expected = self._untransform(self._expected_at(times_ns))
         order = np.argsort(-self._feature_evidence(X, times_ns), axis=1, kind="stable")
         names = list(self.features)
         return [
@@ -425,6 +464,8 @@ class SeasonalBaseline:
                 "cusum_ref_": float(self.cusum_ref_),
                 "inflation_": np.asarray(self.inflation_, float),
                 "rate_": np.asarray(self.rate_, float),
+                "slope_": np.asarray(self.slope_, float),
+                "t_ref_": int(self.t_ref_),
                 "n_features_in_": int(self.n_features_in_),
                 "n_windows_": float(self.n_windows_),
                 "calibration_rows_": int(self.calibration_rows_),
@@ -447,6 +488,8 @@ class SeasonalBaseline:
         det.cusum_ref_ = float(fitted["cusum_ref_"])
         det.inflation_ = np.asarray(fitted["inflation_"], dtype=float)
         det.rate_ = np.asarray(fitted["rate_"], dtype=float)
+        det.slope_ = np.asarray(fitted["slope_"], dtype=float)
+        det.t_ref_ = int(fitted["t_ref_"])
         det.n_features_in_ = int(fitted["n_features_in_"])
         det.n_windows_ = float(fitted["n_windows_"])
         det.calibration_rows_ = int(fitted["calibration_rows_"])
@@ -457,5 +500,6 @@ class SeasonalBaseline:
 _PARAMS = (
     "features", "two_sided", "min_scale", "relative_min_scale", "window_s", "logged",
     "directions_by_name", "prior_strength", "smoothing", "drift", "z_cap", "max_gap_windows",
-    "level_days", "unseen_day_scale", "ref_quantile", "holdout", "min_holdout_rows",
+    "level_days", "trend_horizon_days", "unseen_day_scale", "ref_quantile", "holdout",
+    "min_holdout_rows",
 )  # fmt: skip
