@@ -211,3 +211,18 @@ def test_demo_data_cli_writes_a_scenario(tmp_path: Path) -> None:
     expected = generate_scenario("sparse", users=20, days=14, seed=3)
     assert len(lines) == len(expected.events)
     assert json.loads((tmp_path / "labels.json").read_text()) == expected.labels
+
+
+def test_services_benign_gaps_are_empty_and_outside_labels() -> None:
+    s = scenario("services")
+    gaps = [c for c in s.benign if c.kind == "data_gap"]
+    assert gaps
+    for gap in gaps:
+        start = _ms(gap.start)
+        end = _ms(gap.detail.split()[3])
+        inside = [
+            e for e in s.events if e["service"] == gap.entity and start <= _ms(e["timestamp"]) < end
+        ]
+        assert not inside
+        for span_start, span_end in s.labels.get(gap.entity, []):
+            assert _ms(span_end) < start or _ms(span_start) >= end

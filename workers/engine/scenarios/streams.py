@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from workers.engine.demo_data import format_ts
 from workers.engine.scenarios.attacks import Span
 from workers.engine.scenarios.people import RawEvent
 from workers.engine.scenarios.sites import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
@@ -240,7 +241,7 @@ def service_population(
                         service.entity,
                         "data_gap",
                         lo,
-                        f"no events for {(hi - lo) / MS_PER_HOUR:.1f} h",
+                        f"no events until {format_ts(hi)} ({(hi - lo) / MS_PER_HOUR:.1f} h)",
                     )
                 )
         benign.append(
