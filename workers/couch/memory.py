@@ -237,6 +237,15 @@ class MemoryTransport(CouchTransport):
         new_rev = f"{generation}-{digest}"
         stubs = doc.get("_attachments") or {}
         kept = {n: a for n, a in db.attachments.get(doc_id, {}).items() if n in stubs}
+        for name, att in stubs.items():  # inline attachments (base64 `data`) are stored too
+            if isinstance(att, Mapping) and "data" in att:
+                payload = base64.b64decode(att["data"])
+                kept[name] = {
+                    "content_type": att.get("content_type", "application/octet-stream"),
+                    "data": payload,
+                    "digest": "md5-" + base64.b64encode(_md5(payload).digest()).decode(),
+                    "revpos": generation,
+                }
         db.attachments.pop(doc_id, None)
         if deleted:
             db.docs.pop(doc_id, None)
