@@ -10,7 +10,8 @@ in each of the 168 hour-of-week slots (UTC) and scores how far a window sits fro
    median; an hour-of-day profile shrunk toward it; a day-of-week offset (median of what the
    hour-of-day profile leaves) shrunk toward 0; then the slot's own median residual, smoothed
    over neighbouring hours and shrunk toward that prior by ``prior_strength`` windows; plus
-   the median residual of the last ``level_days`` (the service's current level);
+   the median residual of the last ``level_days`` (the service's current level) and a damped
+   Theil-Sen trend of the daily residuals (at most ``trend_horizon_days`` extrapolated);
 3. scale: 1.4826·MAD of the training residuals per hour of day, shrunk toward the all-hours MAD,
    widened for days of the week with little history, multiplied by how much wider held-out
    residuals are (``inflation_``), floored per slot by ``min_scale`` (feature units) and
@@ -99,6 +100,8 @@ class SeasonalBaseline:
         max_gap_windows: missing windows the CUSUM bridges; a longer gap restarts it.
         level_days: days at the end of the history whose median residual sets the current
             level (0: the whole history's level).
+        trend_horizon_days: furthest a daily trend is extrapolated from the level's reference
+            time ``t_ref_`` (0: no trend).
         unseen_day_scale: scale factor for a day of the week without history; a day with
             ``n`` windows gets ``sqrt(1 + (f² - 1)·k / (n + k))``, ``k = prior_strength``.
         ref_quantile: training quantile each evidence kind is divided by before combining.
