@@ -39,12 +39,15 @@ from ..features import LOGGED_FEATURES, RATIO_FEATURES
 from .level_shift import cusum, segment_ids
 from .robust_zscore import MAD_TO_SIGMA
 from .seasonal_profile import (
+    DAY_NS,
     TWO_SIDED_NAMES,
     WEEK_HOURS,
     binomial_z,
+    daily_trend,
     group_median,
     hour_of_week,
     inflation,
+    level_offset,
     neighbour_kernel,
     scale_floor,
     seasonal_min_scales,
@@ -60,7 +63,6 @@ __all__ = [
 ]
 
 CALIBRATION_FLOOR = 0.05
-DAY_NS = 86_400 * 1_000_000_000
 CONTEXT_ROWS = 8
 """Rows before a held-out block scored with it (two hours of 15-min windows, as production)."""
 
@@ -216,12 +218,13 @@ class SeasonalBaseline:
         expected = prior + (n_eff / (n_eff + k))[:, None] * smooth
         dev = np.abs(T - expected[slots])
         resid = T - expected[slots]
-        self.slope_ = self._trend(resid, times_ns, w)
+        horizon = float(self.trend_horizon_days)
+        self.slope_ = daily_trend(resid, times_ns, w) if horizon > 0 else np.zeros(d)
         span = float(self.level_days) * DAY_NS
         t = np.asarray(times_ns, dtype=np.int64)
         self.t_ref_ = int(t[-1] - span / 2 if anchor_end else t[0] + span / 2) if len(t) else 0
         resid = resid - self.slope_ * ((t - self.t_ref_) / DAY_NS)[:, None]
-        expected = expected + self._level_offset(resid, times_ns, w, anchor_end)
+        expected = expected + level_offset(resid, times_ns, w, span, anchor_end, k)
         mad_all = group_median(dev, np.zeros(len(T), dtype=np.intp), 1, w) * MAD_TO_SIGMA
         mad_h = group_median(dev, hod, 24, w) * MAD_TO_SIGMA
         var = shrink(mad_h**2, n_h, np.nan_to_num(mad_all) ** 2, k)
@@ -244,49 +247,12 @@ class SeasonalBaseline:
         level = self._untransform(expected)
         return scale_floor(level, absolute, relative, self._logged_mask())
 
-    def _trend(self, resid: np.ndarray, times_ns: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Theil-Sen slope of the daily median residuals per feature (units per day; 0 if off).
-
-        Days with fewer than a quarter of their windows do not count; under 5 such days, 0.
-        """
-        d = resid.shape[1]
-        if float(self.trend_horizon_days) <= 0 or len(resid) == 0:
-            return np.zeros(d)
-        t = np.asarray(times_ns, dtype=np.int64)
-        day = ((t - t[0]) // DAY_NS).astype(np.intp)
-        n_days = int(day[-1]) + 1
-        counts = np.bincount(day, weights=w, minlength=n_days)
-        ok = counts >= 24
-        if ok.sum() < 5:
-            return np.zeros(d)
-        med = group_median(resid, day, n_days, w)[ok]
-        x = np.flatnonzero(ok).astype(float)
-        i, j = np.triu_indices(len(x), 1)
-        return np.median((med[j] - med[i]) / (x[j] - x[i])[:, None], axis=0)
-
     def _expected_at(self, times_ns: np.ndarray) -> np.ndarray:
         """Expected transformed value per time and feature: slot, level and damped trend."""
         t = np.asarray(times_ns, dtype=np.int64)
         horizon = float(self.trend_horizon_days)
         days = np.clip((t - self.t_ref_) / DAY_NS, -horizon, horizon)
         return self.expected_[hour_of_week(t)] + self.slope_ * days[:, None]
-
-    def _level_offset(
-        self, resid: np.ndarray, times_ns: np.ndarray, w: np.ndarray, anchor_end: bool
-    ) -> np.ndarray:
-        """Median residual of the ``level_days`` next to the scored rows (1 × d), shrunk to 0.
-
-        A service that grows (or slows) over weeks is compared with its recent level, not with
-        the median of its whole history.
-        """
-        span = float(self.level_days) * 86_400 * 1e9
-        if span <= 0 or len(resid) == 0:
-            return np.zeros((1, resid.shape[1]))
-        t = np.asarray(times_ns, dtype=np.int64)
-        near = t >= t[-1] - span if anchor_end else t <= t[0] + span
-        n = np.array([w[near].sum()])
-        med = group_median(resid[near], np.zeros(int(near.sum()), dtype=np.intp), 1, w[near])
-        return shrink(med, n, np.zeros((1, resid.shape[1])), float(self.prior_strength))
 
     def _fit_profile(
         self,

@@ -12,6 +12,7 @@ from ..features import COUNT_FEATURES, RATIO_FEATURES
 from .robust_zscore import MAD_TO_SIGMA
 
 __all__ = [
+    "DAY_NS",
     "HOUR_NS",
     "MAX_INFLATION",
     "SEASONAL_MIN_SCALE",
@@ -19,9 +20,11 @@ __all__ = [
     "TWO_SIDED_NAMES",
     "WEEK_HOURS",
     "binomial_z",
+    "daily_trend",
     "group_median",
     "hour_of_week",
     "inflation",
+    "level_offset",
     "neighbour_kernel",
     "scale_floor",
     "seasonal_min_scales",
@@ -31,6 +34,7 @@ __all__ = [
 
 MAX_INFLATION = 10.0
 HOUR_NS = 3_600_000_000_000
+DAY_NS = 24 * HOUR_NS
 WEEK_HOURS = 168
 TWO_SIDED_NAMES: frozenset[str] = frozenset({"events"})
 """Features where a drop is as unusual as a spike (traffic); all others count upwards only."""
@@ -155,3 +159,46 @@ def binomial_z(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
         )  # fmt: skip
     tail = np.clip(above + 0.5 * np.exp(log_pmf), 1e-300, 1.0 - 1e-12)  # finite: |z| <= 37
     return -ndtri(tail)
+
+
+def daily_trend(resid: np.ndarray, times_ns: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Theil-Sen slope of the daily median residuals per feature (units per day).
+
+    Days with fewer than 24 windows (a quarter of a day of 15-min windows) do not count; with
+    fewer than 5 such days the slope is 0.
+    """
+    d = resid.shape[1]
+    if len(resid) == 0:
+        return np.zeros(d)
+    t = np.asarray(times_ns, dtype=np.int64)
+    day = ((t - t[0]) // DAY_NS).astype(np.intp)
+    n_days = int(day[-1]) + 1
+    ok = np.bincount(day, weights=w, minlength=n_days) >= 24
+    if ok.sum() < 5:
+        return np.zeros(d)
+    med = group_median(resid, day, n_days, w)[ok]
+    x = np.flatnonzero(ok).astype(float)
+    i, j = np.triu_indices(len(x), 1)
+    return np.median((med[j] - med[i]) / (x[j] - x[i])[:, None], axis=0)
+
+
+def level_offset(
+    resid: np.ndarray,
+    times_ns: np.ndarray,
+    w: np.ndarray,
+    span_ns: float,
+    anchor_end: bool,
+    k: float,
+) -> np.ndarray:
+    """Median residual of the ``span_ns`` at the end (or start) of the rows, shrunk to 0 (1 × d).
+
+    A service that grows (or slows) over weeks is compared with its recent level, not with the
+    median of its whole history. ``k`` pseudo-windows pull the offset toward 0.
+    """
+    d = resid.shape[1]
+    if span_ns <= 0 or len(resid) == 0:
+        return np.zeros((1, d))
+    t = np.asarray(times_ns, dtype=np.int64)
+    near = t >= t[-1] - span_ns if anchor_end else t <= t[0] + span_ns
+    med = group_median(resid[near], np.zeros(int(near.sum()), dtype=np.intp), 1, w[near])
+    return shrink(med, np.array([w[near].sum()]), np.zeros((1, d)), k)
