@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import redis
 
 from workers.couch.client import CouchClient
-from workers.couch.errors import error_for_status
+from workers.couch.mango import MISSING, collate, fail, field_value, matches
 from workers.couch.transport import CouchTransport
 
 Doc = dict[str, Any]
@@ -50,86 +50,6 @@ def _seq_number(since: Any) -> int:
     if text == "now":
         raise ValueError("since=now is not supported by the twin")
     return int(text.split("-", 1)[0] or 0)
-
-
-def _fail(status: int, error: str, reason: str) -> Exception:
-    cls = error_for_status(status)
-    return cls(f"CouchDB {status} {error} (memory twin): {reason}", status=status, error=error)
-
-
-def _collate(value: Any) -> tuple[Any, ...]:
-    """A sort key following CouchDB's collation: null < false < true < numbers < strings <
-    arrays < objects (strings compare by code point here, not ICU)."""
-    if value is None:
-        return (0,)
-    if value is False:
-        return (1,)
-    if value is True:
-        return (2,)
-    if isinstance(value, int | float):
-        return (3, value)
-    if isinstance(value, str):
-        return (4, value)
-    if isinstance(value, list):
-        return (5, tuple(_collate(v) for v in value))
-    return (6, tuple((k, _collate(v)) for k, v in value.items()))
-
-
-_MISSING = object()
-
-
-def _field(doc: Mapping[str, Any], path: str) -> Any:
-    value: Any = doc
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def _match_condition(value: Any, cond: Any) -> bool:
-    if not isinstance(cond, Mapping) or not any(str(k).startswith("$") for k in cond):
-        return value is not _MISSING and _collate(value) == _collate(cond)
-    for op, arg in cond.items():
-        if op == "$exists":
-            if (value is not _MISSING) != bool(arg):
-                return False
-            continue
-        if value is _MISSING:
-            return False
-        if not _compare(op, _collate(value), arg):
-            return False
-    return True
-
-
-def _compare(op: str, key: tuple[Any, ...], arg: Any) -> bool:
-    if op == "$in":
-        return any(key == _collate(a) for a in arg)
-    ref = _collate(arg)
-    if op == "$eq":
-        return key == ref
-    if op == "$ne":
-        return key != ref
-    if op == "$gt":
-        return key > ref
-    if op == "$gte":
-        return key >= ref
-    if op == "$lt":
-        return key < ref
-    if op == "$lte":
-        return key <= ref
-    raise _fail(400, "invalid_operator", f"operator {op} not supported by the twin")
-
-
-def matches(doc: Mapping[str, Any], selector: Mapping[str, Any]) -> bool:
-    """Whether `doc` satisfies a Mango selector (field conditions and `$and`)."""
-    for name, cond in selector.items():
-        if name == "$and":
-            if not all(matches(doc, part) for part in cond):
-                return False
-        elif not _match_condition(_field(doc, name), cond):
-            return False
-    return True
 
 
 class MemoryTransport(CouchTransport):
@@ -161,7 +81,7 @@ class MemoryTransport(CouchTransport):
             return self._database(method, db_name)
         db = self.dbs.get(db_name)
         if db is None:
-            raise _fail(404, "not_found", "Database does not exist.")
+            raise fail(404, "not_found", "Database does not exist.")
         head = rest[0]
         if head == "_index":
             return {"result": "created", "id": f"_design/{body.get('ddoc')}", "name": body["name"]}
@@ -189,18 +109,18 @@ class MemoryTransport(CouchTransport):
             self._get(db, doc_id, attachments=False)  # 404 when missing or deleted
             tomb = {"_id": doc_id, "_rev": params.get("rev"), "_deleted": True}
             return _raise_row(self._write(db, tomb, params.get("rev")))
-        raise _fail(405, "method_not_allowed", f"{method} on a document")
+        raise fail(405, "method_not_allowed", f"{method} on a document")
 
     # -- databases and documents ----------------------------------------------------------
 
     def _database(self, method: str, name: str) -> Any:
         if method == "PUT":
             if name in self.dbs:
-                raise _fail(412, "file_exists", "The database could not be created.")
+                raise fail(412, "file_exists", "The database could not be created.")
             self.dbs[name] = _Database()
             return {"ok": True}
         if name not in self.dbs:
-            raise _fail(404, "not_found", "Database does not exist.")
+            raise fail(404, "not_found", "Database does not exist.")
         if method == "DELETE":
             del self.dbs[name]
             return {"ok": True}
@@ -212,7 +132,7 @@ class MemoryTransport(CouchTransport):
         stored = db.docs.get(doc_id)
         if stored is None:
             reason = "deleted" if doc_id in db.deleted else "missing"
-            raise _fail(404, "not_found", reason)
+            raise fail(404, "not_found", reason)
         doc = _roundtrip(stored)
         atts = db.attachments.get(doc_id)
         if atts:
@@ -262,19 +182,19 @@ class MemoryTransport(CouchTransport):
     def _local(self, db: _Database, method: str, doc_id: str, body: Doc) -> Any:
         if method == "GET":
             if doc_id not in db.local:
-                raise _fail(404, "not_found", "missing")
+                raise fail(404, "not_found", "missing")
             return _roundtrip(db.local[doc_id])
         if method == "PUT":
             current = db.local.get(doc_id)
             if current is not None and body.get("_rev") != current["_rev"]:
-                raise _fail(409, "conflict", "Document update conflict.")
+                raise fail(409, "conflict", "Document update conflict.")
             n = int(current["_rev"].split("-")[1]) + 1 if current else 1
             db.local[doc_id] = {**body, "_id": doc_id, "_rev": f"0-{n}"}
             return {"ok": True, "id": doc_id, "rev": f"0-{n}"}
         if method == "DELETE":
             db.local.pop(doc_id, None)
             return {"ok": True}
-        raise _fail(405, "method_not_allowed", method)
+        raise fail(405, "method_not_allowed", method)
 
     def _attachment(
         self,
@@ -289,13 +209,13 @@ class MemoryTransport(CouchTransport):
         if method == "GET":
             att = db.attachments.get(doc_id, {}).get(name)
             if doc_id not in db.docs or att is None:
-                raise _fail(404, "not_found", "Document is missing attachment")
+                raise fail(404, "not_found", "Document is missing attachment")
             return bytes(att["data"])
         if method != "PUT":
-            raise _fail(405, "method_not_allowed", method)
+            raise fail(405, "method_not_allowed", method)
         current = db.docs.get(doc_id)
         if current is None or params.get("rev") != current["_rev"]:
-            raise _fail(409, "conflict", "Document update conflict.")
+            raise fail(409, "conflict", "Document update conflict.")
         payload = bytes(data or b"")
         atts = dict(db.attachments.get(doc_id, {}))
         stubs = {n: {"stub": True} for n in atts}
@@ -350,11 +270,11 @@ class MemoryTransport(CouchTransport):
             for doc_id, d in sorted(db.docs.items())
             if not doc_id.startswith("_design/")
             and matches(d, selector)
-            and all(_field(d, f) is not _MISSING for f, _ in sort)
+            and all(field_value(d, f) is not MISSING for f, _ in sort)
         ]
         if sort:
             descending = sort[0][1] == "desc"
-            docs.sort(key=lambda d: tuple(_collate(_field(d, f)) for f, _ in sort),
+            docs.sort(key=lambda d: tuple(collate(field_value(d, f)) for f, _ in sort),
                       reverse=descending)  # fmt: skip
         offset = _bookmark_offset(query.get("bookmark"))
         limit = int(query.get("limit", FIND_DEFAULT_LIMIT))
@@ -364,7 +284,7 @@ class MemoryTransport(CouchTransport):
         for d in page:
             doc = _roundtrip(d)
             if fields:
-                doc = {f: _field(doc, f) for f in fields if _field(doc, f) is not _MISSING}
+                doc = {f: field_value(doc, f) for f in fields if field_value(doc, f) is not MISSING}
             out.append(doc)
         return {"docs": out, "bookmark": _bookmark(offset + len(page))}
 
@@ -420,7 +340,7 @@ def _bookmark_offset(bookmark: Any) -> int:
 
 def _raise_row(row: Doc) -> Doc:
     if row.get("error") == "conflict":
-        raise _fail(409, "conflict", "Document update conflict.")
+        raise fail(409, "conflict", "Document update conflict.")
     return row
 
 
