@@ -73,7 +73,11 @@ def score_entities(
             read_from = context_start(start, model.train_end, fleet.settings)
             events = list(iter_entity_events(fleet.couch, fleet.settings, entity, start=read_from,
                                              end=until, now=fleet.now()))  # fmt: skip
-            run.events_in += len(events)
+            new_events = sum(1 for e in events if start is None or e["timestamp"] >= start)
+            run.events_in += new_events
+            if len(events) > new_events:  # read as context: profiles, not scored again
+                context = run.details.setdefault("context_events", 0)
+                run.details["context_events"] = context + len(events) - new_events
             rows = detection.score_result(model, events, score_from=start)
             if fleet.on_scored is not None:  # an observer (evaluation) sees every scored row
                 fleet.on_scored(entity, rows)

@@ -82,6 +82,21 @@ TWO_SIDED_FEATURES: frozenset[str] = frozenset()
 Z_FEATURES: tuple[str, ...] = tuple(f for f in WINDOW_FEATURES if f not in RATIO_FEATURES)
 """Features of the z-score detector: ratios are scored as binomial rates instead
 (:mod:`workers.engine.detectors.rates`), where one failed request of one is weak evidence."""
+FEATURE_GROUPS: dict[str, str] = {
+    "events": "volume",
+    "logins": "volume",
+    "distinct_endpoints": "breadth",
+    "distinct_ips": "breadth",
+    "new_endpoints": "breadth",
+    "failed_logins": "failures",
+    "status_4xx": "failures",
+    "status_5xx": "failures",
+    "bytes_sum": "bytes",
+    "bytes_max": "bytes",
+    "latency_mean": "latency",
+    "latency_p95": "latency",
+}
+"""Correlated features share a group; the z-score detector corrects for groups, not features."""
 LOGGED_FEATURES: frozenset[str] = COUNT_FEATURES | {
     "bytes_sum", "bytes_max", "latency_mean", "latency_p95",
 }  # fmt: skip

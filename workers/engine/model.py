@@ -30,6 +30,7 @@ from .detectors.seasonal import SeasonalBaseline
 from .detectors.time_of_day import TimeOfDayProfile
 from .errors import InsufficientHistoryError
 from .features import (
+    FEATURE_GROUPS,
     LOGGED_FEATURES,
     TWO_SIDED_FEATURES,
     Z_FEATURES,
@@ -247,6 +248,8 @@ def combine_families(pvalues: Mapping[str, np.ndarray], how: str, n: int) -> np.
     combines its detectors by ``how``; the two families combine by ``how`` again, so a quiet
     window at an hour this entity is never active is not diluted by every measure detector."""
     what = {k: v for k, v in pvalues.items() if k not in WHEN_DETECTORS}
+    if "session" in what and "robust_zscore" in what:  # one test: the session extends the z
+        what["robust_zscore"] = np.minimum(what["robust_zscore"], what.pop("session"))
     when = {k: v for k, v in pvalues.items() if k in WHEN_DETECTORS}
     families = {
         name: combine_pvalues(family, how, n)
@@ -382,6 +385,9 @@ def fit_entity_model(
     weight = np.where(dismissed_w, float(config.dismissed_weight), 1.0)
     features, fill = _features_and_fill(windows, population)
     X = feature_matrix(windows, features, fill) if n_windows else np.zeros((0, len(features)))
+    if np.isinf(X).any():  # e.g. bytes_sent sums beyond 1e308: refuse, never learn infinity
+        bad = sorted({features[j] for j in np.nonzero(np.isinf(X))[1]})
+        raise ValueError(f"{entity_field}={entity!r}: window features overflow to infinity {bad}")
     zscore = _fit_zscore(X, features, weight, population, config) if features else None
     rates: RateProfile | None = None
     if "robust_zscore" in config.detectors:
@@ -514,6 +520,7 @@ def _fit_zscore(
         prior_scale=tuple(ps),
         prior_strength=config.prior_windows,
         dof=config.tail_dof,
+        n_tests=float(len({FEATURE_GROUPS.get(f, f) for f in features})),
     )
     return det.fit(X, sample_weight=weight if len(X) else None)
 

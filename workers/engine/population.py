@@ -143,6 +143,8 @@ def build_population(
     context = login_context(frame)
     priors = {f: field_prior(context[f]) for f in CONTEXT_FIELDS}
     pooled = window_table(frame, config.window, by_entity=True, event_ids=False)
+    numeric = pooled.select_dtypes("number")
+    pooled = pooled.loc[~np.isinf(numeric.to_numpy(dtype=float)).any(axis=1)]  # overflowed sums
     features = tuple(f for f in Z_FEATURES if f in pooled.columns and pooled[f].notna().any())
     fill = {f: float(pooled[f].median()) for f in features}
     z_center: dict[str, float] = {}

@@ -124,7 +124,7 @@ def window_reasons(
     """
     found: list[Reason] = []
     if model.zscore is not None and model.features:
-        p = model.zscore.feature_pvalues(x[None, :])[0] * len(model.features)
+        p = model.zscore.feature_pvalues(x[None, :])[0] * model.zscore.tests
         z = model.zscore.z_scores(x[None, :])[0]
         for j, f in enumerate(model.features):
             if p[j] <= MAX_REASON_P:

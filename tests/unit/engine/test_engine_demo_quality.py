@@ -74,12 +74,6 @@ def _entity_hour_precision(run: DemoRun) -> tuple[int, float]:
     return len(hours), sum(hours.values()) / max(len(hours), 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine below the issue's recall bar: measured incident recall 11/12 = 0.917 "
-    "(missed: user028 data_exfiltration 2026-01-22 17:14-19:12), alert precision 44/47 = 0.936, "
-    "ROC-AUC 0.959 on the default demo",
-)
 def test_default_demo_scenario_meets_the_issues_recall_bar(demo: DemoRun) -> None:
     assert demo.report.incident_recall >= 0.95, demo.report.missed
 

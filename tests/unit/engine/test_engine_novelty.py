@@ -48,36 +48,50 @@ def alice(population: Population) -> EntityModel:
     return fit_entity_model("alice", history("alice", days=30, seed=1), population=population)
 
 
-def test_predictive_is_a_chinese_restaurant_process() -> None:
-    home = _profile(["US"] * 9)
-    seen = home.novelty({"country": "US"})
-    new = home.novelty({"country": "UA"})
-    assert seen.p == pytest.approx(1.0)
-    assert new.p == pytest.approx(2 / 11)  # (alpha + beta*K) / (n + alpha + beta*K)
-    assert new.surprises[0].count == 0 and new.surprises[0].mode == "US"
-    # six countries used: a seventh is far more expected
-    traveller = _profile([WORLD[i % 6] for i in range(9)])
-    assert traveller.novelty({"country": "UA"}).p == pytest.approx(7 / 16)
+def test_field_p_values_follow_the_predictive_of_new_and_changed_values() -> None:
+    home = _profile(["US"] * 30)
+    same = home._field("country", "US")
+    new = home._field("country", "UA")
+    assert same.p == same.raw_p == 1.0  # the same as the last login: nothing changed
+    # a never-seen value: the larger of the Chinese-restaurant new-value mass and the rate of
+    # changes to new values; the first change of a field that never changed is a fact
+    assert new.raw_p == pytest.approx(FACT_P) and new.p == pytest.approx(2 / 32)
+    assert new.count == 0 and new.mode == "US"
+    # six countries used, a change every login: a seventh country is far more expected
+    traveller = _profile([WORLD[i % 6] for i in range(30)])
+    assert traveller._field("country", "UA").raw_p > 3 * FACT_P
     # a population prior lowers a rare value's p: UA is rarer than CA among the others
     prior = FieldPrior({"US": 0.8, "CA": 0.15, "UA": 0.01}, 0.001)
     ranked = NoveltyProfile(weights={"country": 1.0}).fit(
-        _logins(["US"] * 9), priors={"country": prior}
+        _logins(["US"] * 30), priors={"country": prior}
     )
-    assert ranked.novelty({"country": "UA"}).p < ranked.novelty({"country": "CA"}).p <= 2 / 11
+    assert ranked._field("country", "UA").p < ranked._field("country", "CA").p <= 2 / 32
 
 
-def test_weights_soften_a_field_and_facts_count_groups_below_fact_p() -> None:
+def test_weights_soften_a_field_and_groups_multiply() -> None:
     rows = _logins(["US"] * 30).assign(browser="Chrome", city="San Jose")
     profile = NoveltyProfile(weights={"country": 1.0, "city": 0.25, "browser": 0.5}).fit(
         rows, priors={}
     )
-    raw = 2 / 32
-    city = profile.novelty({"city": "Fresno"})
-    assert city.p == pytest.approx(raw**0.25) and city.facts == ()
-    country = profile.novelty({"country": "UA"})
-    assert country.p == pytest.approx(raw) and country.p > FACT_P and country.facts == ()
+    city = profile._field("city", "Fresno")
+    country = profile._field("country", "UA")
+    browser = profile._field("browser", "Firefox")
+    assert city.p == pytest.approx(country.p**0.25)  # a new city alone is a weak fact
+    assert browser.p == pytest.approx(country.p**0.5)
     both = profile.novelty({"country": "UA", "browser": "Firefox"})
-    assert both.p == pytest.approx(raw * raw**0.5)  # product over independent groups
+    assert set(both.facts) == {"place", "device"}
+    assert both.p == pytest.approx(country.p * browser.p)  # product over independent groups
+    # a new place on a familiar device is what a trip looks like: ten times less surprising
+    trip = profile.novelty({"country": "UA", "browser": "Chrome"})
+    assert trip.facts == ("place",) and trip.p == pytest.approx(min(10 * country.p, 1.0))
+
+
+def test_a_login_without_a_changed_fact_is_never_an_alert() -> None:
+    traveller = NoveltyProfile(weights={"country": 1.0}).fit(
+        _logins([WORLD[i % 6] for i in range(30)]), priors={}
+    )
+    again = traveller.novelty({"country": "UA"})
+    assert again.facts == () and again.p >= FACT_P
 
 
 def test_score_sequence_adds_each_login_after_scoring_it() -> None:
@@ -85,9 +99,9 @@ def test_score_sequence_adds_each_login_after_scoring_it() -> None:
     later = _logins(["UA", "UA", "US"], start=pd.Timestamp("2026-04-01T09:00:00Z"))
     first, second, third = profile.copy().score_sequence(later)
     assert first is not None and second is not None and third is not None
-    assert first.p == pytest.approx(2 / 11)
-    assert second.p == pytest.approx((1 + 3) / (10 + 3))  # UA now seen once of 10
-    assert second.p > first.p
+    assert first.facts == ("place",)
+    assert second.p == 1.0 and second.facts == ()  # UA again: the same as the last login
+    assert third.facts == ()  # back home to a country seen nine times
     assert profile.n_logins == 9  # scoring a copy never changes the stored profile
     context_only = profile.copy()
     out = context_only.score_sequence(later, emit=[False, True, True])

@@ -13,7 +13,10 @@ values no more common than it (a popular phone costs less than a rare country).
 A field's p-value is raised to its weight (a new city alone is a weak fact), a group's p-value is
 its strongest field's, and the login's p-value is the product over groups: changes in place,
 network and device at once multiply. ``facts`` counts the groups with p <= ``FACT_P``: one new
-phone at home is one fact, a takeover from abroad on a new browser is three. Scores are
+phone at home is one fact, a takeover from abroad on a new browser is three, and a login with
+no fact (a frequent traveller in yet another country) is never flagged. A new place and
+network on a familiar device, without an impossible trip, is what travel looks like: its p is
+``TRIP_DISCOUNT`` (10) times larger. Scores are
 ``1 - p``, in [0, 1], higher = more unusual. (Facts are counted on each group's unweighted
 p-value without the population factor: a weight says how much a field adds to the score, and
 the population how rare the value is, not whether this entity's context changed.)
@@ -35,6 +38,8 @@ import pandas as pd
 MAX_VALUES_PER_FIELD = 200
 FACT_P = 0.05
 TRAVEL_WINDOW_S = 2 * 3600.0
+TRIP_FACTS = frozenset({"place", "network"})
+TRIP_DISCOUNT = 10.0
 TRAVEL_PRIOR = 0.02
 GROUPS: dict[str, tuple[str, ...]] = {
     "place": ("country", "region", "city"),
@@ -124,6 +129,10 @@ class NoveltyProfile:
     priors: dict[str, FieldPrior] = field(default_factory=dict)
     counts: dict[str, dict[str, float]] = field(default_factory=dict)
     n_logins: float = 0.0
+    last: dict[str, str] = field(default_factory=dict)
+    steps: dict[str, float] = field(default_factory=dict)
+    changes: dict[str, float] = field(default_factory=dict)
+    new_changes: dict[str, float] = field(default_factory=dict)
     fast_switches: float = 0.0
     switch_chances: float = 0.0
     last_country: str | None = None
@@ -139,6 +148,7 @@ class NoveltyProfile:
         """Count the entity's login context values (``sample_weight`` per login); return self."""
         self.priors = {f: priors.get(f, UNIFORM_PRIOR) for f in self.weights}
         self.counts = {f: {} for f in self.weights}
+        self.last, self.steps, self.changes, self.new_changes = {}, {}, {}, {}
         self.n_logins, self.fast_switches, self.switch_chances = 0.0, 0.0, 0.0
         self.last_country, self.last_time_s = None, None
         w = np.ones(len(context)) if sample_weight is None else np.asarray(sample_weight, float)
@@ -156,7 +166,15 @@ class NoveltyProfile:
             value = row.get(f)
             if isinstance(value, str):
                 counts = self.counts.setdefault(f, {})
+                before = self.last.get(f)
+                if before is not None:
+                    self.steps[f] = self.steps.get(f, 0.0) + 1.0
+                    if value != before:
+                        self.changes[f] = self.changes.get(f, 0.0) + 1.0
+                        if value not in counts:
+                            self.new_changes[f] = self.new_changes.get(f, 0.0) + 1.0
                 counts[value] = counts.get(value, 0.0) + weight
+                self.last[f] = value
         country, t = row.get("country"), _seconds(row.get("timestamp"))
         if isinstance(country, str) and t is not None:
             last_t = self.last_time_s
@@ -173,15 +191,24 @@ class NoveltyProfile:
     def _field(self, f: str, value: str) -> FieldSurprise:
         counts = self.counts.get(f, {})
         n = sum(counts.values())
-        k = len(counts)
-        new_mass = self.alpha + self.beta * k
-        denom = n + new_mass
         c = counts.get(value, 0.0)
-        if c > 0:
-            p = raw = (sum(v for v in counts.values() if v <= c) + new_mass) / denom
+        before = self.last.get(f)
+        if before is None or value == before:  # nothing known, or nothing changed
+            p = raw = 1.0
         else:
-            raw = new_mass / denom  # that *some* new value comes: whether this is a new fact
-            p = raw * self.priors.get(f, UNIFORM_PRIOR).tail(value, counts)
+            k = len(counts)
+            new_mass = self.alpha + self.beta * k
+            changes = self.changes.get(f, 0.0)
+            rate = (changes + self.alpha / 2) / (self.steps.get(f, 0.0) + self.alpha)
+            new_share = (self.new_changes.get(f, 0.0) + self.beta) / (changes + 2 * self.beta)
+            if c > 0:  # back to a value seen before
+                seen = (sum(v for v in counts.values() if v <= c) + new_mass) / (n + new_mass)
+                p = raw = max(seen, rate * (1.0 - new_share / 2))
+            else:  # a value never seen: rarer still when the population rarely uses it
+                raw = max(new_mass / (n + new_mass), rate * new_share)
+                p = raw * self.priors.get(f, UNIFORM_PRIOR).tail(value, counts)
+                if k <= 1:  # the first change of a field that never changed is a new fact
+                    raw = min(raw, FACT_P)
         mode = max(counts, key=lambda v: (counts[v], v)) if counts else None
         share = counts[mode] / n if mode is not None and n > 0 else 0.0
         weighted = min(p, 1.0) ** self.weights.get(f, 1.0)
@@ -219,6 +246,10 @@ class NoveltyProfile:
             group_p["travel"] = group_raw["travel"] = travel_p
         p = float(np.prod(list(group_p.values()))) if group_p else 1.0
         facts = tuple(sorted(g for g, gp in group_raw.items() if gp <= FACT_P))
+        if not facts:  # nothing changed that this entity would not expect: never an alert
+            p = max(p, FACT_P)
+        elif set(facts) <= TRIP_FACTS:  # new place and network, familiar device: a trip
+            p = min(p * TRIP_DISCOUNT, 1.0)
         return LoginNovelty(p=p, facts=facts, surprises=tuple(surprises), travel=travel)
 
     def score_sequence(
@@ -245,6 +276,10 @@ class NoveltyProfile:
             "priors": {f: p.to_state() for f, p in self.priors.items()},
             "counts": self.counts,
             "n_logins": self.n_logins,
+            "last": self.last,
+            "steps": self.steps,
+            "changes": self.changes,
+            "new_changes": self.new_changes,
             "fast_switches": self.fast_switches,
             "switch_chances": self.switch_chances,
             "last_country": self.last_country,
@@ -264,6 +299,10 @@ class NoveltyProfile:
                 f: {str(k): float(v) for k, v in c.items()} for f, c in state["counts"].items()
             },
             n_logins=float(state["n_logins"]),
+            last={str(k): str(v) for k, v in state["last"].items()},
+            steps={str(k): float(v) for k, v in state["steps"].items()},
+            changes={str(k): float(v) for k, v in state["changes"].items()},
+            new_changes={str(k): float(v) for k, v in state["new_changes"].items()},
             fast_switches=float(state["fast_switches"]),
             switch_chances=float(state["switch_chances"]),
             last_country=state.get("last_country"),

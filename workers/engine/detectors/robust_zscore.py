@@ -68,6 +68,9 @@ class RobustZScore:
             without them the entity's own profile is used as is.
         prior_strength: pseudo-windows the population profile counts for.
         dof: degrees of freedom of the Student t tails.
+        n_tests: effective number of independent features for the Bonferroni correction
+            (None: every feature counts; correlated features such as bytes sum and max are
+            better counted once).
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class RobustZScore:
         prior_scale: tuple[float, ...] | None = None,
         prior_strength: float = 10.0,
         dof: float = 4.0,
+        n_tests: float | None = None,
     ) -> None:
         self.logged = logged
         self.two_sided = two_sided
@@ -88,6 +92,7 @@ class RobustZScore:
         self.prior_scale = prior_scale
         self.prior_strength = prior_strength
         self.dof = dof
+        self.n_tests = n_tests
 
     def _mask(self, idx: Sequence[int], d: int) -> np.ndarray:
         mask = np.zeros(d, dtype=bool)
@@ -130,11 +135,16 @@ class RobustZScore:
         two = self._mask(self.two_sided, self.n_features_in_)
         return np.where(two, np.minimum(2.0 * p, 1.0), p)
 
+    @property
+    def tests(self) -> float:
+        """The Bonferroni factor: ``n_tests`` or the number of features."""
+        return float(self.n_tests if self.n_tests is not None else self.n_features_in_)
+
     def pvalues(self, X: np.ndarray) -> np.ndarray:
-        """Window p-value: smallest feature p-value × number of features (capped at 1)."""
+        """Window p-value: smallest feature p-value × :attr:`tests` (capped at 1)."""
         if self.n_features_in_ == 0:
             return np.ones(len(X))
-        return np.minimum(self.feature_pvalues(X).min(axis=1) * self.n_features_in_, 1.0)
+        return np.minimum(self.feature_pvalues(X).min(axis=1) * self.tests, 1.0)
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Return ``1 - p`` per window, in [0, 1], higher = more unusual."""
@@ -150,6 +160,7 @@ class RobustZScore:
             "prior_scale": None if self.prior_scale is None else list(self.prior_scale),
             "prior_strength": float(self.prior_strength),
             "dof": float(self.dof),
+            "n_tests": None if self.n_tests is None else float(self.n_tests),
         }
         fitted = {"center_": self.center_, "scale_": self.scale_}
         return {
@@ -175,6 +186,7 @@ class RobustZScore:
             prior_scale=floats(p["prior_scale"]),
             prior_strength=float(p["prior_strength"]),
             dof=float(p["dof"]),
+            n_tests=None if p.get("n_tests") is None else float(p["n_tests"]),
         )
         det.center_ = np.asarray(state["fitted"]["center_"], dtype=float)
         det.scale_ = np.asarray(state["fitted"]["scale_"], dtype=float)
