@@ -314,7 +314,8 @@ def _finished(
 ) -> dict[str, Any]:
     """Score, threshold, flagged, severity and confidence columns of scored items."""
     score = np.asarray(score, dtype=float)
-    flagged = score >= threshold
+    # a threshold raised to 1 by a dismissed item whose p underflowed flags nothing
+    flagged = score >= threshold if threshold < 1.0 else np.zeros(len(score), dtype=bool)
     return {
         "score": score,
         "threshold": np.full(len(score), float(threshold)),
@@ -369,6 +370,7 @@ def fit_entity_model(
     """
     config = config or EngineConfig()
     feedback = feedback or Feedback()
+    events = list(events)
     frame = _own_events(events_frame(events, entity_field), entity)
     if feedback.confirmed:
         frame = frame.loc[~frame["event_id"].isin(feedback.confirmed)].reset_index(drop=True)
@@ -457,10 +459,11 @@ def fit_entity_model(
         window_confidence=_confidence(n_windows, config.full_confidence_windows),
         login_confidence=_confidence(len(logins), 5 * config.min_train_logins),
     )
-    if dismissed_w.any() and features:
-        per = model.window_pvalues(X[dismissed_w], windows.loc[dismissed_w])
-        p = combine_families(per, config.combine, int(dismissed_w.sum()))
-        model.thresholds["combined"] = _threshold(base, 1.0 - p)
+    if dismissed_w.any():  # scored as the fleet scores them: every detector, in context
+        kept = [e for e in events if str(e.get("_id")) not in feedback.confirmed]
+        scored = model.score(kept).windows
+        hit = [any(e in feedback.dismissed for e in ids) for ids in scored["event_ids"]]
+        model.thresholds["combined"] = _threshold(base, scored.loc[hit, "score"].to_numpy())
     return model
 
 
