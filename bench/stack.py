@@ -6,6 +6,7 @@ Reuses the integration-test harness (``tests/support``): the same PouchDB Server
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -47,7 +48,11 @@ def make_settings(couchdb: CouchServer, redis_url: str, **overrides: Any) -> Set
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """Environment variables that reproduce `settings` in a worker process."""
-    env = {name: str(value) for name, value in settings.masked().items() if value is not None}
+    env = {
+        name: json.dumps(value) if isinstance(value, list) else str(value)
+        for name, value in settings.masked().items()
+        if value is not None
+    }
     secret = settings.couchdb_password
     env["COUCHDB_PASSWORD"] = secret.get_secret_value() if secret else ""
     env["COUCHDB_URL"], env["REDIS_URL"] = settings.couchdb_url, settings.redis_url
