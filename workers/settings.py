@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     couchwatch_window: str = "15min"
     couchwatch_min_train_windows: int = Field(default=30, ge=1)
     couchwatch_prior_windows: float = Field(default=10.0, ge=0)
-    couchwatch_time_prior_strength: float = Field(default=4.0, gt=0)
+    couchwatch_time_prior_strength: float = Field(default=1.5, gt=0)
     couchwatch_score_context_s: float = Field(default=86_400.0, ge=0)
 
     # Celery (see workers/celery_app.py for what each protects against)

@@ -71,7 +71,7 @@ class EngineConfig:
     full_confidence_windows: int = 300
     cold_start_confidence: float = 0.5
     prior_windows: float = 10.0
-    time_prior_strength: float = 4.0
+    time_prior_strength: float = 1.5
     tail_dof: float = 10.0
     dismissed_weight: int = 10
     novelty_prior: float = 1.0
