@@ -84,6 +84,9 @@ class EntityModel:
     @property
     def window_detectors(self) -> tuple[str, ...]:
         """Names of the detectors that score windows, in a fixed order."""
+        if self.seasonal is not None:
+            rest = ["rates"] if self.rates is not None else []
+            return ("seasonal", *rest, *self.detectors)
         names = ["robust_zscore"] if self.zscore is not None else []
         names += ["rates"] if self.rates is not None else []
         names += ["seasonal"] if self.seasonal is not None else []
@@ -147,6 +150,8 @@ class EntityModel:
             per["time_of_day"] = _time_pvalues(self.time.copy(), first_local)
         if "robust_zscore" in per:
             per["session"] = session_pvalues(per["robust_zscore"], w_start, _window_ns(self.config))
+        if self.seasonal is not None:  # its hour-of-week baseline already knows time and level
+            per = {k: v for k, v in per.items() if k not in SEASONAL_REPLACES}
         p = combine_families(per, self.config.combine, n)
         out: dict[str, Any] = {
             "window_start": windows["window_start"],
@@ -240,6 +245,8 @@ def session_pvalues(p: np.ndarray, start_ns: np.ndarray, width_ns: int) -> np.nd
 
 
 WHEN_DETECTORS = frozenset({"time_of_day"})
+SEASONAL_REPLACES = frozenset({"robust_zscore", "session", "time_of_day"})
+"""Where a seasonal baseline is fitted (metric streams), it scores the measures and the time."""
 
 
 def combine_families(pvalues: Mapping[str, np.ndarray], how: str, n: int) -> np.ndarray:

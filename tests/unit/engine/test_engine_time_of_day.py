@@ -9,12 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workers.engine.config import EngineConfig
 from workers.engine.detectors.time_of_day import TimeOfDayProfile
 from workers.engine.model import EntityModel, fit_entity_model
 
 from ._synth import START, iso
 
 pytestmark = pytest.mark.unit
+
+# these request-only users have no logins: without this the seasonal baseline (for metric
+# streams) would replace the time-of-day model
+USER_CONFIG = EngineConfig(detectors=("robust_zscore", "time_of_day", "novelty"))
 
 NS_H = 3_600_000_000_000
 DAY_HOURS = range(8, 18)
@@ -126,7 +131,9 @@ def test_pvalues_are_in_unit_interval_and_calibrated_on_the_predictive() -> None
 @pytest.fixture(scope="module")
 def day_worker() -> EntityModel:
     """Works 08-18 local time on weekdays, in UTC+2 (events carry utc_offset_minutes)."""
-    return fit_entity_model("dana", _events("dana", DAY_HOURS, offset_min=120, shift_h=2))
+    return fit_entity_model(
+        "dana", _events("dana", DAY_HOURS, offset_min=120, shift_h=2), config=USER_CONFIG
+    )
 
 
 def test_entity_model_flags_three_am_local_once_with_a_local_time_reason(
@@ -152,7 +159,9 @@ def test_entity_model_flags_three_am_local_once_with_a_local_time_reason(
 
 def test_local_time_comes_from_the_events_tz_or_the_entitys_home_zone() -> None:
     # Tokyo (UTC+9, no DST): 09-17 local is 00-08 UTC
-    model = fit_entity_model("kenji", _events("kenji", range(9, 17), tz="Asia/Tokyo", shift_h=9))
+    model = fit_entity_model(
+        "kenji", _events("kenji", range(9, 17), tz="Asia/Tokyo", shift_h=9), config=USER_CONFIG
+    )
     assert model.home_zone == "Asia/Tokyo"
     at_utc = START + timedelta(days=30, hours=1)  # 10:00 in Tokyo, 01:00 UTC
     with_tz = model.score([_request("kenji", at_utc, "a", tz="Asia/Tokyo")])
@@ -165,7 +174,7 @@ def test_local_time_comes_from_the_events_tz_or_the_entitys_home_zone() -> None:
 
 
 def test_a_night_workers_three_am_is_not_flagged() -> None:
-    model = fit_entity_model("nick", _events("nick", NIGHT_HOURS))
+    model = fit_entity_model("nick", _events("nick", NIGHT_HOURS), config=USER_CONFIG)
     three = START + timedelta(days=30, hours=3, minutes=10)
     at_three = model.score([_request("nick", three, "x")]).windows
     assert not at_three["flagged"].any() and at_three["score_time_of_day"].iloc[0] < 0.5
