@@ -90,13 +90,28 @@ def merge_anomaly(existing: Mapping[str, Any] | None, new: Mapping[str, Any]) ->
     field ``new`` does not set) are kept from ``existing``. ``updated_at`` only moves when a
     scored field changed, so replaying the same rescore yields an identical document.
     """
+    return merge_refresh(existing, new, SCORED_FIELDS, what="merge_anomaly")
+
+
+def merge_refresh(
+    existing: Mapping[str, Any] | None,
+    new: Mapping[str, Any],
+    fields: Sequence[str],
+    *,
+    what: str,
+) -> dict[str, Any]:
+    """Return ``new``'s ``fields`` merged onto ``existing`` (same ``_id``); the rest is kept.
+
+    ``created_at`` and a set ``review`` come from ``existing``; ``updated_at`` moves only when
+    one of ``fields`` changed. ``what`` names the caller in the different-``_id`` error.
+    """
     if not existing:
         return dict(new)
     if existing.get("_id") != new.get("_id"):
-        raise ValueError("merge_anomaly: documents have different _id")
+        raise ValueError(f"{what}: documents have different _id")
     merged = {**existing}
-    changed = any(existing.get(f) != new.get(f) for f in SCORED_FIELDS)
-    for field in SCORED_FIELDS:
+    changed = any(existing.get(f) != new.get(f) for f in fields)
+    for field in fields:
         if field in new:
             merged[field] = new[field]
     merged["created_at"] = existing.get("created_at", new.get("created_at"))

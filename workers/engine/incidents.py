@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from workers.engine.anomaly import SEVERITIES, iso_utc
+from workers.engine.anomaly import SEVERITIES, iso_utc, merge_refresh
 
 INCIDENT_ID_PREFIX = "incident:"
 DEFAULT_GAP_S = 3600.0
@@ -193,19 +193,7 @@ def merge_incident(existing: Mapping[str, Any] | None, new: Mapping[str, Any]) -
     ``new``; ``_rev``, ``created_at``, ``review`` and fields ``new`` does not set are kept.
     ``updated_at`` moves only when content changed, so a replay yields an identical document.
     """
-    if not existing:
-        return dict(new)
-    if existing.get("_id") != new.get("_id"):
-        raise ValueError("merge_incident: documents have different _id")
-    merged = {**existing}
-    changed = any(existing.get(f) != new.get(f) for f in CONTENT_FIELDS)
-    for field in CONTENT_FIELDS:
-        if field in new:
-            merged[field] = new[field]
-    merged["created_at"] = existing.get("created_at", new.get("created_at"))
-    merged["review"] = existing.get("review") or new.get("review")
-    merged["updated_at"] = new.get("updated_at") if changed else existing.get("updated_at")
-    return merged
+    return merge_refresh(existing, new, CONTENT_FIELDS, what="merge_incident")
 
 
 def supersede_incident(existing: Mapping[str, Any], by: str, now: datetime | str) -> dict[str, Any]:
