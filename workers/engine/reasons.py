@@ -126,33 +126,17 @@ def window_reasons(
     if model.zscore is not None and model.features:
         p = model.zscore.feature_pvalues(x[None, :])[0] * model.zscore.tests
         z = model.zscore.z_scores(x[None, :])[0]
-        for j, f in enumerate(model.features):
-            if p[j] <= MAX_REASON_P:
-                found.append(
-                    _numeric_reason(
-                        f,
-                        float(x[j]),
-                        float(expected[f]),
-                        float(z[j]),
-                        model.n_train_windows,
-                        noun,
-                        float(p[j]),
-                    )
-                )
+
+        def numeric(j: int, p_j: float) -> Reason:
+            f = model.features[j]
+            n = model.n_train_windows
+            return _numeric_reason(f, float(x[j]), float(expected[f]), float(z[j]), n, noun, p_j)
+
+        hits = [j for j in range(len(model.features)) if p[j] <= MAX_REASON_P]
+        found.extend(numeric(j, float(p[j])) for j in hits)
         if not found:
             j = int(np.argmin(p))
-            f = model.features[j]
-            found.append(
-                _numeric_reason(
-                    f,
-                    float(x[j]),
-                    float(expected[f]),
-                    float(z[j]),
-                    model.n_train_windows,
-                    noun,
-                    float(min(p[j], 1.0)),
-                )
-            )
+            found.append(numeric(j, float(min(p[j], 1.0))))
     if model.rates is not None:
         for name, pv in model.rates.feature_pvalues(pd.DataFrame([dict(row)])).items():
             p_rate = float(pv[0]) * len(model.rates.rates)
