@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from workers.api.auth import Read, Review
 from workers.api.deps import CouchDep, SettingsDep, parse_range
 from workers.api.pages_cursor import AnomalyFilter, BadCursor, anomaly_page
+from workers.couch.client import CouchClient
 from workers.review import MAX_NOTE_CHARS, UnknownAnomaly, review_anomaly
 
 router = APIRouter(prefix="/v1/anomalies", tags=["anomalies"])
@@ -33,6 +34,26 @@ def public(doc: dict[str, Any]) -> dict[str, Any]:
     return {"id": doc["_id"], **shown}
 
 
+def list_page(
+    couch: CouchClient,
+    db: str,
+    flt: AnomalyFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+    key_field: str = "window_start",
+    also: dict[str, Any] | None = None,
+) -> AnomalyPage:
+    """One page of `db` under `flt` after `cursor`, as the API shows it (a bad cursor is a 400)."""
+    try:
+        docs, nxt = anomaly_page(
+            couch, db, flt, limit=limit, cursor=cursor, key_field=key_field, also=also
+        )
+    except BadCursor as exc:
+        raise HTTPException(400, str(exc)) from None
+    return AnomalyPage(items=[public(d) for d in docs], next_cursor=nxt)
+
+
 @router.get("", response_model=AnomalyPage)
 def list_anomalies(
     _: Read,
@@ -49,13 +70,7 @@ def list_anomalies(
     """Anomalies, newest window first, `limit` per page."""
     start, end = parse_range(since, until)
     flt = AnomalyFilter(entity=entity, severity=severity, status=status, since=start, until=end)
-    try:
-        docs, nxt = anomaly_page(
-            couch, settings.db_name("anomalies"), flt, limit=limit, cursor=cursor
-        )
-    except BadCursor as exc:
-        raise HTTPException(400, str(exc)) from None
-    return AnomalyPage(items=[public(d) for d in docs], next_cursor=nxt)
+    return list_page(couch, settings.db_name("anomalies"), flt, limit=limit, cursor=cursor)
 
 
 @router.get("/{anomaly_id}")

@@ -12,8 +12,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from workers.api.auth import Read, Review
 from workers.api.deps import CouchDep, SettingsDep, parse_range
-from workers.api.pages_cursor import AnomalyFilter, BadCursor, anomaly_page
-from workers.api.routes_anomalies import MAX_LIMIT, AnomalyPage, ReviewIn, public
+from workers.api.pages_cursor import AnomalyFilter
+from workers.api.routes_anomalies import MAX_LIMIT, AnomalyPage, ReviewIn, list_page, public
 from workers.incidents import UnknownIncident, get_incident, incident_anomalies, review_incident
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
@@ -38,14 +38,10 @@ def list_incidents(
     """Current incidents (superseded ones left out), newest start first, `limit` per page."""
     start, end = parse_range(since, until)
     flt = AnomalyFilter(entity=entity, severity=severity, status=status, since=start, until=end)
-    try:
-        docs, nxt = anomaly_page(
-            couch, settings.db_name("incidents"), flt, limit=limit, cursor=cursor,
-            key_field="start", also={"superseded_by": None},
-        )  # fmt: skip
-    except BadCursor as exc:
-        raise HTTPException(400, str(exc)) from None
-    return AnomalyPage(items=[public(d) for d in docs], next_cursor=nxt)
+    return list_page(
+        couch, settings.db_name("incidents"), flt, limit=limit, cursor=cursor,
+        key_field="start", also={"superseded_by": None},
+    )  # fmt: skip
 
 
 @router.get("/{incident_id}")
