@@ -82,7 +82,8 @@ def format_ts(ms: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
 
 
-def _start_ms(start: datetime | str | None) -> int:
+def first_day_ms(start: datetime | str | None) -> int:
+    """Epoch ms of 00:00 UTC on the day of ``start`` (default ``DEFAULT_START``; naive is UTC)."""
     if start is None:
         moment = DEFAULT_START
     elif isinstance(start, str):
@@ -128,7 +129,7 @@ def generate_demo(
     """
     if users < 1 or days < 2:
         raise ValueError(f"need users >= 1 and days >= 2, got users={users} days={days}")
-    start_ms = _start_ms(start)
+    start_ms = first_day_ms(start)
     start_weekday = datetime.fromtimestamp(start_ms // 1000, tz=UTC).weekday()
     first_late = min(days - 1, math.ceil(days * (1.0 - LATE_SHARE)))
     ctx = Context(
@@ -206,6 +207,41 @@ def _add_new_phone(rng: np.random.Generator, p: Profile, ctx: Context) -> str:
     return device
 
 
+def number_events(
+    raw: list[RawEvent],
+    *,
+    id_prefix: str,
+    entity_field: str,
+    incidents: int,
+    tag: str | None = None,
+) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]], list[tuple[str, Any, dict[str, Any]]]]:
+    """Sort ``raw`` (in place) and turn it into event documents ``{id_prefix}-{n:06d}``.
+
+    Pops ``incident``, ``entity``, ``ts`` (and ``tag`` when given) from each raw event. Returns
+    the documents in order, the documents of each of the ``incidents`` incidents, and one
+    ``(entity, tag value or None, document)`` per document.
+    """
+    raw.sort(key=lambda e: (e["ts"], e["entity"], e.get("type", ""), e.get("endpoint", "")))
+    events: list[dict[str, Any]] = []
+    members: list[list[dict[str, Any]]] = [[] for _ in range(incidents)]
+    rows: list[tuple[str, Any, dict[str, Any]]] = []
+    for n, e in enumerate(raw):
+        incident = e.pop("incident", None)
+        tagged = e.pop(tag, None) if tag is not None else None
+        entity = e.pop("entity")
+        doc = {
+            "_id": f"{id_prefix}-{n:06d}",
+            entity_field: entity,
+            "timestamp": format_ts(e.pop("ts")),
+        }
+        doc.update(e)
+        events.append(doc)
+        if incident is not None:
+            members[incident].append(doc)
+        rows.append((entity, tagged, doc))
+    return events, members, rows
+
+
 def _assemble(
     raw: list[RawEvent],
     incident_kinds: list[tuple[str, str]],
@@ -214,22 +250,11 @@ def _assemble(
     seed: int,
     entity_field: str,
 ) -> DemoScenario:
-    raw.sort(key=lambda e: (e["ts"], e["entity"], e.get("type", ""), e.get("endpoint", "")))
-    events: list[dict[str, Any]] = []
-    members: list[list[dict[str, Any]]] = [[] for _ in incident_kinds]
+    events, members, rows = number_events(
+        raw, id_prefix=f"demo-{seed}", entity_field=entity_field, incidents=len(incident_kinds)
+    )
     first_change: dict[str, dict[str, Any]] = {}
-    for n, e in enumerate(raw):
-        incident = e.pop("incident", None)
-        entity = e.pop("entity")
-        doc = {
-            "_id": f"demo-{seed}-{n:06d}",
-            entity_field: entity,
-            "timestamp": format_ts(e.pop("ts")),
-        }
-        doc.update(e)
-        events.append(doc)
-        if incident is not None:
-            members[incident].append(doc)
+    for entity, _, doc in rows:
         if entity in changes and doc.get(changes[entity][1]) == changes[entity][2]:
             first_change.setdefault(entity, doc)
     incidents = [

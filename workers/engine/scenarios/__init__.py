@@ -18,12 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers.engine.demo_data import (
-    DEFAULT_START,
     BenignChange,
     DemoScenario,
     Incident,
+    first_day_ms,
     format_ts,
     labels_for,
+    number_events,
 )
 from workers.engine.scenarios.attacks import USER_INCIDENT_KINDS, Span
 from workers.engine.scenarios.people import RawEvent
@@ -54,18 +55,6 @@ SCENARIO_KINDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _start_ms(start: datetime | str | None) -> int:
-    moment = DEFAULT_START
-    if isinstance(start, str):
-        moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
-    elif isinstance(start, datetime):
-        moment = start
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    day = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    return int(day.timestamp()) * 1000
-
-
 def generate_scenario(
     name: str,
     *,
@@ -85,7 +74,7 @@ def generate_scenario(
         raise ValueError(f"unknown scenario {name!r}; choose one of {', '.join(SCENARIOS)}")
     if users < 1 or days < 4:
         raise ValueError(f"need users >= 1 and days >= 4, got users={users} days={days}")
-    start_ms = _start_ms(start)
+    start_ms = first_day_ms(start)
     first_late = min(days - 1, math.ceil(days * (1.0 - LATE_SHARE)))
     span = Span(
         start_ms=start_ms,
@@ -109,23 +98,12 @@ def _assemble(
     seed: int,
     entity_field: str,
 ) -> DemoScenario:
-    raw.sort(key=lambda e: (e["ts"], e["entity"], e.get("type", ""), e.get("endpoint", "")))
-    events: list[dict[str, Any]] = []
-    members: list[list[dict[str, Any]]] = [[] for _ in incident_kinds]
+    events, members, rows = number_events(
+        raw, id_prefix=f"{name}-{seed}", entity_field=entity_field,
+        incidents=len(incident_kinds), tag="benign",
+    )  # fmt: skip
     first_benign: dict[tuple[str, str], dict[str, Any]] = {}
-    for n, e in enumerate(raw):
-        incident = e.pop("incident", None)
-        benign = e.pop("benign", None)
-        entity = e.pop("entity")
-        doc = {
-            "_id": f"{name}-{seed}-{n:06d}",
-            entity_field: entity,
-            "timestamp": format_ts(e.pop("ts")),
-        }
-        doc.update(e)
-        events.append(doc)
-        if incident is not None:
-            members[incident].append(doc)
+    for entity, benign, doc in rows:
         if benign:
             first_benign.setdefault((entity, benign), doc)
     incidents = [
