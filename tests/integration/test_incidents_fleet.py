@@ -13,26 +13,24 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_settings, settings_env
-from tests.support.fleet import WorkerFleet, worker_fleet
+from tests.conftest import make_settings
+from tests.support.fixtures import fleet_for, running_smtp, schema_couch
+from tests.support.fleet import WorkerFleet
 from tests.support.receivers import SmtpSink
 from tests.support.services import CouchServer, RedisServer
 from tests.support.waiting import eventually, wait_run
 from workers.couch.client import CouchClient
-from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
 from workers.incidents import review_incident
-from workers.settings import DB_SUFFIXES, Settings
+from workers.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
+    with running_smtp() as sink:
+        yield sink
 
 
 @pytest.fixture
@@ -48,17 +46,13 @@ def isettings(couchdb: CouchServer, redis_service: RedisServer, smtp: SmtpSink) 
 
 @pytest.fixture
 def icouch(isettings: Settings) -> Iterator[CouchClient]:
-    client = CouchClient.from_settings(isettings)
-    ensure_schema(client, isettings)
-    yield client
-    for db in (isettings.events_db, *(isettings.db_name(s) for s in DB_SUFFIXES)):
-        client.delete_db(db)
-    client.close()
+    with schema_couch(isettings) as client:
+        yield client
 
 
 @pytest.fixture
 def fleet(isettings: Settings, icouch: CouchClient, tmp_path: Path) -> Iterator[WorkerFleet]:
-    with worker_fleet(isettings, settings_env(isettings), tmp_path / "logs") as running:
+    with fleet_for(isettings, tmp_path) as running:
         yield running
 
 

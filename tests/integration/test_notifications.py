@@ -13,15 +13,15 @@ import pytest
 from click.testing import CliRunner
 
 from tests.conftest import make_settings, settings_env
-from tests.support.fleet import WorkerFleet, worker_fleet
+from tests.support.fixtures import fleet_for, running_smtp, schema_couch
+from tests.support.fleet import WorkerFleet
 from tests.support.receivers import HttpReceiver, SmtpSink
 from tests.support.services import CouchServer, RedisServer
 from workers.couch.client import CouchClient
-from workers.couch.schema import ensure_schema
 from workers.engine.anomaly import make_anomaly
 from workers.engine.demo_data import generate_demo
 from workers.notify.signature import HEADER, verify_signature
-from workers.settings import DB_SUFFIXES, Settings
+from workers.settings import Settings
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec-test-9b1d"
@@ -31,10 +31,8 @@ WINDOW_S = 4.0
 
 @pytest.fixture
 def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
+    with running_smtp() as sink:
+        yield sink
 
 
 @pytest.fixture
@@ -62,17 +60,13 @@ def nsettings(couchdb: CouchServer, redis_service: RedisServer, smtp: SmtpSink,
 
 @pytest.fixture
 def ncouch(nsettings: Settings) -> Iterator[CouchClient]:
-    client = CouchClient.from_settings(nsettings)
-    ensure_schema(client, nsettings)
-    yield client
-    for db in (nsettings.events_db, *(nsettings.db_name(s) for s in DB_SUFFIXES)):
-        client.delete_db(db)
-    client.close()
+    with schema_couch(nsettings) as client:
+        yield client
 
 
 @pytest.fixture
 def fleet(nsettings: Settings, ncouch: CouchClient, tmp_path: Path) -> Iterator[WorkerFleet]:
-    with worker_fleet(nsettings, settings_env(nsettings), tmp_path / "logs") as running:
+    with fleet_for(nsettings, tmp_path) as running:
         yield running
 
 
