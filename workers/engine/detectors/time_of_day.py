@@ -8,7 +8,7 @@ circular Gaussian kernel (sigma ``HOUR_SIGMA`` h), and shrunk in two levels:
 - an hour profile over all days, shrunk toward the population's by ``prior_strength`` hours;
 - each day type's profile, shrunk toward that all-days profile by ``prior_strength`` hours
   (someone who works Saturdays tends to keep their weekday hours);
-- the share of weekend hours, shrunk toward the population's.
+- the share of weekend hours, shrunk toward the population's by ``DAY_TYPE_PRIOR`` (6) hours.
 
 This gives a predictive probability ``q`` for each of the 48 cells. A new active hour's p-value
 is the total probability of the cells no more likely than its own (how surprising "at least this
@@ -33,6 +33,8 @@ SMOOTHING = np.array([np.roll(_KERNEL, h) for h in range(24)])
 """Column ``h`` spreads one count at hour ``h`` over its neighbours (mass preserved)."""
 DAY_TYPES = ("weekday", "weekend")
 UNIFORM_HOURS = np.full((2, 24), 1.0 / 48)
+DAY_TYPE_PRIOR = 6.0
+"""Pseudo active hours behind the share of weekend hours (at least ``prior_strength``)."""
 
 
 def active_hours(local_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,7 +95,8 @@ class TimeOfDayProfile:
         per_day = np.empty((2, 24))
         for d in range(2):
             per_day[d] = (smooth[d] + m * all_days) / (smooth[d].sum() + m)
-        share = (smooth.sum(axis=1) + m * pop_day) / (smooth.sum() + m)
+        k = max(m, DAY_TYPE_PRIOR)  # weekend work now and then is common: a firmer prior
+        share = (smooth.sum(axis=1) + k * pop_day) / (smooth.sum() + k)
         q = per_day * share[:, None]
         return np.asarray(q / q.sum())
 
