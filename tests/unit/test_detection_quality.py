@@ -147,18 +147,31 @@ def test_quality_floor_across_seeds(generator: str, name: str) -> None:
     assert figures.precision >= precision_floor, figures
 
 
-@pytest.mark.parametrize(("generator", "name"), USER_SCENARIOS)
-def test_issue_bar_across_seeds(generator: str, name: str, request: pytest.FixtureRequest) -> None:
+BELOW_BAR = {
+    # measured 2026-12-02 (pooled over seeds 1-3, 40 users, 28 days): recall, entity-hour precision
+    ("scenarios", "sparse"): "recall 16/18 = 0.89, precision 0.90 (off-hours, exfiltration)",
+    ("scenarios", "shifts"): "recall 17/18 = 0.94, precision 1.00",
+    ("scenarios", "travel"): "recall 17/18 = 0.94, precision 0.95",
+    ("scenarios", "devices"): "recall 17/18 = 0.94, precision 0.95",
+    ("scenarios", "mixed"): "recall 14/18 = 0.78, precision 1.00 (off-hours, exfiltration)",
+    ("shapes", "shifts"): "recall 17/18 = 0.94, precision 0.92",
+}
+
+
+def _bar_cases() -> list[Any]:
+    return [
+        pytest.param(g, n, marks=pytest.mark.xfail(strict=True, reason=f"below the bar: {why}"))
+        if (why := BELOW_BAR.get((g, n)))
+        else pytest.param(g, n)
+        for g, n in USER_SCENARIOS
+    ]
+
+
+@pytest.mark.parametrize(("generator", "name"), _bar_cases())
+def test_issue_bar_across_seeds(generator: str, name: str) -> None:
+    """Issue 12's bar; a scenario listed in ``BELOW_BAR`` fails it today (strict xfail)."""
     figures = pooled(generator, name)
     recall_bar, precision_bar = ISSUE_BAR
-    if figures.recall < recall_bar:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=f"recall {figures.found}/{figures.labels} = {figures.recall:.2f} "
-                f"(entity-hour precision {figures.precision:.2f}) below the issue's bar",
-            )
-        )
     assert figures.recall >= recall_bar and figures.precision >= precision_bar, figures
 
 
