@@ -80,7 +80,8 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
         assert f"review page: {api}/" in demo and "cwk_" not in demo  # a key only on a terminal
         mails = received(state)
         assert mails and all(m.to == "analyst@localhost" for m in mails), demo
-        assert all("anomaly" in m.subject or "digest" in m.subject for m in mails)
+        # one message per incident (or a digest of several)
+        assert all("incident" in m.subject or "digest" in m.subject for m in mails), mails
         assert "accepted 0," in _cli(env, "demo", "--users", "6", "--days", "10")
         for name in ("worker1", "worker2", "couchdb", "flower"):
             assert "stack-pass-51" not in (state / "logs" / f"{name}.log").read_text()
