@@ -56,10 +56,6 @@ class FieldPrior:
     top: dict[str, float]
     unseen: float
 
-    def p(self, value: str) -> float:
-        """Return the population probability of ``value`` (``unseen`` if not among top)."""
-        return self.top.get(value, self.unseen)
-
     def tail(self, value: str, exclude: Mapping[str, float]) -> float:
         """Population share of values no more common than ``value``, among values not in
         ``exclude`` (the entity's own); values outside ``top`` are lumped together."""

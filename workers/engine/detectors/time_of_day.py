@@ -121,14 +121,12 @@ class TimeOfDayProfile:
         total = row.sum()
         if total <= 0:
             return None
-        best: tuple[int, int] | None = None
+        doubled = np.concatenate([row, row])  # circular: a span may wrap past midnight
         for length in range(1, 25):
             for start in range(24):
-                span = [(start + i) % 24 for i in range(length)]
-                if row[span].sum() >= cover * total:
-                    best = (start, (start + length) % 24)
-                    return best
-        return best
+                if doubled[start : start + length].sum() >= cover * total:
+                    return start, (start + length) % 24
+        return 0, 0
 
     def to_state(self) -> dict[str, Any]:
         """Plain data."""
