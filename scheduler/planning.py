@@ -235,7 +235,8 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
     stale_before = canonical_timestamp(
         now - timedelta(seconds=fleet.settings.couchwatch_retrain_after_s)
     )
-    if current and current.get("built_at", "") >= stale_before:
+    fresh = current is not None and current.get("built_at", "") >= stale_before
+    if fresh and detection.population_is_current(current):
         return False
     sample: list[Entity] = []
     for entry in iter_registry(fleet):

@@ -6,15 +6,17 @@ fleet code stays free of pandas/scikit-learn details.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from workers.engine.anomaly import merge_anomaly
 from workers.engine.config import EngineConfig
 from workers.engine.feedback import Feedback
+from workers.engine.held_out import measure
 from workers.engine.model import EntityModel, cold_start_model, fit_entity_model
 from workers.engine.persistence import dump_model, load_model
-from workers.engine.population import Population, build_population
+from workers.engine.population import POPULATION_FORMAT, Population, build_population
 from workers.engine.scoring import ScoreResult
 from workers.ids import Entity
 from workers.settings import Settings
@@ -31,6 +33,7 @@ __all__ = [
     "merge_anomaly",
     "model_meta",
     "population_from_doc",
+    "population_is_current",
     "population_to_doc",
     "score",
 ]
@@ -130,13 +133,27 @@ def population_to_doc(population: Population) -> Doc:
     return {"_id": POPULATION_ID, "type": "population", "profile": population.to_json()}
 
 
+def population_is_current(doc: Doc | None) -> bool:
+    """Whether a stored population document has this engine's format (else it is rebuilt)."""
+    return bool(doc) and (doc or {}).get("profile", {}).get("format") == POPULATION_FORMAT
+
+
 def population_from_doc(doc: Doc | None) -> Population | None:
-    if not doc or "profile" not in doc:
+    """The stored population, or None when missing or of an older format (the next planning
+    pass rebuilds it)."""
+    if not population_is_current(doc):
         return None
-    return Population.from_json(doc["profile"])
+    return Population.from_json((doc or {})["profile"])
 
 
 def make_population(
     events: Iterable[Mapping[str, Any]], *, entity_field: str, config: EngineConfig | None = None
 ) -> Population:
-    return build_population(events, entity_field=entity_field, config=config)
+    """The population profile of these entities' events, with the window alert level measured
+    out of sample on them (:mod:`workers.engine.held_out`)."""
+    config = config or EngineConfig()
+    rows = list(events)
+    population = build_population(rows, entity_field=entity_field, config=config)
+    held_out = measure(rows, population, entity_field=entity_field, config=config)
+    factor = held_out.level / config.target_alert_rate
+    return dataclasses.replace(population, window_level_factor=factor)

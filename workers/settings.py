@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     couchwatch_model_cache_size: int = Field(default=256, ge=1)
     couchwatch_changes_page_size: int = Field(default=1000, ge=1, le=10_000)
     couchwatch_population_sample: int = Field(default=200, ge=1)
-    couchwatch_population_events_per_entity: int = Field(default=200, ge=1)
+    couchwatch_population_events_per_entity: int = Field(default=1000, ge=1)
 
     # Detection (docs/detectors.md): the engine is built from these, validated at worker start
     couchwatch_detectors: TextList = Field(

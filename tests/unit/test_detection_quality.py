@@ -125,15 +125,8 @@ USER_SCENARIOS = [
 ]  # fmt: skip
 FLOORS: dict[tuple[str, str], tuple[float, float]] = {
     # (incident recall, entity-hour precision) pooled over 3 seeds, all severities
-    ("scenarios", "sparse"): (0.80, 0.80),
-    ("scenarios", "shifts"): (0.75, 0.80),
-    ("scenarios", "travel"): (0.75, 0.80),
-    ("scenarios", "devices"): (0.75, 0.80),
-    ("scenarios", "mixed"): (0.65, 0.80),
-    ("shapes", "sparse"): (0.85, 0.80),
-    ("shapes", "shifts"): (0.80, 0.80),
-    ("shapes", "travel"): (0.80, 0.80),
-    ("shapes", "mixed"): (0.80, 0.80),
+    case: (0.90, 0.80)
+    for case in USER_SCENARIOS
 }
 ISSUE_BAR = (0.95, 0.80)
 
@@ -148,13 +141,8 @@ def test_quality_floor_across_seeds(generator: str, name: str) -> None:
 
 
 BELOW_BAR = {
-    # measured 2026-12-02 (pooled over seeds 1-3, 40 users, 28 days): recall, entity-hour precision
-    ("scenarios", "sparse"): "recall 16/18 = 0.89, precision 0.90 (off-hours, exfiltration)",
-    ("scenarios", "shifts"): "recall 17/18 = 0.94, precision 1.00",
-    ("scenarios", "travel"): "recall 17/18 = 0.94, precision 0.95",
-    ("scenarios", "devices"): "recall 17/18 = 0.94, precision 0.95",
-    ("scenarios", "mixed"): "recall 14/18 = 0.78, precision 1.00 (off-hours, exfiltration)",
-    ("shapes", "shifts"): "recall 17/18 = 0.94, precision 0.92",
+    # measured 2026-12-03 (pooled over seeds 1-3, 40 users, 28 days): recall, entity-hour precision
+    ("shapes", "mixed"): "recall 17/18 = 0.94, precision 0.88 (one off-hours session, p 0.02)",
 }
 
 

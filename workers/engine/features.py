@@ -117,18 +117,18 @@ def window_timedelta(window: str) -> pd.Timedelta:
 
 def parse_timestamps(values: pd.Series) -> pd.Series:
     """Parse ISO 8601 strings (any offset) or epoch seconds into UTC timestamps (NaT if bad)."""
-    ns = _timestamps_ns(values.tolist())
+    ns = timestamps_ns(values.tolist())
     stamps = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
     return pd.Series(stamps, index=values.index, dtype="datetime64[ns, UTC]")
 
 
-_NAT = np.iinfo(np.int64).min
+NAT_NS = np.iinfo(np.int64).min
 _US_LIMIT = np.iinfo(np.int64).max // 1000  # microseconds that still fit in nanoseconds
 
 
-def _timestamps_ns(values: list[Any]) -> np.ndarray:
-    """Epoch nanoseconds of ISO 8601 strings or epoch seconds; ``_NAT`` where unparseable."""
-    out = np.full(len(values), _NAT, dtype=np.int64)
+def timestamps_ns(values: list[Any]) -> np.ndarray:
+    """Epoch nanoseconds of ISO 8601 strings or epoch seconds; ``NAT_NS`` where unparseable."""
+    out = np.full(len(values), NAT_NS, dtype=np.int64)
     iso = np.array(
         [type(v) is str and v[4:5] == "-" and v[:4].isdigit() for v in values], dtype=bool
     )
@@ -146,19 +146,19 @@ def _iso_ns(texts: list[str]) -> np.ndarray:
 
 
 def _as_ns(stamps: pd.DatetimeIndex) -> np.ndarray:
-    """Nanoseconds of any-unit timestamps; ``_NAT`` where missing or beyond year 2262."""
+    """Nanoseconds of any-unit timestamps; ``NAT_NS`` where missing or beyond year 2262."""
     if stamps.unit == "ns":
         return np.asarray(stamps.asi8, dtype=np.int64).copy()
     micros = stamps.as_unit("us").asi8
-    ok = (micros != _NAT) & (np.abs(micros) < _US_LIMIT)
-    return np.where(ok, micros * 1000, _NAT)
+    ok = (micros != NAT_NS) & (np.abs(micros) < _US_LIMIT)
+    return np.where(ok, micros * 1000, NAT_NS)
 
 
 def _other_ns(values: pd.Series) -> np.ndarray:
     """Epoch seconds (numbers or numeric strings), else any ISO 8601 text the fast path skipped."""
     numeric = pd.to_numeric(values, errors="coerce")
     is_num = numeric.notna()
-    out = np.full(len(values), _NAT, dtype=np.int64)
+    out = np.full(len(values), NAT_NS, dtype=np.int64)
     if is_num.any():
         stamps = pd.to_datetime(numeric[is_num], unit="s", utc=True, errors="coerce")
         out[is_num.to_numpy()] = _as_ns(pd.DatetimeIndex(stamps))
@@ -183,8 +183,8 @@ def events_frame(
     be parsed are dropped and counted in ``frame.attrs["dropped_events"]``.
     """
     rows = events if isinstance(events, list) else list(events)
-    ts = _timestamps_ns([r.get("timestamp") for r in rows])
-    good = np.flatnonzero(ts != _NAT)
+    ts = timestamps_ns([r.get("timestamp") for r in rows])
+    good = np.flatnonzero(ts != NAT_NS)
     ids = [v if type(v := rows[i].get("_id")) is str else _event_id(v) for i in good]
     order = _time_order(ts[good], ids)
     kept = [rows[i] for i in good[order]]

@@ -427,10 +427,12 @@ def fit_entity_model(
         )
         time_profile = TimeOfDayProfile.fit(
             local,
-            prior=np.asarray(population.time_prior) if population is not None else None,
             weight=np.where(dismissed_ev, float(config.dismissed_weight), 1.0),
             prior_strength=config.time_prior_strength,
         )
+        if population is not None:  # shrink toward the cohort its own hours belong to
+            prior = population.time_prior_for(time_profile.counts)
+            time_profile.prior = prior / prior.sum()
     novelty = None
     in_sample = logins["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
     if config.uses_novelty:
@@ -442,6 +444,9 @@ def fit_entity_model(
             sample_weight=np.where(in_sample, float(config.dismissed_weight), 1.0),
         )
     base = 1.0 - config.target_alert_rate
+    # windows: the level measured out of sample on the population (engine/held_out.py)
+    factor = population.window_level_factor if population is not None else 1.0
+    window_base = 1.0 - config.target_alert_rate * factor
     model = EntityModel(
         entity=str(entity),
         entity_field=entity_field,
@@ -454,7 +459,7 @@ def fit_entity_model(
         detectors=detectors,
         time=time_profile,
         home_zone=home_zone,
-        thresholds={"combined": base, "novelty": base},
+        thresholds={"combined": window_base, "novelty": base},
         novelty=novelty,
         known_endpoints=_known_endpoints(frame),
         n_train_events=len(frame),
@@ -470,7 +475,7 @@ def fit_entity_model(
         kept = [e for e in events if str(e.get("_id")) not in feedback.confirmed]
         scored = model.score(kept).windows
         hit = [any(e in feedback.dismissed for e in ids) for ids in scored["event_ids"]]
-        model.thresholds["combined"] = _threshold(base, scored.loc[hit, "score"].to_numpy())
+        model.thresholds["combined"] = _threshold(window_base, scored.loc[hit, "score"].to_numpy())
     return model
 
 

@@ -5,14 +5,16 @@ frequencies (top values plus one rate for anything else), the prior of each enti
 profile, (2) pooled window-feature medians and robust scales on the z-score detector's scale,
 which every entity's own profile is shrunk toward (an entity with little history is mostly the
 population), and (3) the pooled share of active hours per local (day type, hour), the prior of
-each entity's time-of-day model. Round-trips through plain JSON (:meth:`Population.to_json` /
-:meth:`Population.from_json`) so the worker layer can keep it as a CouchDB document.
+each entity's time-of-day model, and (4) cohorts of working hours (a mixture fitted to the
+entities' hours) from which a sparse entity's time prior is drawn. Round-trips through plain
+JSON (:meth:`Population.to_json` / :meth:`Population.from_json`) so the worker layer can keep
+it as a CouchDB document.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,6 +25,7 @@ from .context import CONTEXT_FIELDS, local_times_ns
 from .detectors.novelty import FieldPrior
 from .detectors.rates import pooled_rates
 from .detectors.robust_zscore import robust_profile, transform
+from .detectors.time_cohorts import cohort_prior, fit_cohorts
 from .detectors.time_of_day import TimeOfDayProfile
 from .features import (
     LOGGED_FEATURES,
@@ -33,7 +36,7 @@ from .features import (
     window_table,
 )
 
-POPULATION_FORMAT = 2
+POPULATION_FORMAT = 3
 TOP_VALUES = 25
 
 
@@ -62,6 +65,22 @@ class Population:
     n_entities: int
     n_logins: int
     n_windows: int
+    time_cohorts: list[list[list[float]]] = field(default_factory=list)
+    time_cohort_weights: list[float] = field(default_factory=list)
+    window_level_factor: float = 1.0
+
+    def time_prior_for(self, counts: np.ndarray) -> np.ndarray:
+        """The time-of-day prior of an entity with these active-hour counts (2 × 24): its
+        cohorts' mixture of hours (:mod:`.detectors.time_cohorts`) with the population's share
+        of weekend hours, else the population's hours."""
+        if not self.time_cohorts:
+            return np.asarray(self.time_prior, dtype=float)
+        cohorts, weights = np.asarray(self.time_cohorts), np.asarray(self.time_cohort_weights)
+        mix = cohort_prior(counts, cohorts, weights)
+        # the cohort says which hours; how often anyone works a weekend stays the population's
+        day_share = np.asarray(self.time_prior, dtype=float).sum(axis=1)
+        rows = mix.sum(axis=1, keepdims=True)
+        return np.asarray(mix / np.where(rows > 0, rows, 1.0) * day_share[:, None])
 
     def to_json(self) -> dict[str, Any]:
         """Return a JSON-serializable dict (lists and numbers only)."""
@@ -77,6 +96,9 @@ class Population:
             "n_entities": self.n_entities,
             "n_logins": self.n_logins,
             "n_windows": self.n_windows,
+            "time_cohorts": self.time_cohorts,
+            "time_cohort_weights": list(map(float, self.time_cohort_weights)),
+            "window_level_factor": float(self.window_level_factor),
         }
 
     @classmethod
@@ -95,6 +117,11 @@ class Population:
             n_entities=int(data["n_entities"]),
             n_logins=int(data["n_logins"]),
             n_windows=int(data["n_windows"]),
+            time_cohorts=[
+                [[float(v) for v in row] for row in cohort] for cohort in data["time_cohorts"]
+            ],
+            time_cohort_weights=[float(v) for v in data["time_cohort_weights"]],
+            window_level_factor=float(data["window_level_factor"]),
         )
 
 
@@ -115,19 +142,24 @@ def z_profile(
     return robust_profile(transform(values, logged), weight, floor, 0.0)
 
 
-def time_prior_of(frame: pd.DataFrame) -> np.ndarray:
-    """Pooled active-hour shares (2 × 24) of many entities, in each event's local time."""
+def entity_hour_counts(frame: pd.DataFrame) -> np.ndarray:
+    """Distinct active hours per entity (E × 2 × 24), in each event's local time."""
     if frame.empty:
-        return np.full((2, 24), 1.0 / 48)
+        return np.zeros((0, 2, 24))
     local = local_times_ns(
         pd.DatetimeIndex(frame["timestamp"]),
         [t if isinstance(t, str) else None for t in frame["tz"].tolist()],
         frame["utc_offset_minutes"].to_numpy(dtype=float),
     )
-    hour_key = local // 3_600_000_000_000
-    entity = pd.factorize(frame["entity"].astype(str))[0].astype(np.int64)
-    distinct = np.unique(np.stack([entity, hour_key]), axis=1)[1]
-    profile = TimeOfDayProfile.fit(distinct * 3_600_000_000_000).counts + 0.5
+    entity = pd.factorize(frame["entity"].astype(str))[0]
+    return np.stack(
+        [TimeOfDayProfile.fit(local[entity == e]).counts for e in range(int(entity.max()) + 1)]
+    )
+
+
+def time_prior_of(counts: np.ndarray) -> np.ndarray:
+    """Pooled active-hour shares (2 × 24) of many entities' hour counts (E × 2 × 24)."""
+    profile = np.asarray(counts, dtype=float).reshape(-1, 2, 24).sum(axis=0) + 0.5
     return np.asarray(profile / profile.sum())
 
 
@@ -153,13 +185,17 @@ def build_population(
         col = pooled[f].dropna().to_numpy(dtype=float)[:, None]
         med, sc = z_profile(col, (f,))
         z_center[f], z_scale[f] = float(med[0]), float(sc[0])
+    hours = entity_hour_counts(frame)
+    cohorts, cohort_weights = fit_cohorts(hours)
     return Population(
         priors=priors,
         features=features,
         fill=fill,
         z_center=z_center,
         z_scale=z_scale,
-        time_prior=time_prior_of(frame).tolist(),
+        time_prior=time_prior_of(hours).tolist(),
+        time_cohorts=cohorts.tolist(),
+        time_cohort_weights=cohort_weights.tolist(),
         rates=pooled_rates(pooled),
         n_entities=int(pooled["entity"].nunique()) if len(pooled) else 0,
         n_logins=len(context),

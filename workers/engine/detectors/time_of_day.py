@@ -101,14 +101,20 @@ class TimeOfDayProfile:
         return np.asarray(q / q.sum())
 
     def pvalues(self, day_type: np.ndarray, hour: np.ndarray) -> np.ndarray:
-        """p-value of each (day type, local hour): the mass of cells no more likely than it."""
+        """p-value of each (day type, local hour) given its day type: the mass of that day
+        type's hours no more likely than its own. How rare the hour is on such a day, not how
+        rare the day is: a weekday worker's Saturday morning is not unusual, their 03:00 is."""
         q = self.predictive()
-        flat = q.ravel()
-        order = np.sort(flat)
-        cum = np.cumsum(order)
-        own = q[np.asarray(day_type, dtype=int), np.asarray(hour, dtype=int)]
-        idx = np.searchsorted(order, own * (1 + 1e-9), side="right") - 1
-        return np.asarray(np.clip(cum[np.clip(idx, 0, None)], 0.0, 1.0), dtype=float)
+        rows = q / q.sum(axis=1, keepdims=True)
+        order = np.sort(rows, axis=1)
+        cum = np.cumsum(order, axis=1)
+        d = np.asarray(day_type, dtype=int)
+        own = rows[d, np.asarray(hour, dtype=int)]
+        out = np.empty(len(d))
+        for i, (day, value) in enumerate(zip(d.tolist(), own.tolist(), strict=True)):
+            idx = np.searchsorted(order[day], value * (1 + 1e-9), side="right") - 1
+            out[i] = cum[day, max(idx, 0)]
+        return np.asarray(np.clip(out, 0.0, 1.0), dtype=float)
 
     def observe(self, day_type: int, hour: int, weight: float = 1.0) -> None:
         """Add one active hour (after it was scored): a new habit alerts once."""
