@@ -35,12 +35,13 @@ def apikey() -> None:
 def create(scopes: tuple[str, ...], name: str) -> None:
     """Create a key and print it once."""
     from workers.api.keys import create_key
+    from workers.couch.schema import ensure_database
 
     settings = settings_or_fail()
     couch = couch_or_fail(settings)
     db = settings.db_name("apikeys")
     try:
-        couch.ensure_db(db)
+        ensure_database(couch, settings, db)
         click.echo(create_key(couch, db, list(scopes), name=name))
     except CouchError as exc:
         fail(str(exc))
