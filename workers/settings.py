@@ -118,6 +118,7 @@ class Settings(BaseSettings):
     # HTTP API (docs/api.md)
     couchwatch_api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     couchwatch_api_max_events: int = Field(default=1000, ge=1, le=10_000)
+    couchwatch_api_docs: bool = False  # Swagger UI at /docs, from local files only (docs/api.md)
 
     flower_user: str | None = None
     flower_password: SecretStr | None = None

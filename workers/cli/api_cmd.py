@@ -17,7 +17,14 @@ def api(host: str, port: int, processes: int) -> None:
     """Serve the HTTP API (docs/api.md); every request needs an API key."""
     import uvicorn
 
-    settings_or_fail()  # a bad setting is one line here, not a traceback in uvicorn
+    from workers.api.docs_page import DocsUnavailable, swagger_ui_dir
+
+    settings = settings_or_fail()  # a bad setting is one line here, not a traceback in uvicorn
+    if settings.couchwatch_api_docs:
+        try:
+            swagger_ui_dir()
+        except DocsUnavailable as exc:
+            fail(str(exc))
     uvicorn.run("workers.api.app:app_from_env", factory=True, host=host, port=port,
                 workers=processes, proxy_headers=False, log_level="info")  # fmt: skip
 
