@@ -53,6 +53,19 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     return {**os.environ, **settings_env(settings), **extra}
 
 
+def _bundle(where: Path, version_dir: str, settings: Settings) -> dict[str, str]:
+    """The API's environment with a stand-in `swagger_ui_bundle` whose files are in
+    `vendor/<version_dir>`, and docs enabled."""
+    vendor = where / "swagger_ui_bundle" / "vendor" / version_dir
+    vendor.mkdir(parents=True)
+    (where / "swagger_ui_bundle" / "__init__.py").write_text(f"swagger_ui_path = {str(vendor)!r}\n")
+    (vendor / "swagger-ui-bundle.js").write_text("window.SwaggerUIBundle = 1;\n")
+    (vendor / "swagger-ui.css").write_text("body { margin: 0 }\n")
+    (vendor / "secret.txt").write_text("not served\n")
+    path = os.pathsep.join([str(where), os.environ.get("PYTHONPATH", str(ROOT))])
+    return _env(settings, COUCHWATCH_API_DOCS="true", PYTHONPATH=path)
+
+
 def test_docs_are_off_by_default_and_the_page_csp_holds(settings: Settings, tmp_path: Path) -> None:
     with api_process(_env(settings), tmp_path) as api:
         paths = ("/docs", "/redoc", "/docs/oauth2-redirect", "/docs/assets/swagger-ui-bundle.js")
@@ -82,15 +95,16 @@ def test_enabling_docs_needs_local_swagger_ui_and_then_serves_only_local_files(
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert refused.stderr.strip().count("\n") == 0 and "swagger-ui-bundle" in refused.stderr
 
-    # a stand-in for the `swagger-ui-bundle` package: same module name, same attribute
-    bundle = tmp_path / "site" / "swagger_ui_bundle"
-    (bundle / "vendor").mkdir(parents=True)
-    (bundle / "__init__.py").write_text(f"swagger_ui_path = {str(bundle / 'vendor')!r}\n")
-    (bundle / "vendor" / "swagger-ui-bundle.js").write_text("window.SwaggerUIBundle = 1;\n")
-    (bundle / "vendor" / "swagger-ui.css").write_text("body { margin: 0 }\n")
-    (bundle / "vendor" / "secret.txt").write_text("not served\n")
-    path = os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", str(ROOT))])
-    env = _env(settings, COUCHWATCH_API_DOCS="true", PYTHONPATH=path)
+    # stand-ins for the `swagger-ui-bundle` package: same module, attribute and layout; its
+    # release 1.1.0 ships Swagger UI 4.15.5, which cannot read OpenAPI 3.1 (refused)
+    old_env = _bundle(tmp_path / "old", "swagger-ui-4.15.5", settings)
+    too_old = subprocess.run(
+        [sys.executable, "-m", "workers.cli.main", "api", "--port", str(free_port())],
+        env=old_env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert too_old.returncode == 1 and "OpenAPI 3.1" in too_old.stderr, too_old.stderr
+    assert too_old.stderr.strip().count("\n") == 0
+    env = _bundle(tmp_path / "new", "swagger-ui-5.17.14", settings)
     with api_process(env, tmp_path) as api:
         docs = requests.get(api + "/docs", timeout=10)
         assert docs.status_code == 200 and docs.headers["Content-Security-Policy"] == CSP
@@ -107,5 +121,5 @@ def test_enabling_docs_needs_local_swagger_ui_and_then_serves_only_local_files(
             assert requests.get(f"{api}/docs/assets/{other}", timeout=10).status_code == 404
         assert requests.get(api + "/redoc", timeout=10).status_code == 404
     print(f"\n[api docs] COUCHWATCH_API_DOCS=true: refused without swagger-ui-bundle "
-          f"({refused.stderr.strip()!r}); with it /docs loads {len(loaded)} same-origin files "
-          f"under the CSP, nothing else served")  # fmt: skip
+          f"({refused.stderr.strip()!r}) and with Swagger UI 4; with 5 /docs loads {len(loaded)} "
+          f"same-origin files under the CSP, nothing else served")  # fmt: skip

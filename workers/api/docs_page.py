@@ -5,11 +5,13 @@ the review page, whose API key sits in `sessionStorage`: a CDN (or anyone betwee
 it. Both are disabled; `/openapi.json` stays (it holds no data). When enabled, Swagger UI's
 files come from the `swagger-ui-bundle` package and are served from this origin under the review
 page's CSP (no inline script: the page's start-up script is `static/docs.js`). Without the
-package, enabling is refused with one line.
+package, or with a Swagger UI older than 5 (it cannot read OpenAPI 3.1: swagger-ui-bundle 1.1.0
+ships 4.15.5), enabling is refused with one line.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
@@ -40,6 +42,13 @@ def swagger_ui_dir() -> Path:
     path = Path(swagger_ui_bundle.swagger_ui_path)
     if not all((path / name).is_file() for name in ASSETS):
         raise missing
+    version = re.fullmatch(r"swagger-ui-(\d+)\.[\d.]+", path.name)  # vendor/swagger-ui-X.Y.Z
+    if version and int(version.group(1)) < 5:
+        raise DocsUnavailable(
+            f"COUCHWATCH_API_DOCS=true: swagger-ui-bundle ships {path.name}, which cannot show "
+            "this API's OpenAPI 3.1 schema (Swagger UI 5 can); /docs stays off, the schema is "
+            "at /openapi.json"
+        )
     return path
 
 
