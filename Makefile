@@ -5,8 +5,12 @@ PY := $(VENV)/bin/python
 CW := $(VENV)/bin/couchwatch
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# The review page's browser test (Playwright) drives this Chromium; apt-get installs it as root.
+CHROMIUM ?= /usr/bin/chromium
+APT_GET ?= apt-get
 
-.PHONY: demo test up down status install prereqs lint typecheck unit integration soak clean bench
+.PHONY: demo test up down status install prereqs browser lint typecheck unit integration soak \
+  clean bench
 
 demo: install
 	@$(CW) up
@@ -24,7 +28,7 @@ down:
 status: install
 	@$(CW) status
 
-test: install lint typecheck
+test: install browser lint typecheck
 	$(PY) -m pytest -q
 
 lint: install
@@ -37,7 +41,7 @@ typecheck: install
 unit: install
 	$(PY) -m pytest -q -m unit
 
-integration: install
+integration: install browser
 	$(PY) -m pytest -q -m integration
 
 # Benchmarks (<= 15 min on 2 cores): bench/results/<date>.json and docs/performance.md
@@ -62,6 +66,16 @@ prereqs:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null \
 	      || { echo "could not install redis-server: apt-get install redis-server"; exit 1; }; \
 	  else echo "couchwatch needs redis-server: apt-get install redis-server"; exit 1; fi; }
+
+# Only the tests need Chromium (not `make demo`): installed like redis-server, or one line.
+browser:
+	@[ -x $(CHROMIUM) ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v $(APT_GET) >/dev/null; then \
+	    echo "installing chromium with apt-get (the review page's browser test)"; \
+	    ($(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq chromium) \
+	      >/dev/null && [ -x $(CHROMIUM) ] \
+	      || { echo "could not install chromium: apt-get install chromium"; exit 1; }; \
+	  else echo "the browser test needs Chromium at $(CHROMIUM): apt-get install chromium"; exit 1; fi; }
 
 $(PY):
 	python3 -m venv $(VENV)

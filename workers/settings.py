@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     couchwatch_entity_field: str = "user_id"
     couchwatch_ingest_batch_size: int = Field(default=500, ge=1, le=10_000)
     couchwatch_state_dir: str = ".couchwatch"
+    # `_security` members of every couchwatch database besides the admin (docs/couchdb.md):
+    # CouchDB user names and roles the fleet runs as. Prefer a role: only an admin can give it.
+    couchwatch_db_member_names: TextList = Field(default_factory=list)
+    couchwatch_db_member_roles: TextList = Field(default_factory=lambda: ["couchwatch"])
 
     # Fleet: batching, schedules, model retention
     couchwatch_batch_size: int = Field(default=50, ge=1, le=5000)
@@ -114,6 +118,7 @@ class Settings(BaseSettings):
     # HTTP API (docs/api.md)
     couchwatch_api_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     couchwatch_api_max_events: int = Field(default=1000, ge=1, le=10_000)
+    couchwatch_api_docs: bool = False  # Swagger UI at /docs, from local files only (docs/api.md)
 
     flower_user: str | None = None
     flower_password: SecretStr | None = None
@@ -126,6 +131,13 @@ class Settings(BaseSettings):
     def _entity_field_is_plain(cls, value: str) -> str:
         if not value or value.startswith("_") or "." in value or len(value) > 64:
             raise ValueError("COUCHWATCH_ENTITY_FIELD must be a plain top-level field name")
+        return value
+
+    @field_validator("couchwatch_db_member_names", "couchwatch_db_member_roles")
+    @classmethod
+    def _members_are_plain(cls, value: list[str]) -> list[str]:
+        if any(not v or v.startswith("_") or len(v) > 256 for v in value):
+            raise ValueError("COUCHWATCH_DB_MEMBER_NAMES/ROLES: names without a leading _")
         return value
 
     @field_validator("couchdb_url")

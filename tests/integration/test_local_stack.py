@@ -65,9 +65,13 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
             line.split()[0]: line.split()[1]
             for line in _cli(env, "status").splitlines()[1:]
         }  # fmt: skip
-        assert rows == dict.fromkeys(
-            ("couchdb", "redis", "smtp", "worker1", "worker2", "beat", "flower", "api"), "running"
-        )
+        assert rows == {
+            **dict.fromkeys(
+                ("couchdb", "redis", "smtp", "worker1", "worker2", "beat", "flower", "api"),
+                "running",
+            ),
+            "security": "ok",  # `_security` on every couchwatch database
+        }
         flower = f"http://127.0.0.1:{env['FLOWER_PORT']}/api/workers"
         assert requests.get(flower, timeout=10).status_code == 401
         api = f"http://127.0.0.1:{env['COUCHWATCH_API_PORT']}"
@@ -83,6 +87,13 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
         # one message per incident (or a digest of several)
         assert all("incident" in m.subject or "digest" in m.subject for m in mails), mails
         assert "accepted 0," in _cli(env, "demo", "--users", "6", "--days", "10")
+        # what issue 13 did as an anonymous local user: plant an admin API key, read the keys
+        couch = env["COUCHDB_URL"]
+        planted = requests.put(f"{couch}/couchwatch_apikeys/apikey-evil", timeout=10,
+                               json={"type": "apikey", "scopes": ["admin"]})  # fmt: skip
+        assert planted.status_code == 401
+        assert requests.post(f"{couch}/couchwatch_apikeys/_find", timeout=10,
+                             json={"selector": {}, "limit": 5}).status_code == 401  # fmt: skip
         for name in ("worker1", "worker2", "couchdb", "flower"):
             assert "stack-pass-51" not in (state / "logs" / f"{name}.log").read_text()
     finally:
@@ -91,4 +102,4 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
     assert "stopped api" in down
     assert _processes_under(state) == []
     rows = _cli(env, "status").splitlines()[1:]
-    assert all(line.split()[1] == "stopped" for line in rows)
+    assert all(line.split()[1] in ("stopped", "unknown") for line in rows), rows

@@ -134,6 +134,9 @@ def test_dismiss_from_the_page_is_stored_and_learned(
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    assert os.access(CHROMIUM, os.X_OK), (
+        f"no {CHROMIUM}: `make test` installs it (apt-get install chromium)"
+    )
     started = time.monotonic()
     _demo_anomalies(couch, settings, fleet)
     anomalies_db = settings.db_name("anomalies")

@@ -137,8 +137,8 @@ def test_couchdb_requires_auth(
     db = settings.events_db
     assert requests.put(f"{couchdb.url}/anon_{db}", timeout=30).status_code == 401
     # PouchDB Server (like CouchDB 2) lets anyone read a database without `_security` members;
-    # CouchDB 3 defaults to admin-only. With members set, anonymous reads are refused.
-    assert requests.get(f"{couchdb.url}/{db}/_all_docs", timeout=30).status_code == 200
+    # ensure_schema sets them on every couchwatch database (test_db_security.py tries it all)
+    assert requests.get(f"{couchdb.url}/{db}/_all_docs", timeout=30).status_code == 401
     _set_members(couchdb, db, [couchdb.user])
     assert requests.get(f"{couchdb.url}/{db}/_all_docs", timeout=30).status_code == 401
     # PouchDB Server lists database names to anyone (CouchDB 3: admin only); names only

@@ -21,6 +21,7 @@ from workers.api import (
     routes_jobs,
     routes_ops,
 )
+from workers.api.docs_page import docs_router, swagger_ui_dir
 from workers.api.keys import KeyVerifier
 from workers.api.limits import BodyLimit
 from workers.api.metrics import ApiMetrics
@@ -40,7 +41,11 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         description="Events in, anomalies out, reviews back. Every route needs an API key "
         "(`X-API-Key`); see docs/api.md.",
+        docs_url=None,  # FastAPI's pages load scripts from a CDN: see docs_page.py
+        redoc_url=None,
     )
+    if settings.couchwatch_api_docs:
+        app.include_router(docs_router(swagger_ui_dir()))  # DocsUnavailable without the files
     couch = CouchClient.from_settings(settings)
     broker = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
     app.state.settings = settings

@@ -17,7 +17,14 @@ def api(host: str, port: int, processes: int) -> None:
     """Serve the HTTP API (docs/api.md); every request needs an API key."""
     import uvicorn
 
-    settings_or_fail()  # a bad setting is one line here, not a traceback in uvicorn
+    from workers.api.docs_page import DocsUnavailable, swagger_ui_dir
+
+    settings = settings_or_fail()  # a bad setting is one line here, not a traceback in uvicorn
+    if settings.couchwatch_api_docs:
+        try:
+            swagger_ui_dir()
+        except DocsUnavailable as exc:
+            fail(str(exc))
     uvicorn.run("workers.api.app:app_from_env", factory=True, host=host, port=port,
                 workers=processes, proxy_headers=False, log_level="info")  # fmt: skip
 
@@ -35,12 +42,13 @@ def apikey() -> None:
 def create(scopes: tuple[str, ...], name: str) -> None:
     """Create a key and print it once."""
     from workers.api.keys import create_key
+    from workers.couch.schema import ensure_database
 
     settings = settings_or_fail()
     couch = couch_or_fail(settings)
     db = settings.db_name("apikeys")
     try:
-        couch.ensure_db(db)
+        ensure_database(couch, settings, db)
         click.echo(create_key(couch, db, list(scopes), name=name))
     except CouchError as exc:
         fail(str(exc))

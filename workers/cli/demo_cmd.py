@@ -22,7 +22,7 @@ from workers.cli.common import couch_or_fail, fail, settings_or_fail
 from workers.cli.ops_cmd import _send, _wait_runs
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
-from workers.couch.schema import ensure_schema
+from workers.couch.schema import ensure_database, ensure_schema
 from workers.ingest import ingest_stream
 from workers.settings import Settings
 from workers.stack import local
@@ -102,7 +102,7 @@ def _show_review_page(couch: CouchClient, settings: Settings) -> None:
         return
     db = settings.db_name("apikeys")
     try:
-        couch.ensure_db(db)
+        ensure_database(couch, settings, db)
         key = create_key(couch, db, ["read", "review"], name="make demo")
     except CouchError as exc:
         click.echo(f"review page: {url} (could not create a key: {exc})")

@@ -11,19 +11,26 @@ import click
 from workers.cli.common import couch_or_fail, fail, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_schema
+from workers.couch.security import check_databases, describe
 from workers.settings import Settings, get_settings
 from workers.stack import local
 
 
 @click.command()
 def init() -> None:
-    """Create the databases and indexes couchwatch needs (idempotent)."""
+    """Create the databases and indexes couchwatch needs, each restricted by `_security` to the
+    admin and the fleet's members; then check every database (idempotent)."""
     settings = settings_or_fail()
+    couch = couch_or_fail(settings)
     try:
-        created = ensure_schema(couch_or_fail(settings), settings)
+        created = ensure_schema(couch, settings)
+        states = check_databases(couch, settings)
     except CouchError as exc:
         fail(str(exc))
     click.echo(f"created {', '.join(created)}" if created else "all databases already exist")
+    if not all(s.ok for s in states):
+        fail(describe(states))
+    click.echo(describe(states))
 
 
 @click.command()
@@ -63,7 +70,8 @@ def down() -> None:
 
 @click.command()
 def status() -> None:
-    """Show each local-stack process: state, pid, port and health."""
+    """Show each local-stack process (state, pid, port, health) and the databases' `_security`;
+    exit 1 when a couchwatch database is open to anonymous clients or lacks the fleet's grants."""
     settings = settings_or_fail()
     rows = local.status(settings, Path.cwd())
     click.echo(f"{'component':<10} {'state':<10} {'pid':>7} {'port':>6}  detail")
@@ -74,6 +82,8 @@ def status() -> None:
         if row.name == "flower" and row.state == "running":
             detail = _flower_line(settings, Path.cwd()).removeprefix("Flower: ")
         click.echo(f"{row.name:<10} {row.state:<10} {pid:>7} {port:>6}  {detail}")
+    if any(row.name == "security" and row.state == "problem" for row in rows):
+        sys.exit(1)  # a database open to anonymous clients is never "fine"
 
 
 @click.command()

@@ -1,10 +1,10 @@
 """In-memory twins of CouchDB 3 and Redis, for simulations (`couchwatch evaluate`) and tests.
 
 `MemoryCouchClient` is the real `CouchClient` over `MemoryTransport`, a transport that answers
-the HTTP routes the client sends (`PUT /db`, `_bulk_docs`, `_find`, `_changes`, `_all_docs`,
-attachments, `_local` documents) the way CouchDB 3 does: revisions `N-hash`, 409 conflicts
-(per row in `_bulk_docs`), deleted documents as tombstones in `_changes`, `seq` as an opaque
-string, `_find` with a default limit of 25 and bookmark paging that ends with an empty page.
+the HTTP routes the client sends (`PUT /db`, `_security`, `_bulk_docs`, `_find`, `_changes`,
+`_all_docs`, attachments, `_local` documents) the way CouchDB 3 does: revisions `N-hash`, 409
+conflicts (per row in `_bulk_docs`), deleted documents as tombstones in `_changes`, `seq` as an
+opaque string, `_find` with a default limit of 25 and bookmark paging that ends with an empty page.
 Every domain method (upserts and their merge loop, key paging) is the client's own code.
 `memory_redis()` is a `fakeredis` server with Lua, so `eval` of the release script runs.
 The contract tests (tests/integration/test_couch_contract.py) hold it to PouchDB Server.
@@ -39,6 +39,10 @@ class _Database:
     attachments: dict[str, dict[str, Doc]] = field(default_factory=dict)
     local: dict[str, Doc] = field(default_factory=dict)
     seq: int = 0
+    # CouchDB 3 creates databases admin-only (`[couchdb] default_security = admin_only`)
+    security: Doc = field(
+        default_factory=lambda: {"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}}
+    )
 
 
 def _seq_text(n: int) -> str:
@@ -83,6 +87,11 @@ class MemoryTransport(CouchTransport):
         if db is None:
             raise fail(404, "not_found", "Database does not exist.")
         head = rest[0]
+        if head == "_security":
+            if method == "PUT":
+                db.security = body
+                return {"ok": True}
+            return _roundtrip(db.security)
         if head == "_index":
             return {"result": "created", "id": f"_design/{body.get('ddoc')}", "name": body["name"]}
         if head == "_bulk_docs":

@@ -1,9 +1,14 @@
-"""Databases and Mango indexes couchwatch needs, created idempotently (`couchwatch init`)."""
+"""Databases and Mango indexes couchwatch needs, created idempotently (`couchwatch init`).
+
+Every database is created with `_security` restricting it to the admin and the fleet
+(`workers.couch.security`): none is ever left open to anonymous clients.
+"""
 
 from __future__ import annotations
 
 from workers.couch.client import CouchClient
-from workers.settings import DB_SUFFIXES, Settings
+from workers.couch.security import couchwatch_dbs, secure_databases
+from workers.settings import Settings
 
 EVENTS_BY_ENTITY_TIME = "couchwatch-entity-time"
 STATS_DDOC = "_design/couchwatch-stats"
@@ -27,11 +32,9 @@ def ensure_schema(client: CouchClient, settings: Settings) -> list[str]:
 
     Returns the names of the databases created now (empty on a second run).
     """
-    created = [
-        db
-        for db in (settings.events_db, *(settings.db_name(s) for s in DB_SUFFIXES))
-        if client.ensure_db(db)
-    ]
+    dbs = couchwatch_dbs(settings)
+    created = [db for db in dbs if client.ensure_db(db)]
+    secure_databases(client, settings, dbs)  # before anything is written into them
     ddoc, _ = events_index(settings)
     client.ensure_index(settings.events_db, [settings.entity_field, "timestamp"], name=ddoc)
     anomalies = settings.db_name("anomalies")
@@ -49,6 +52,13 @@ def ensure_schema(client: CouchClient, settings: Settings) -> list[str]:
     client.ensure_index(notifications, ["status", "created_at"], name="by-status-created")
     client.upsert(anomalies, count_view("by_severity", "severity"))
     client.upsert(notifications, count_view("by_status", "status"))
+    return created
+
+
+def ensure_database(client: CouchClient, settings: Settings, db: str) -> bool:
+    """Create one couchwatch database if missing, with its `_security`; True when created now."""
+    created = client.ensure_db(db)
+    secure_databases(client, settings, [db])
     return created
 
 

@@ -23,6 +23,7 @@ import requests
 
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
+from workers.couch.security import check_databases, describe
 from workers.settings import Settings
 from workers.stack import mail, processes
 from workers.stack.processes import port_open, wait_for
@@ -40,7 +41,7 @@ class MissingPrerequisite(RuntimeError):
 @dataclass(frozen=True)
 class ComponentStatus:
     name: str
-    state: str  # running | external | stopped | unhealthy
+    state: str  # running | external | stopped | unhealthy; the security row: ok | problem | unknown
     pid: int | None
     port: int | None
     detail: str = ""
@@ -147,7 +148,7 @@ def up(settings: Settings, root: Path, *, say: Callable[[str], None] = print) ->
     """Start every component that is not running yet (idempotent)."""
     state = root / settings.couchwatch_state_dir
     env = child_env(settings)
-    _up_couchdb(settings, root, state, env, say)
+    up_couchdb(settings, root, state, env, say)
     _up_redis(settings, state, env, say)
     if mail.sink_wanted(settings):
         host = settings.couchwatch_smtp_host or "127.0.0.1"
@@ -231,7 +232,26 @@ def status(settings: Settings, root: Path) -> list[ComponentStatus]:
         else:
             state_name = "running" if healthy else "unhealthy"
         rows.append(ComponentStatus(name, state_name, pid, port, detail))
+        if name == "couchdb":
+            rows.append(_security_status(settings, reachable=healthy))
     return rows
+
+
+def _security_status(settings: Settings, *, reachable: bool) -> ComponentStatus:
+    """`_security` of every couchwatch database: `ok`, `problem` (open or lacking the fleet's
+    grants, or missing) or `unknown` (CouchDB not reachable, or `_security` not readable)."""
+    if not reachable:
+        return ComponentStatus("security", "unknown", None, None, "CouchDB not reachable")
+    try:
+        client = CouchClient.from_settings(settings.model_copy(update={"couchdb_retries": 0}))
+        try:
+            states = check_databases(client, settings)
+        finally:
+            client.close()
+    except CouchError as exc:
+        return ComponentStatus("security", "unknown", None, None, str(exc).splitlines()[0])
+    state = "ok" if all(s.ok for s in states) else "problem"
+    return ComponentStatus("security", state, None, None, describe(states))
 
 
 def _ensure(
@@ -242,19 +262,22 @@ def _ensure(
     port: int | None,
     root: Path,
     say: Callable[[str], None],
+    *,
+    umask: int = -1,
 ) -> bool:
     record = processes.load(state, name)
     if record and processes.alive(record.pid):
         say(f"{name} already running (pid {record.pid})")
         return False
-    started = processes.start(state, name, argv, env=env, port=port, cwd=root)
+    started = processes.start(state, name, argv, env=env, port=port, cwd=root, umask=umask)
     say(f"started {name} (pid {started.pid}, log {started.log})")
     return True
 
 
-def _up_couchdb(
+def up_couchdb(
     settings: Settings, root: Path, state: Path, env: dict[str, str], say: Callable[[str], None]
 ) -> None:
+    """Start PouchDB Server (data and config private to this user) unless a CouchDB answers."""
     parts = urlsplit(settings.couchdb_base_url())
     host, port = parts.hostname or "127.0.0.1", parts.port or 5984
     record = processes.load(state, "couchdb")
@@ -274,10 +297,13 @@ def _up_couchdb(
             raise MissingPrerequisite("PouchDB Server not installed: run `npm ci` in the project")
         data = state / "couchdb"
         data.mkdir(parents=True, exist_ok=True)
+        data.chmod(0o700)  # its files hold every document and the users' password hashes
         _write_pouchdb_config(data / "config.json", creds)
         argv = [str(server), "-p", str(port), "-o", host, "-d", str(data),
                 "-c", str(data / "config.json"), "-n"]  # fmt: skip
-        _ensure(state, "couchdb", argv, env, port, root, say)
+        # umask 077: PouchDB Server rewrites config.json (the admin hash) through a temp file
+        # and writes its databases (documents, `_users` password hashes): all private
+        _ensure(state, "couchdb", argv, env, port, root, say, umask=0o077)
     wait_for(lambda: _couch_health(settings)[0], timeout_s=60, what="CouchDB",
              log=str(state / "logs" / "couchdb.log"))  # fmt: skip
 
@@ -305,13 +331,18 @@ def _up_redis(
 
 
 def _write_pouchdb_config(path: Path, creds: tuple[str, str]) -> None:
+    """Write PouchDB Server's config with the admin password: mode 0600 from its first byte."""
     config = json.loads(path.read_text()) if path.exists() else {}
     user, password = creds
     config["admins"] = {user: password}  # PouchDB Server hashes it on start
     config.setdefault("log", {})["file"] = str(path.parent / "pouchdb.log")
     config.setdefault("httpd", {})["bind_address"] = "127.0.0.1"
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
+    scratch = path.with_name(f".{path.name}.tmp")
+    scratch.unlink(missing_ok=True)
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(config))
+    os.replace(scratch, path)  # never readable by others, not even half-written
 
 
 def _couch_health(settings: Settings) -> tuple[bool, str]:

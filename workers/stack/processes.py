@@ -45,8 +45,11 @@ def start(
     env: Mapping[str, str],
     port: int | None = None,
     cwd: Path | None = None,
+    umask: int = -1,
 ) -> ProcessRecord:
-    """Start `argv` detached, logging to `<state_dir>/logs/<name>.log`; record and return it."""
+    """Start `argv` detached, logging to `<state_dir>/logs/<name>.log`; record and return it.
+
+    `umask` (e.g. 0o077) applies to every file the process creates (-1: inherit ours)."""
     logs = state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
@@ -59,6 +62,7 @@ def start(
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
+            umask=umask,
         )
     record = ProcessRecord(name, proc.pid, port, os.path.basename(argv[0]), str(log_path))
     (run_dir(state_dir) / f"{name}.json").write_text(json.dumps(asdict(record)))
