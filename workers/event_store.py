@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers.couch.client import CouchClient
+from workers.couch.client import BulkRow, CouchClient
 from workers.couch.errors import Conflict
 from workers.events import MAX_ID_CHARS
 
@@ -46,8 +46,8 @@ class Written:
 
 
 def store(client: CouchClient, db: str, events: Sequence[dict[str, Any]]) -> list[Written]:
-    """Write `events` (each with its `_id`) in one `_bulk_docs`; resolve id conflicts by content.
-    Returns one outcome per event, in order."""
+    """Write `events` (each with its `_id`) with `_bulk_docs`; resolve id conflicts by content
+    (a repeat of an id within `events` is one too). Returns one outcome per event, in order."""
     out: list[Written | None] = [None] * len(events)
     pending: list[int] = []
     for i, row in enumerate(_rows(client, db, events)):
@@ -59,7 +59,7 @@ def store(client: CouchClient, db: str, events: Sequence[dict[str, Any]]) -> lis
             out[i] = Written("refused", row.id, f"refused by CouchDB: {row.error}: {row.reason}")
     if pending:
         _resolve(client, db, events, pending, out)
-    return [w if w is not None else Written("refused", str(e["_id"]), "no reply row")
+    return [w if w is not None else Written("refused", str(e["_id"]), "unsettled")
             for w, e in zip(out, events, strict=True)]  # fmt: skip
 
 
@@ -96,11 +96,21 @@ def id_salt(client: CouchClient, db: str) -> str:
     raise RuntimeError(f"could not read or create _local/{SALT_DOC} in {db}")
 
 
-def _rows(client: CouchClient, db: str, docs: Sequence[dict[str, Any]]) -> list[Any]:
-    """`_bulk_docs` rows in the order of `docs` (CouchDB answers in request order)."""
-    rows = client.bulk_docs(db, docs).rows
-    if len(rows) != len(docs):
-        raise RuntimeError(f"_bulk_docs answered {len(rows)} rows for {len(docs)} documents")
+def _rows(client: CouchClient, db: str, docs: Sequence[dict[str, Any]]) -> list[BulkRow]:
+    """One `_bulk_docs` row per document of `docs`, in its order, matched by id: PouchDB Server
+    does not answer in request order. Only the first document of an id is sent; a later one
+    gets a `conflict` row (it is then compared with what the first one stored)."""
+    first: dict[str, dict[str, Any]] = {}
+    for doc in docs:
+        first.setdefault(str(doc["_id"]), doc)
+    by_id = {row.id: row for row in client.bulk_docs(db, list(first.values())).rows}
+    rows: list[BulkRow] = []
+    for doc in docs:
+        doc_id = str(doc["_id"])
+        if first[doc_id] is not doc:
+            rows.append(BulkRow(id=doc_id, error="conflict", reason="earlier in the batch"))
+        else:
+            rows.append(by_id.get(doc_id) or BulkRow(id=doc_id, error="no_reply", reason="none"))
     return rows
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from workers.couch.client import BulkResult
 from workers.couch.memory import MemoryCouchClient
 from workers.event_store import SALT_DOC, alternate_id, id_salt, same_content, store
 from workers.events import validate_event
@@ -112,3 +113,21 @@ def test_ingest_reports_conflicts_and_stores_the_real_event(couch: MemoryCouchCl
     assert (again.accepted, again.conflicts, again.duplicates, again.rejected) == (0, 0, 3, 0)
     stored = [d for d in couch.iter_all_docs(DB) if d.get("type") == "login"]
     assert len(stored) == 3
+
+
+class ShuffledReplies(MemoryCouchClient):
+    """PouchDB Server does not always answer `_bulk_docs` in request order (seen in
+    test_poison_input.py: a squatted event reported `stored` under its own id)."""
+
+    def bulk_docs(self, db: str, docs: Any) -> BulkResult:
+        return BulkResult(list(reversed(super().bulk_docs(db, docs).rows)))
+
+
+def test_outcomes_follow_ids_not_the_order_of_the_reply() -> None:
+    couch = ShuffledReplies()
+    couch.ensure_db(DB)
+    events = [valid(timestamp=f"2026-03-01T10:0{i}:00Z") for i in range(8)]
+    couch.bulk_docs(DB, [{**valid(type="squat"), "_id": e["_id"]} for e in events[:6]])
+    out = store(couch, DB, [*events, dict(events[7])])
+    assert [w.status for w in out] == ["conflict"] * 6 + ["stored", "stored", "duplicate"]
+    assert all(couch.get(DB, w.id)["type"] == "login" for w in out)  # type: ignore[index]
