@@ -18,11 +18,11 @@ from typing import Any
 
 from celery import Celery
 
+from workers.events import MAX_ENTITY_CHARS, MAX_SAFE_NUMBER, entity_problem
 from workers.settings import get_settings
 
-MAX_ENTITY_CHARS = 256
 # Integer ids beyond 2**53 lose precision in JavaScript (CouchDB views, PouchDB Server).
-MAX_ENTITY_INT = 2**53 - 1
+MAX_ENTITY_INT = MAX_SAFE_NUMBER
 MAX_RANGE_DAYS = 366
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(days=1)  # how far in the future a bound may lie
@@ -74,6 +74,9 @@ def check_entity(entity: Any) -> str | int:
         raise BadRequest(f"entity must be 1..{MAX_ENTITY_CHARS} characters, got {len(entity)}")
     if entity != entity.strip() or not entity.isprintable():
         raise BadRequest("entity must not have surrounding spaces or control characters")
+    problem = entity_problem(entity)  # the rule ingest applies (stricter checks above)
+    if problem:
+        raise BadRequest(problem)
     return entity
 
 

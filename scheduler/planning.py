@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from workers.events import Rejection, canonical_timestamp, validate_event
+from workers.events import Rejection, canonical_timestamp, entity_problem, validate_event
 from workers.fleet import Fleet, registry_id
 from workers.history import iter_entity_events
 from workers.ids import Entity, short_hash
@@ -40,6 +40,9 @@ class PlanResult:
     quarantined: int = 0
     pages: int = 0
     task_ids: list[str] = field(default_factory=list)
+    # entity ids refused by the entity-id rule (registered before it existed, or asked for):
+    # printable form -> reason; never enqueued
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -217,13 +220,29 @@ def plan_training(
                 max_failures=settings.couchwatch_max_train_failures,
             )
         ]  # fmt: skip
+    usable, skipped = split_usable(entities)
     ttl = settings.celery_visibility_timeout_s
-    fresh = [e for e in entities if fleet.redis.set(pending_key(e), "1", nx=True, ex=ttl)]
-    result = PlanResult(entities=len(fresh))
+    fresh = [e for e in usable if fleet.redis.set(pending_key(e), "1", nx=True, ex=ttl)]
+    result = PlanResult(entities=len(fresh), skipped=skipped)
     for batch in batches(fresh, settings.couchwatch_batch_size):
         result.task_ids.append(enqueue("couchwatch.train_entities", [batch]))
         result.batches += 1
     return result
+
+
+def split_usable(entities: list[Entity]) -> tuple[list[Entity], dict[str, str]]:
+    """The entity ids that pass the entity-id rule, and the others (as `ascii()` text, safe in
+    a run record or a log line) with the reason. One bad id never stops the others."""
+    usable: list[Entity] = []
+    skipped: dict[str, str] = {}
+    for entity in entities:
+        problem = entity_problem(entity)
+        if problem:
+            skipped[ascii(entity)[:300]] = problem
+            log.warning("entity %s skipped: %s", ascii(entity)[:300], problem)
+        else:
+            usable.append(entity)
+    return usable, skipped
 
 
 def ensure_population(fleet: Fleet, now: datetime) -> bool:
@@ -240,6 +259,8 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
         return False
     sample: list[Entity] = []
     for entry in iter_registry(fleet):
+        if entity_problem(entry.get("entity")):  # registered before the entity-id rule
+            continue
         sample.append(entry["entity"])
         if len(sample) >= fleet.settings.couchwatch_population_sample:
             break

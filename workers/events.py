@@ -4,7 +4,12 @@
 with a one-line reason. Normalization: `timestamp` becomes canonical UTC ISO 8601
 (`2026-03-01T12:00:00.000Z`, which sorts as text); an input in another form is kept in
 `timestamp_original`. Events without `_id` get a content-hash id, so storing the same event twice
-is a no-op.
+is a no-op (an id that already holds *different* content is settled by `workers/event_store.py`).
+
+`entity_problem` is the one rule for entity ids (no control or line-separator characters, bounded
+length, numbers within ±2^53-1). Numbers are bounded before anything converts them: a 400-digit
+integer, which Python's `json` reads exactly and CouchDB 3 stores, is a rejection, never an
+OverflowError.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,6 +25,12 @@ from typing import Any
 MAX_EVENT_BYTES = 64 * 1024
 MAX_ENTITY_CHARS = 256
 MAX_ID_CHARS = 512
+# the largest integer a JSON number keeps exactly everywhere (JavaScript, PouchDB, CouchDB views):
+# numeric fields, epoch timestamps and numeric entity ids beyond it are refused
+MAX_SAFE_NUMBER = 2**53 - 1
+# control characters (Unicode category Cc: C0, DEL, C1 incl. NEL U+0085) and the line and
+# paragraph separators: they break e-mail headers, log lines and terminal output
+CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_STRING_CHARS = {"user_agent": 2048, "endpoint": 2048}
 DEFAULT_MAX_STRING_CHARS = 512
 MAX_DEPTH = 8
@@ -57,8 +69,10 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError("timestamp must be ISO 8601 text or epoch seconds, not a boolean")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("timestamp is not a finite number")
+        if abs(value) > MAX_SAFE_NUMBER:  # a huge int would overflow float() below
+            raise ValueError(f"timestamp {_number_preview(value)} is out of range")
         try:
             return datetime.fromtimestamp(float(value), tz=UTC)
         except (OverflowError, OSError, ValueError):
@@ -86,14 +100,52 @@ def parse_timestamp(value: Any) -> datetime:
 def validate_event(raw: Any, *, entity_field: str, now: datetime) -> dict[str, Any] | Rejection:
     """Check one event against the schema; return the normalized document or a `Rejection`.
 
-    `now` bounds timestamps from above (at most one day ahead); the lower bound is 1970.
+    `now` bounds timestamps from above (at most one day ahead); the lower bound is 1970. Never
+    raises: an input the checks below did not foresee is a rejection naming the error, so one
+    event can never stop `couchwatch ingest`, `POST /v1/events` or the planner.
     """
+    try:
+        return _validate(raw, entity_field, now)
+    except Exception as exc:  # a gap in the checks must cost one event, never the batch
+        return Rejection(f"event could not be validated ({type(exc).__name__})")
+
+
+def entity_problem(entity: Any, entity_field: str = "entity") -> str | None:
+    """Why `entity` is not a usable entity id, or None. The one rule for entity ids: ingest, the
+    API, the planner, task messages and the producer client all apply it.
+
+    Text of 1..256 characters without control or line-separator characters (CR, LF, NEL U+0085,
+    U+2028, U+2029, any Unicode Cc), or a finite number within ±2^53-1.
+    """
+    if entity is None or entity == "":
+        return f"missing entity field {entity_field!r}"
+    if isinstance(entity, bool) or not isinstance(entity, str | int | float):
+        return f"entity field {entity_field!r} must be a string or number"
+    if isinstance(entity, str):
+        if len(entity) > MAX_ENTITY_CHARS:
+            return f"entity field {entity_field!r} is longer than {MAX_ENTITY_CHARS}"
+        bad = CONTROL_CHARS.search(entity)
+        if bad:
+            where = f"entity field {entity_field!r}"
+            return f"{where} contains the control character {_char(bad.group())}"
+        return None
+    if isinstance(entity, float) and not math.isfinite(entity):
+        return f"entity field {entity_field!r} is not finite"
+    if abs(entity) > MAX_SAFE_NUMBER:  # int/float comparison: exact, never overflows
+        return f"entity field {entity_field!r} is a number beyond ±{MAX_SAFE_NUMBER}"
+    return None
+
+
+def _validate(raw: Any, entity_field: str, now: datetime) -> dict[str, Any] | Rejection:
     if not isinstance(raw, dict):
         return Rejection(f"event must be a JSON object, not {_kind(raw)}")
     # depth first: `_depth` stops early, while `json.dumps` recurses to the bottom and can
     # raise RecursionError on input that `json.loads` accepted
     if _depth(raw) > MAX_DEPTH:
         return Rejection(f"event is nested deeper than {MAX_DEPTH} levels")
+    huge = _huge_number(raw)  # before json.dumps, which cannot write an int over 4300 digits
+    if huge:
+        return Rejection(huge)
     try:
         encoded = json.dumps(raw, allow_nan=False, ensure_ascii=False)
     except (ValueError, TypeError):
@@ -105,15 +157,9 @@ def validate_event(raw: Any, *, entity_field: str, now: datetime) -> dict[str, A
     if size > MAX_EVENT_BYTES:
         return Rejection(f"event is {size} bytes, above the {MAX_EVENT_BYTES}-byte limit")
 
-    entity = raw.get(entity_field)
-    if entity is None or entity == "":
-        return Rejection(f"missing entity field {entity_field!r}")
-    if isinstance(entity, bool) or not isinstance(entity, str | int | float):
-        return Rejection(f"entity field {entity_field!r} must be a string or number")
-    if isinstance(entity, float) and not math.isfinite(entity):
-        return Rejection(f"entity field {entity_field!r} is not finite")
-    if len(str(entity)) > MAX_ENTITY_CHARS:
-        return Rejection(f"entity field {entity_field!r} is longer than {MAX_ENTITY_CHARS}")
+    problem = entity_problem(raw.get(entity_field), entity_field)
+    if problem:
+        return Rejection(problem)
 
     if "timestamp" not in raw:
         return Rejection("missing timestamp")
@@ -146,6 +192,9 @@ def validate_event(raw: Any, *, entity_field: str, now: datetime) -> dict[str, A
             return Rejection(f"_id must be non-empty text of at most {MAX_ID_CHARS} characters")
         if doc_id.startswith("_"):
             return Rejection("_id must not start with '_' (reserved by CouchDB)")
+        bad = CONTROL_CHARS.search(doc_id)
+        if bad:
+            return Rejection(f"_id contains the control character {_char(bad.group())}")
 
     doc = {k: v for k, v in raw.items() if not k.startswith("_")}
     stamp = raw["timestamp"] if _is_canonical(raw["timestamp"]) else canonical_timestamp(moment)
@@ -181,14 +230,51 @@ def _numeric_problem(name: str, value: Any) -> str | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"{name} must be a number, not {_kind(value)}"
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):
         return f"{name} is not finite"
+    if abs(value) > MAX_SAFE_NUMBER:  # checked before any float(): a 400-digit int overflows it
+        return f"{name} {_number_preview(value)} is beyond ±{MAX_SAFE_NUMBER}"
     if name == "status_code":
         if value != int(value) or not 100 <= value <= 599:
             return f"status_code {value!r} is not an HTTP status (100-599)"
     elif value < 0:
         return f"{name} {value!r} is negative"
     return None
+
+
+def _huge_number(value: Any, path: str = "") -> str | None:
+    """The first integer anywhere in the event too large for a 64-bit float (JSON parsers turn
+    it into infinity or null, `float()` raises OverflowError), as a reason; else None."""
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        if type(value) is int and abs(value) > _FLOAT_MAX:
+            return f"{path or 'value'} {_number_preview(value)} is too large for a 64-bit float"
+        return None
+    for key, child in items:
+        if isinstance(child, dict | list | int) and not isinstance(child, bool):
+            name = CONTROL_CHARS.sub("?", str(key))[:40]
+            found = _huge_number(child, f"{path}.{name}" if path else name)
+            if found:
+                return found
+    return None
+
+
+_FLOAT_MAX = int(1.7976931348623157e308)
+
+
+def _number_preview(value: int | float) -> str:
+    """A huge integer named by its size, not its digits (`str()` of one has a digit limit)."""
+    if isinstance(value, int) and abs(value) > 10**20:
+        return f"<{int(abs(value).bit_length() * 0.30103) + 1}-digit number>"
+    return repr(value)
+
+
+def _char(ch: str) -> str:
+    """`U+000D` for a character that must not be printed as itself."""
+    return f"U+{ord(ch):04X}"
 
 
 def _depth(value: Any, level: int = 0) -> int:

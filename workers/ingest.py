@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any
 
+from workers import event_store
 from workers.couch.client import CouchClient
 from workers.events import NUMERIC_FIELDS, Rejection, canonical_timestamp, validate_event
 from workers.settings import Settings
@@ -29,6 +30,8 @@ class IngestReport:
     accepted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    # stored under a new id: their own id already held a different event (workers/event_store)
+    conflicts: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
     def reject(self, reason: str) -> None:
@@ -120,8 +123,10 @@ def ingest_stream(
 ) -> IngestReport:
     """Validate and store every record of `stream`; return the counts.
 
-    Valid events go to the events database in `_bulk_docs` batches (`409` rows are duplicates);
-    invalid ones, and rows the server refuses, go to `<prefix>quarantine` with their reason.
+    Valid events go to the events database in `_bulk_docs` batches; a `409` is a duplicate only
+    when the stored event has the same content, else the event is stored under a new id and
+    counted in `conflicts` (`workers/event_store.py`). Invalid events, and rows the server
+    refuses, go to `<prefix>quarantine` with their reason.
     `on_batch(n)` is called after each batch with the number of lines it covered.
     """
     now = now or datetime.now(UTC)
@@ -184,15 +189,19 @@ def _flush(
     source: str,
     now: datetime,
 ) -> None:
-    result = client.bulk_docs(settings.events_db, events)
-    report.accepted += len(result.written)
-    report.duplicates += len(result.conflicts)
-    by_id = {e["_id"]: e for e in events}
-    for row in result.failed:
-        reason = f"refused by CouchDB: {row.error}: {row.reason}"[:300]
-        report.reject(reason)
-        raw = json.dumps(by_id.get(row.id, {"_id": row.id}), ensure_ascii=False).encode()
-        quarantined.append(quarantine_doc(Record(0, raw, None), reason, source, now))
+    for event, written in zip(events, event_store.store(client, settings.events_db, events),
+                              strict=True):  # fmt: skip
+        if written.status == "stored":
+            report.accepted += 1
+        elif written.status == "duplicate":
+            report.duplicates += 1
+        elif written.status == "conflict":
+            report.conflicts += 1
+        else:  # refused by CouchDB, or `id_mismatch`: quarantined with the reason
+            reason = str(written.reason)[:300]
+            report.reject(reason)
+            raw = json.dumps(event, ensure_ascii=False).encode()
+            quarantined.append(quarantine_doc(Record(0, raw, None), reason, source, now))
     if quarantined:
         qresult = client.bulk_docs(settings.db_name("quarantine"), quarantined)
         if qresult.failed:

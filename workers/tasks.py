@@ -24,6 +24,7 @@ from workers import fleet as fleet_module
 from workers import scoring, training
 from workers.celery_app import app
 from workers.couch.errors import RetryableCouchError
+from workers.events import MAX_ENTITY_CHARS, entity_problem
 from workers.fleet import Fleet
 from workers.ids import Entity
 from workers.notify import service as notify_service
@@ -31,7 +32,6 @@ from workers.runs import Run, save_run
 
 log = logging.getLogger(__name__)
 TRANSIENT = (RetryableCouchError, redis.ConnectionError, redis.TimeoutError, OperationalError)
-MAX_ENTITY_CHARS = 256
 
 
 class FleetTask(Task):
@@ -92,14 +92,16 @@ def recorded(task: Task, entities: list[Entity], body: Callable[[Fleet, Run], An
 
 
 def check_entities(entities: Any) -> list[Entity]:
-    """Entity ids from a message: a list of strings/numbers of bounded size."""
+    """Entity ids from a message: a list of ids that pass the entity-id rule of
+    `workers.events.entity_problem` (the one ingest and the planner apply)."""
     if not isinstance(entities, list):
         raise TypeError("entities must be a list")
     for entity in entities:
         if isinstance(entity, bool) or not isinstance(entity, str | int | float):
             raise TypeError(f"entity ids must be text or numbers, got {type(entity).__name__}")
-        if len(str(entity)) > MAX_ENTITY_CHARS:
-            raise ValueError("entity id too long")
+        problem = entity_problem(entity)
+        if problem:
+            raise ValueError(f"bad entity id: {problem}")
     return entities
 
 
@@ -227,5 +229,9 @@ def plan_training(self: Task, entities: list[Entity] | None = None, force: bool 
         result = plan_training_fn(fleet, _send, entities=entities, force=force)
         run.docs_out = result.batches
         run.details.update(entities=result.entities, task_ids=result.task_ids)
+        if result.skipped:
+            run.details["skipped_entities"] = result.skipped
 
-    recorded(self, check_entities(entities) if entities else [], body)
+    if entities is not None and not isinstance(entities, list):
+        raise TypeError("entities must be a list")
+    recorded(self, [e for e in entities or [] if not entity_problem(e)], body)

@@ -19,6 +19,7 @@ import pytest
 from workers.couch.client import CouchClient
 from workers.couch.errors import Conflict, DatabaseExists, NotFound
 from workers.couch.memory import MemoryCouchClient, memory_redis
+from workers.event_store import SALT_DOC, id_salt
 from workers.fleet import release_if_owner
 
 pytestmark = pytest.mark.integration
@@ -182,6 +183,15 @@ def test_local_documents_are_not_changes(client: CouchClient, db: str) -> None:
     assert local is not None and local["seq"] == "2-abc"
     assert client.changes(db, since="0").results == []
     assert list(client.iter_all_docs(db)) == []
+
+
+def test_a_local_document_is_created_once(client: CouchClient, db: str) -> None:
+    """`id_salt` (workers/event_store.py) relies on it: a PUT without `_rev` over an existing
+    `_local` document is a conflict, so two writers racing for the salt agree on the first."""
+    salt = id_salt(client, db)
+    with pytest.raises(Conflict):
+        client.put(db, {"_id": f"_local/{SALT_DOC}", "salt": "another"})
+    assert id_salt(client, db) == salt and len(salt) == 64
 
 
 def test_attachments_standalone_and_inline(client: CouchClient, db: str) -> None:

@@ -18,6 +18,7 @@ from workers.events import (
     MAX_STRING_CHARS,
     Rejection,
     content_id,
+    entity_problem,
     validate_event,
 )
 
@@ -315,6 +316,10 @@ events = st.builds(
 @example(raw=event(timestamp="0001-01-01T00:00:00+01:00"), entity_field="user_id")
 @example(raw=event(user_id=float("nan")), entity_field="user_id")
 @example(raw=event(bytes_sent="x" * (MAX_EVENT_BYTES * 3)), entity_field="user_id")
+@example(raw=event(bytes_sent=10**400, status_code=10**400), entity_field="user_id")
+@example(raw=event(timestamp=10**400), entity_field="user_id")
+@example(raw=event(timestamp=-(10**400), x={"y": 10**5000}), entity_field="user_id")
+@example(raw=event(user_id="a\r\nb"), entity_field="user_id")
 def test_validate_event_never_raises(raw: Any, entity_field: str) -> None:
     out = validate_event(raw, entity_field=entity_field, now=NOW)
     if isinstance(out, Rejection):
@@ -332,3 +337,90 @@ def test_validate_event_never_raises(raw: Any, entity_field: str) -> None:
     assert not [k for k in out if k.startswith("_") and k != "_id"]
     stored = json.dumps(out, allow_nan=False)  # what goes to CouchDB is valid JSON
     assert len(stored.encode()) < 2 * MAX_EVENT_BYTES
+
+
+# --- issue 13: control characters in entity ids, huge integers -----------------------------
+
+HUGE = 10**400  # what `json.loads` makes of `1` followed by 400 zeros (Python keeps it exact)
+
+
+@pytest.mark.parametrize(
+    ("entity", "code"),
+    [
+        ("mallory\r\nBcc: all@example.com", "U+000D"),
+        ("a\nb", "U+000A"),
+        ("a\x85b", "U+0085"),  # NEL: `str.splitlines` and the e-mail header check split on it
+        ("a\u2028b", "U+2028"),
+        ("a\u2029b", "U+2029"),
+        ("a\x00b", "U+0000"),
+        ("\x1b[31mred", "U+001B"),
+        ("tab\there", "U+0009"),
+        ("a\x7fb", "U+007F"),
+        ("a\x9fb", "U+009F"),
+    ],
+)
+def test_entity_ids_with_control_or_line_separator_characters_are_rejected(
+    entity: str, code: str
+) -> None:
+    reason = rejected(event(user_id=entity))
+    assert reason == f"entity field 'user_id' contains the control character {code}"
+    assert entity_problem(entity, "user_id") == reason
+
+
+@pytest.mark.parametrize(
+    "entity", ["alice", "Zoë", "用户", "a b", "🙂", "a\u200db", 2**53 - 1, 7.5]
+)
+def test_printable_entity_ids_pass_the_one_rule(entity: Any) -> None:
+    assert entity_problem(entity) is None
+    accepted(event(user_id=entity))
+
+
+@pytest.mark.parametrize("entity", [2**53, -(2**53), 1e300, HUGE, -HUGE])
+def test_numeric_entity_ids_beyond_2_53_are_rejected(entity: Any) -> None:
+    assert "number" in rejected(event(user_id=entity))
+
+
+def test_an_explicit_id_with_a_control_character_is_rejected() -> None:
+    assert "_id contains the control character U+000A" in rejected(event(_id="evt-1\nx"))
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"bytes_sent": HUGE}, "bytes_sent <401-digit number> is too large for a 64-bit float"),
+        ({"status_code": HUGE}, "status_code <401-digit number> is too large"),
+        ({"latency_ms": -HUGE}, "latency_ms <401-digit number> is too large"),
+        ({"timestamp": HUGE}, "timestamp <401-digit number> is too large"),
+        ({"extra": {"n": [1, HUGE]}}, "extra.n.1 <401-digit number> is too large"),
+        ({"user_id": HUGE}, "user_id <401-digit number> is too large"),
+        ({"bytes_sent": 2**53}, "bytes_sent 9007199254740992 is beyond ±9007199254740991"),
+        ({"bytes_sent": 10**30}, "bytes_sent <31-digit number> is beyond ±9007199254740991"),
+        ({"latency_ms": 1e300}, "latency_ms 1e+300 is beyond ±9007199254740991"),
+        ({"timestamp": 2**53}, "timestamp 9007199254740992 is out of range"),
+        ({"timestamp": 10**30}, "timestamp <31-digit number> is out of range"),
+    ],
+)
+def test_huge_numbers_are_rejected_with_a_reason_never_raised(
+    fields: dict[str, Any], reason: str
+) -> None:
+    assert reason in rejected(event(**fields))
+
+
+def test_integers_too_long_for_str_are_rejected_too() -> None:
+    # 5,000 digits: over Python's int/str conversion limit (json.dumps of it would raise)
+    assert "too large for a 64-bit float" in rejected(event(bytes_sent=10**5000))
+
+
+def test_the_largest_safe_numbers_are_still_accepted() -> None:
+    doc = accepted(event(bytes_sent=2**53 - 1, latency_ms=1e15, extra=10**300))
+    assert doc["bytes_sent"] == 2**53 - 1 and doc["extra"] == 10**300
+
+
+def test_an_unforeseen_error_in_validation_is_a_rejection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import events as events_module
+
+    def boom(*_: Any) -> None:
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setattr(events_module, "_numeric_problem", boom)
+    assert rejected(event(bytes_sent=1)) == "event could not be validated (OverflowError)"

@@ -243,6 +243,12 @@ class MemoryCouch:
     def docs(self, db: str) -> dict[str, dict[str, Any]]:
         return self.dbs.get(db, {})
 
+    def get_many(self, db: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What `_all_docs?keys=` answers: the stored documents among `ids` (an id conflict is
+        settled by comparing the stored content, `workers/event_store.py`)."""
+        store = self.dbs.get(db, {})
+        return {i: dict(store[i]) for i in ids if i in store}
+
 
 def make_settings(**values: Any) -> Settings:
     base: dict[str, Any] = {

@@ -1,8 +1,10 @@
 """Store a batch of events posted to the API, validated exactly like `couchwatch ingest`.
 
-Each item gets its own outcome: `stored`, `duplicate` (the same `_id` is already stored, or
-appears earlier in the batch) or `quarantined` with the reason; quarantined items are written to
-`<prefix>quarantine` like rejected ingest lines. Nothing is dropped silently.
+Each item gets its own outcome: `stored`, `duplicate` (the same event is already stored under
+its `_id`, or appears earlier in the batch), `conflict` (its `_id` held a *different* event: it is
+stored under a new id, `workers/event_store.py`) or `quarantined` with the reason; quarantined
+items are written to `<prefix>quarantine` like rejected ingest lines. Nothing is dropped
+silently.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from workers import event_store
 from workers.couch.client import CouchClient
 from workers.events import Rejection, validate_event
 from workers.ingest import Record, quarantine_doc
@@ -23,9 +26,10 @@ class ItemResult:
     """The outcome of one posted event (its position in the batch, 0-based)."""
 
     index: int
-    status: str  # stored | duplicate | quarantined
+    status: str  # stored | duplicate | conflict | quarantined
     id: str | None = None
     reason: str | None = None
+    conflict_with: str | None = None  # the id that held a different event
 
 
 def _record(index: int, item: Any) -> Record:
@@ -45,29 +49,26 @@ def store_events(
     now = now or datetime.now(UTC)
     results: dict[int, ItemResult] = {}
     events: list[dict[str, Any]] = []
-    positions: dict[str, int] = {}
+    positions: list[int] = []
     quarantined: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         value = validate_event(item, entity_field=settings.entity_field, now=now)
         if isinstance(value, Rejection):
             quarantined.append(quarantine_doc(_record(index, item), value.reason, source, now))
             results[index] = ItemResult(index, "quarantined", reason=value.reason)
-        elif value["_id"] in positions:
-            results[index] = ItemResult(index, "duplicate", id=value["_id"])
-        else:
-            positions[value["_id"]] = index
+        else:  # a repeat within the batch is settled by content, like one already stored
+            positions.append(index)
             events.append(value)
-    written = client.bulk_docs(settings.events_db, events)
-    for row in written.rows:
-        index = positions[row.id]
-        if row.ok:
-            results[index] = ItemResult(index, "stored", id=row.id)
-        elif row.conflict:
-            results[index] = ItemResult(index, "duplicate", id=row.id)
-        else:
-            reason = f"refused by CouchDB: {row.error}: {row.reason}"[:300]
+    written = event_store.store(client, settings.events_db, events)
+    for index, row in zip(positions, written, strict=True):
+        if row.status in ("stored", "duplicate", "conflict"):
+            results[index] = ItemResult(index, row.status, id=row.id, reason=row.reason,
+                                        conflict_with=row.original_id)  # fmt: skip
+        else:  # refused by CouchDB, or `id_mismatch`
+            reason = str(row.reason)[:300]
             quarantined.append(quarantine_doc(_record(index, items[index]), reason, source, now))
-            results[index] = ItemResult(index, "quarantined", id=row.id, reason=reason)
+            results[index] = ItemResult(index, "quarantined", id=row.id, reason=reason,
+                                        conflict_with=row.original_id)  # fmt: skip
     if quarantined:
         failed = client.bulk_docs(settings.db_name("quarantine"), quarantined).failed
         if failed:

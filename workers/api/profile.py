@@ -14,7 +14,7 @@ from typing import Any
 
 from workers.couch.client import CouchClient
 from workers.couch.schema import events_index
-from workers.events import canonical_timestamp
+from workers.events import Rejection, canonical_timestamp, validate_event
 from workers.ids import Entity
 from workers.settings import Settings
 
@@ -31,7 +31,12 @@ DEVICES = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Win
 def recent_events(
     client: CouchClient, settings: Settings, entity: Entity, *, limit: int = PROFILE_EVENTS
 ) -> list[Doc]:
-    """The entity's `limit` most recent events, newest first (one index-backed `_find`)."""
+    """The entity's `limit` most recent events, newest first (one index-backed `_find`).
+
+    Documents that fail `validate_event` (a producer's write straight to CouchDB, quarantined by
+    the planner) are left out, as in `iter_entity_events`: on CouchDB 3 one of them can hold a
+    400-digit `bytes_sent`, which `float()` cannot convert.
+    """
     field = settings.entity_field
     docs, _ = client.find_page(
         settings.events_db,
@@ -42,7 +47,9 @@ def recent_events(
             "limit": limit,
         },
     )
-    return docs
+    now = datetime.now(UTC)
+    return [d for d in docs if not isinstance(validate_event(d, entity_field=field, now=now),
+                                              Rejection)]  # fmt: skip
 
 
 def _top(values: Iterable[Any]) -> list[dict[str, Any]]:

@@ -22,14 +22,19 @@ class EventBatch(BaseModel):
 
 class ItemOut(BaseModel):
     index: int
-    status: Literal["stored", "duplicate", "quarantined"]
+    status: Literal["stored", "duplicate", "conflict", "quarantined"] = Field(
+        description="`conflict`: the item's `_id` already held a different event; the item is "
+        "stored under the new `id` (`conflict_with` is the id it asked for)."
+    )
     id: str | None = None
     reason: str | None = None
+    conflict_with: str | None = None
 
 
 class BatchOut(BaseModel):
     stored: int
     duplicates: int
+    conflicts: int = Field(description="Stored under a new id (their id held another event).")
     quarantined: int
     items: list[ItemOut]
 
@@ -42,17 +47,19 @@ class BatchOut(BaseModel):
 def post_events(
     batch: EventBatch, request: Request, key: Ingest, couch: CouchDep, settings: SettingsDep
 ) -> BatchOut:
-    """Store a batch; each item is `stored`, `duplicate` or `quarantined` with its reason."""
+    """Store a batch; each item is `stored`, `duplicate`, `conflict` (stored under a new id:
+    its `_id` held a different event) or `quarantined` with its reason."""
     limit = settings.couchwatch_api_max_events
     if len(batch.events) > limit:
         raise HTTPException(413, f"{len(batch.events)} events in one request; at most {limit}")
     results = store_events(couch, settings, batch.events, source=f"api:{key.name or key.key_id}")
-    counts = {s: sum(r.status == s for r in results) for s in ("stored", "duplicate")}
+    counts = {s: sum(r.status == s for r in results) for s in ("stored", "duplicate", "conflict")}
     request.app.state.metrics.count_ingested(results)
     return BatchOut(
         stored=counts["stored"],
         duplicates=counts["duplicate"],
-        quarantined=len(results) - counts["stored"] - counts["duplicate"],
-        items=[ItemOut(index=r.index, status=r.status, id=r.id, reason=r.reason)  # type: ignore[arg-type]
-               for r in results],
+        conflicts=counts["conflict"],
+        quarantined=len(results) - sum(counts.values()),
+        items=[ItemOut(index=r.index, status=r.status, id=r.id, reason=r.reason,  # type: ignore[arg-type]
+                       conflict_with=r.conflict_with) for r in results],
     )  # fmt: skip

@@ -1,4 +1,8 @@
-"""Helpers shared by CLI commands: settings, clients and one-line errors."""
+"""Helpers shared by CLI commands: settings, clients and one-line errors.
+
+Whatever a command prints from the data (entity ids, reasons, errors, ids) goes through
+`printable`: an entity id with CR/LF or an escape sequence never forges a line or recolours the
+terminal. `--json` output is JSON (control characters escaped by the encoder)."""
 
 from __future__ import annotations
 
@@ -11,11 +15,14 @@ from pydantic import ValidationError
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
 from workers.settings import Settings, get_settings
+from workers.text import printable
+
+__all__ = ["couch_or_fail", "fail", "printable", "settings_or_fail"]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """Print one error line to stderr and exit."""
-    click.echo(f"couchwatch: error: {message}", err=True)
+    """Print one error line to stderr and exit (control characters in it escaped)."""
+    click.echo(f"couchwatch: error: {printable(message)}", err=True)
     sys.exit(code)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from workers.api.keys import create_key
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.cli.ops_cmd import _send, _wait_runs
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
@@ -153,9 +153,10 @@ def _show_top(couch: CouchClient, settings: Settings, top: int) -> None:
     click.echo(f"anomalies: {len(docs)} ({', '.join(f'{n} {s}' for s, n in by_severity.items())})")
     docs.sort(key=lambda d: (d.get("severity") == "high", d.get("score", 0)), reverse=True)
     for d in docs[:top]:
-        head = f"{d['severity'].upper():<6} {d['score']:.2f}  {d['entity_field']}={d['entity']}"
+        who = printable(f"{d['entity_field']}={d['entity']}")
+        head = f"{d['severity'].upper():<6} {d['score']:.2f}  {who}"
         click.echo(f"\n{head}"
                    f"  {d['window_start'][:16]}Z  ({d['detector']})")  # fmt: skip
         for reason in d.get("reasons", [])[:3]:
-            click.echo(f"    - {reason['text']}")
+            click.echo(f"    - {printable(reason['text'])}")
         click.echo(f"    review: couchwatch review {d['_id']} confirm|dismiss --note ...")

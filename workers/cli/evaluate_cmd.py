@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 
 if TYPE_CHECKING:
@@ -176,12 +176,13 @@ def evaluate(
     if run.entity_errors:
         click.echo(f"\n{len(run.entity_errors)} entities failed in the fleet:")
         for entity, error in sorted(run.entity_errors.items()):
-            click.echo(f"  {entity}: {error}")
+            click.echo(f"  {printable(entity)}: {printable(error)}")
     missed = reports[COMBINED].missed
     if missed:
         click.echo(f"\nmissed by {COMBINED}:")
         for incident in missed:
-            click.echo(f"  {incident.entity} {incident.kind} {incident.start.isoformat()}")
+            click.echo(printable(f"  {incident.entity} {incident.kind} "
+                                 f"{incident.start.isoformat()}"))  # fmt: skip
     rows = scored[scored["detector"] == COMBINED]
     if scores_out is not None:
         try:

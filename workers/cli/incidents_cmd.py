@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.engine.incidents import severity_rank
 
@@ -71,6 +71,8 @@ def incidents(entity: str | None, severity: str | None, status: str | None, sinc
     for d in docs:
         span = _span(str(d["start"]), str(d["end"]))
         n = d.get("n_anomalies", 0)
-        click.echo(f"{d['severity']:<6} {float(d.get('score') or 0):.2f} {d['entity']!s:<14} "
-                   f"{span} {n:>3} anomalies  {_first_reason(d)}")  # fmt: skip
-        click.echo(f"      id {d['_id']}   review: {(d.get('review') or {}).get('status')}")
+        click.echo(f"{printable(d['severity']):<6} {float(d.get('score') or 0):.2f} "
+                   f"{printable(d['entity']):<14} {printable(span)} {n:>3} anomalies  "
+                   f"{printable(_first_reason(d))}")  # fmt: skip
+        click.echo(printable(f"      id {d['_id']}   review: "
+                             f"{(d.get('review') or {}).get('status')}"))  # fmt: skip

@@ -9,7 +9,7 @@ from typing import IO
 import click
 from tqdm import tqdm
 
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_schema
@@ -43,9 +43,11 @@ def ingest(source: str, fmt: str, quiet: bool) -> None:
     click.echo(
         f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
         + (f" (quarantined in {settings.db_name('quarantine')})" if report.rejected else "")
-    )
+        + (f", id conflicts {report.conflicts} (their id held a different event: stored under "
+           "new ids)" if report.conflicts else "")
+    )  # fmt: skip
     for reason, count in sorted(report.reasons.items(), key=lambda kv: -kv[1])[:10]:
-        click.echo(f"  {count:>6}  {reason}")
+        click.echo(f"  {count:>6}  {printable(reason)}")
 
 
 def _run(

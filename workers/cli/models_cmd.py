@@ -6,7 +6,7 @@ import json
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.ids import Entity
 from workers.model_store import ModelStore
@@ -54,8 +54,8 @@ def list_models(entity: str | None) -> None:
     click.echo(f"{'entity':<24} {'active':>6}  {'kept':<12} updated")
     for head in heads:
         kept = ",".join(str(v["version"]) for v in head.get("versions", []))
-        click.echo(f"{head['entity']!s:<24} {head.get('active_version')!s:>6}  {kept:<12} "
-                   f"{head.get('updated_at', '')}")  # fmt: skip
+        click.echo(f"{printable(head['entity']):<24} {head.get('active_version')!s:>6}  "
+                   f"{kept:<12} {printable(head.get('updated_at', ''))}")  # fmt: skip
 
 
 @models.command()
@@ -86,4 +86,4 @@ def rollback(entity: str, to_version: int | None) -> None:
         fail(str(exc.args[0]))
     except CouchError as exc:
         fail(str(exc))
-    click.echo(f"{entity}: active version is now {active}")
+    click.echo(f"{printable(entity)}: active version is now {active}")

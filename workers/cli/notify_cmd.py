@@ -6,7 +6,7 @@ import json
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 
 
@@ -32,10 +32,19 @@ def notifications(failed_only: bool, last: int, as_json: bool) -> None:
     for d in docs:
         a = d.get("anomaly") or {}
         when = d.get("sent_at") or d.get("next_attempt_at") or ""
-        click.echo(f"{d['created_at'][:19]} {d['status']:<7} {d['mode']:<9} {d['channel']:<20} "
-                   f"attempts {d.get('attempts', 0)}  {a.get('severity')} {a.get('score', 0):.2f} "
-                   f"{d.get('entity')!s:<14} {'sent' if d.get('sent_at') else 'due'} "
-                   f"{when[:19]}")  # fmt: skip
-        click.echo(f"      {'incident' if d.get('incident_id') else 'anomaly'} {d['anomaly_id']}")
+        click.echo(printable(
+            f"{d['created_at'][:19]} {d['status']:<7} {d['mode']:<9} {d['channel']:<20} "
+            f"attempts {d.get('attempts', 0)}  {a.get('severity')} {_score(a)} "
+            f"{printable(d.get('entity')):<14} {'sent' if d.get('sent_at') else 'due'} "
+            f"{str(when)[:19]}"))  # fmt: skip
+        kind = "incident" if d.get("incident_id") else "anomaly"
+        click.echo(f"      {kind} {printable(d['anomaly_id'])}")
         if d.get("last_error"):
-            click.echo(f"      last error: {d['last_error']}")
+            click.echo(f"      last error: {printable(d['last_error'])}")
+
+
+def _score(summary: dict[str, object]) -> str:
+    try:
+        return f"{float(summary.get('score') or 0):.2f}"  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return printable(summary.get("score"))[:12]

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.runs import recent_runs
 
@@ -153,9 +153,11 @@ def anomalies(entity: str | None, severity: str | None, since: str | None, top: 
         return
     for d in docs:
         first = (d.get("reasons") or [{}])[0].get("text", "")
-        click.echo(f"{d['score']:.2f} {d['severity']:<6} {d['entity']!s:<14} "
-                   f"{d['window_start'][:16]} {d['detector']:<9} {first}")  # fmt: skip
-        click.echo(f"      id {d['_id']}   review: {(d.get('review') or {}).get('status')}")
+        click.echo(f"{d['score']:.2f} {printable(d['severity']):<6} {printable(d['entity']):<14} "
+                   f"{printable(d['window_start'])[:16]} {printable(d['detector']):<9} "
+                   f"{printable(first)}")  # fmt: skip
+        click.echo(printable(f"      id {d['_id']}   review: "
+                             f"{(d.get('review') or {}).get('status')}"))  # fmt: skip
 
 
 def _matches(doc: dict[str, Any], selector: dict[str, Any]) -> bool:
@@ -186,14 +188,15 @@ def review(anomaly_id: str, decision: str, note: str, by: str) -> None:
     try:
         if is_incident_id(anomaly_id):
             doc = review_incident(couch, settings, anomaly_id, status, note=note, by=by)
-            click.echo(f"{doc['_id']}: {status} ({len(doc.get('anomaly_ids') or [])} anomalies)")
+            click.echo(printable(f"{doc['_id']}: {status} "
+                                 f"({len(doc.get('anomaly_ids') or [])} anomalies)"))  # fmt: skip
             return
         review_anomaly(couch, settings.db_name("anomalies"), anomaly_id, status, note=note, by=by)
     except (UnknownAnomaly, UnknownIncident):
         fail(f"no anomaly or incident {anomaly_id!r}")
     except CouchError as exc:
         fail(str(exc))
-    click.echo(f"{anomaly_id}: {status}")
+    click.echo(f"{printable(anomaly_id)}: {status}")
 
 
 @click.command()
@@ -203,7 +206,7 @@ def runs(last: int) -> None:
     settings = settings_or_fail()
     couch = couch_or_fail(settings)
     for r in recent_runs(couch, settings.db_name("runs"), last=last):
-        err = f"  {r['error']}" if r.get("error") else ""
+        err = f"  {printable(r['error'])}" if r.get("error") else ""
         bad = f"  {len(r['entity_errors'])} entity errors" if r.get("entity_errors") else ""
         click.echo(f"{r['finished_at'][:19]} {r['task'].split('.')[-1]:<15} {r['outcome']:<9} "
                    f"entities {r['entity_count']:>4} in {r['events_in']:>6} out {r['docs_out']:>4}"

@@ -5,6 +5,7 @@ to the exception tree in `errors.py`.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -56,6 +57,31 @@ def path_segment(value: str) -> str:
 def db_path(db: str) -> str:
     """Return the URL path of a database (names with `/` are escaped as CouchDB requires)."""
     return "/" + quote(db, safe="")
+
+
+def decode_json(body: bytes, what: str = "request", status: int = 200) -> Any:
+    """Decode a CouchDB reply. Apache CouchDB 3 keeps integers of any size in documents (PouchDB
+    Server turns them into null): an integer beyond Python's 4300-digit `int()` limit would make
+    the whole reply undecodable and, in a `_changes` page, stall the planner on it forever. Such
+    an integer decodes as an infinite float instead, which `validate_event` refuses (the event
+    is quarantined, its neighbours are read). Shorter big integers decode as `int`."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        pass
+    try:
+        return json.loads(body, parse_int=_lenient_int)
+    except ValueError:
+        raise CouchServerError(
+            f"CouchDB answered {what} with a body that is not JSON", status=status
+        ) from None
+
+
+def _lenient_int(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:  # over the digit limit: a float() of it has no limit (it is ±inf)
+        return float(text)
 
 
 class CouchTransport:
@@ -156,13 +182,7 @@ class CouchTransport:
             return response.content
         if not response.content:
             return None
-        try:
-            return response.json()
-        except ValueError:
-            raise CouchServerError(
-                f"CouchDB answered {method} {path} with a body that is not JSON",
-                status=response.status_code,
-            ) from None
+        return decode_json(response.content, f"{method} {path}", response.status_code)
 
     @staticmethod
     def _error(method: str, path: str, response: requests.Response) -> CouchError:

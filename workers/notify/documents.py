@@ -160,9 +160,11 @@ def after_attempt(
     max_attempts: int,
     base_s: float,
     max_s: float,
+    permanent: bool = False,
 ) -> Doc:
     """`doc` after one delivery attempt: `sent`, or `pending` with backoff and `last_error`,
-    or `failed` once `max_attempts` attempts have failed."""
+    or `failed` once `max_attempts` attempts have failed, or at once when the error is
+    `permanent` (the message cannot be built: trying again cannot help)."""
     attempts = int(doc.get("attempts") or 0) + 1
     out = {**doc, "attempts": attempts, "updated_at": canonical_timestamp(now)}
     if error is None:
@@ -170,7 +172,7 @@ def after_attempt(
                    delivery_id=delivery, digest_size=size if size > 1 else None)  # fmt: skip
         return out
     out["last_error"] = error[:MAX_ERROR_CHARS]
-    if attempts >= max_attempts:
+    if permanent or attempts >= max_attempts:
         out.update(status="failed", next_attempt_at=None)
     else:
         wait = backoff_s(attempts, base_s=base_s, max_s=max_s)

@@ -1,4 +1,5 @@
-"""Notification errors. A `DeliveryError` is retried with backoff; nothing else is expected."""
+"""Notification errors. A `DeliveryError` is retried with backoff; a `MessageError` (the
+message cannot be built) fails the notification at once; nothing else is expected."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ class DeliveryError(NotifyError):
     The message names the channel's target (host only) and the cause, never credentials,
     webhook paths or secrets.
     """
+
+
+class MessageError(NotifyError):
+    """The message could not be built for a channel (a header the e-mail library refuses, ...).
+    Sending it again cannot help: the notification is recorded `failed` at once, with why."""
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

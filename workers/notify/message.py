@@ -2,7 +2,9 @@
 
 Email: a subject, plain text and HTML (escaped) saying who/what, when, score, severity, reasons
 in words and how to review; for an incident also how many anomalies it holds and its span.
-Webhook: JSON with the same facts and a Slack-compatible `text`.
+Webhook: JSON with the same facts and a Slack-compatible `text` (`&`, `<`, `>` escaped as Slack
+requires). Entity ids and reasons are data: control characters are escaped wherever a person
+reads them (subject, text, Slack text); the JSON fields keep them as they are.
 Scores are in [0, 1], higher = more anomalous.
 """
 
@@ -12,6 +14,8 @@ import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from workers.text import printable, slack_escape
 
 MAX_DIGEST_LINES = 50
 
@@ -33,7 +37,9 @@ def review_command(hint: str, anomaly_id: str) -> str:
 
 
 def _who(a: Mapping[str, Any]) -> str:
-    return f"{a.get('entity_field') or 'entity'} {a.get('entity')}"
+    """`user_id alice`; control characters escaped (`a\r\nb` in a subject header is a
+    ValueError, in a terminal or a log line a forged second line)."""
+    return printable(f"{a.get('entity_field') or 'entity'} {a.get('entity')}")
 
 
 def _when(a: Mapping[str, Any]) -> str:
@@ -61,7 +67,7 @@ def _lines(a: Mapping[str, Any], hint: str) -> list[str]:
         f"Severity: {a.get('severity')}   score {float(a.get('score') or 0):.2f} "
         f"(0-1, higher = more unusual)   {_what(a)}",
         "Why:",
-        *[f"  - {r}" for r in reasons],
+        *[f"  - {printable(r)}" for r in reasons],
         f"Review:   {review_command(hint, a['id'])}",
         f"{'Incident' if _is_incident(a) else 'Anomaly'}:  {a['id']}",
     ]
@@ -98,14 +104,16 @@ def render(delivery_id: str, anomalies: Sequence[Mapping[str, Any]], *, hint: st
         subject = (f"[couchwatch] {first.get('severity')} {kind}: {_who(first)} "
                    f"(score {float(first.get('score') or 0):.2f}{size})")  # fmt: skip
         head = f"couchwatch found unusual behaviour for {_who(first)}."
-        slack_head = f":rotating_light: *{first.get('severity')}* {kind} for *{_who(first)}*"
+        slack_head = (f":rotating_light: *{slack_escape(first.get('severity'))}* {kind} for "
+                      f"*{slack_escape(_who(first))}*")  # fmt: skip
     else:
         subject = f"[couchwatch] digest: {len(anomalies)} {noun} for {_who(first)}"
         head = (f"couchwatch found {len(anomalies)} more {noun} for {_who(first)} while "
                 "its notifications were rate-limited.")  # fmt: skip
-        slack_head = f":rotating_light: digest: *{len(anomalies)}* {noun} for *{_who(first)}*"
+        slack_head = (f":rotating_light: digest: *{len(anomalies)}* {noun} for "
+                      f"*{slack_escape(_who(first))}*")  # fmt: skip
     blocks = ["\n".join(_lines(a, hint)) for a in shown]
-    tail = [f"... and {more} more: couchwatch {noun} --entity {first.get('entity')}"]
+    tail = [f"... and {more} more: couchwatch {noun} --entity {printable(first.get('entity'))}"]
     tail = tail if more else []
     text = "\n\n".join([head, *blocks, *tail]) + "\n"
     body_html = (f"<html><body><p>{html.escape(head)}</p><hr>"
@@ -113,9 +121,10 @@ def render(delivery_id: str, anomalies: Sequence[Mapping[str, Any]], *, hint: st
                  + "".join(f"<p>{html.escape(t)}</p>" for t in tail)
                  + "</body></html>")  # fmt: skip
     slack_lines = [slack_head] + [
-        f"• {_when(a)}{' ' + _what(a) if _is_incident(a) else ''} "
+        f"• {slack_escape(_when(a))}{' ' + slack_escape(_what(a)) if _is_incident(a) else ''} "
         f"score {float(a.get('score') or 0):.2f}: "
-        f"{(a.get('reasons') or ['-'])[0]} — `{review_command(hint, a['id'])}`"
+        f"{slack_escape(printable((a.get('reasons') or ['-'])[0]))} — "
+        f"`{slack_escape(review_command(hint, a['id']))}`"
         for a in shown
     ]
     single = "couchwatch.incident" if _is_incident(first) else "couchwatch.anomaly"
@@ -124,8 +133,8 @@ def render(delivery_id: str, anomalies: Sequence[Mapping[str, Any]], *, hint: st
         "id": delivery_id,
         "entity": first.get("entity"),
         "entity_field": first.get("entity_field"),
-        "text": "\n".join(slack_lines + tail),
+        "text": "\n".join(slack_lines + [slack_escape(t) for t in tail]),
         "anomalies": [_payload_item(a, hint) for a in anomalies if not _is_incident(a)],
         "incidents": [_payload_item(a, hint) for a in anomalies if _is_incident(a)],
     }
-    return Message(delivery_id, subject, text, body_html, payload)
+    return Message(delivery_id, printable(subject), text, body_html, payload)

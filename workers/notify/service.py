@@ -42,10 +42,11 @@ from workers.notify.documents import (
     new_notification,
     notification_id,
 )
-from workers.notify.errors import DeliveryError, NotifyError
+from workers.notify.errors import DeliveryError, MessageError, NotifyError, describe
 from workers.notify.message import render
 from workers.notify.ratelimit import RedisWindows, Windows
 from workers.settings import Settings
+from workers.text import printable
 
 log = logging.getLogger(__name__)
 LEASE_S = 300.0  # a sender that died mid-send hands its notifications back after this long
@@ -182,21 +183,16 @@ def _deliver(
                 result.deferred += len(group)
                 continue
         ids = [d["_id"] for d in group]
-        error: str | None = None
+        error: str | None
         if channel is None:
-            error = f"channel {first['channel']} is no longer configured"
+            error, permanent = f"channel {first['channel']} is no longer configured", False
         else:
-            message = render(delivery_id(ids), [d["anomaly"] for d in group],
-                             hint=settings.couchwatch_notify_review_hint)  # fmt: skip
-            try:
-                channel.send(message)
-            except DeliveryError as exc:
-                error = str(exc)
+            error, permanent = _attempt(channel, group, delivery_id(ids), settings)
         outcomes = [after_attempt(
             d, now=now, error=error, delivery=delivery_id(ids), size=len(group),
             max_attempts=settings.couchwatch_notify_max_attempts,
             base_s=settings.couchwatch_notify_backoff_s,
-            max_s=settings.couchwatch_notify_backoff_max_s,
+            max_s=settings.couchwatch_notify_backoff_max_s, permanent=permanent,
         ) for d in group]  # fmt: skip
         if error is None:
             result.sent += 1
@@ -206,6 +202,32 @@ def _deliver(
             log.warning("notification %s not delivered (attempt %d): %s",
                         delivery_id(ids), outcomes[0]["attempts"], error)  # fmt: skip
         _write(couch, db, outcomes)
+
+
+def _attempt(
+    channel: Channel, group: Sequence[Mapping[str, Any]], delivery: str, settings: Settings
+) -> tuple[str | None, bool]:
+    """Build and send one message; return (error or None, whether the error is permanent).
+
+    Whatever goes wrong stays with this notification (recorded by the caller: attempts counted,
+    `last_error` stored) and never stops the others of the run: a message that cannot be built
+    (bad data in the stored summary, a header the e-mail library refuses) fails at once; a
+    delivery failure, or an unexpected error of the channel, is retried with backoff.
+    """
+    try:
+        message = render(delivery, [d["anomaly"] for d in group],
+                         hint=settings.couchwatch_notify_review_hint)  # fmt: skip
+    except Exception as exc:  # the stored summary itself is unusable
+        return f"message could not be built: {printable(describe(exc))}", True
+    try:
+        channel.send(message)
+    except MessageError as exc:
+        return printable(exc), True
+    except DeliveryError as exc:
+        return printable(exc), False
+    except Exception as exc:  # a channel bug: named by class only (its text may hold a URL)
+        return f"{channel.target}: unexpected {type(exc).__name__} while sending", False
+    return None, False
 
 
 def _write(couch: CouchClient, db: str, docs: Sequence[Doc]) -> list[Doc]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from workers.notify.errors import DeliveryError, describe
+from workers.notify.errors import DeliveryError, MessageError, describe
 from workers.notify.message import Message
 
 
@@ -50,9 +50,14 @@ class SmtpChannel:
         self.target = f"smtp://{config.host}:{config.port}"
 
     def send(self, message: Message) -> None:
-        """Deliver `message` once; raise `DeliveryError` (scrubbed) when it could not be sent."""
+        """Deliver `message` once; raise `DeliveryError` (scrubbed) when it could not be sent,
+        `MessageError` when it cannot be built as an e-mail."""
         c = self.config
-        mail = build_email(message, sender=c.sender, recipients=c.recipients)
+        try:
+            mail = build_email(message, sender=c.sender, recipients=c.recipients)
+        except (ValueError, TypeError) as exc:  # e.g. a header with CR/LF: never sendable
+            cause = describe(exc, (c.password or "",))
+            raise MessageError(f"{self.target}: e-mail could not be built: {cause}") from None
         context = ssl.create_default_context()
         try:
             if c.ssl:

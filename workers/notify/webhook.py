@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from workers.notify.errors import DeliveryError, describe
+from workers.notify.errors import DeliveryError, MessageError, describe
 from workers.notify.message import Message
 from workers.notify.signature import HEADER, sign
 from workers.settings import url_origin
@@ -46,8 +46,13 @@ class WebhookChannel:
         return f"WebhookChannel({self.name!r}, {self.target!r})"
 
     def send(self, message: Message) -> None:
-        """POST `message.payload`, signed now; raise `DeliveryError` unless the answer is 2xx."""
-        body = encode(message.payload)
+        """POST `message.payload`, signed now; raise `DeliveryError` unless the answer is 2xx,
+        `MessageError` when the payload cannot be encoded (text that is not valid Unicode)."""
+        try:
+            body = encode(message.payload)
+        except (ValueError, TypeError) as exc:
+            cause = describe(exc)
+            raise MessageError(f"{self.target}: payload could not be encoded: {cause}") from None
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "couchwatch-notify",
