@@ -43,6 +43,12 @@ def _wait_runs(couch: CouchClient, settings: Settings, task: str, n: int,
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """A population cap below the busiest users' history, so that the test sees it apply."""
+    return settings.model_copy(update={"couchwatch_population_events_per_entity": 300})
+
+
+@pytest.fixture
 def fleet(settings: Settings, couch: CouchClient, tmp_path: Path) -> Iterator[WorkerFleet]:
     ensure_schema(couch, settings)
     with worker_fleet(settings, settings_env(settings), tmp_path / "logs") as running:
