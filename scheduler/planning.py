@@ -221,7 +221,7 @@ def plan_training(
             )
         ]  # fmt: skip
     usable, skipped = split_usable(entities)
-    ttl = settings.celery_visibility_timeout_s
+    ttl = settings.couchwatch_train_pending_ttl_s
     fresh = [e for e in usable if fleet.redis.set(pending_key(e), "1", nx=True, ex=ttl)]
     result = PlanResult(entities=len(fresh), skipped=skipped)
     for batch in batches(fresh, settings.couchwatch_batch_size):

@@ -15,7 +15,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ.setdefault(_var, "1")
 
 from celery import Celery  # noqa: E402
-from celery.signals import worker_init  # noqa: E402
+from celery.signals import task_received, worker_init, worker_ready, worker_shutdown  # noqa: E402
 from kombu import Queue  # noqa: E402
 
 from workers.settings import Settings, get_settings  # noqa: E402
@@ -25,17 +25,21 @@ QUEUES = ("plan", "train", "score", "notify")
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Return the Celery configuration for `settings`, one line of reason per setting."""
+    visibility = settings.visibility_timeout_s
     transport = {
-        # Unacked tasks return to the queue after this long; it must exceed the longest task
-        # (the hard time limit) or a slow task would be delivered twice while still running.
-        "visibility_timeout": settings.celery_visibility_timeout_s,
+        # Unacked tasks return to the queue after this long: the backstop for a worker that died
+        # whole (kill -9 of its process group, OOM, lost host) when the heartbeat requeue of
+        # workers/liveness.py did not see the message. It must exceed the longest a message stays
+        # unacked (retry countdown + hard time limit) or a slow task is delivered twice while
+        # still running: by default the hard time limit + 180 s (kombu's default is 3600 s).
+        "visibility_timeout": visibility,
     }
     broker_transport = {
         **transport,
-        # How often workers look for expired unacked messages (those of a worker killed with -9)
-        # and requeue them. kombu's default scans only every 10th sweep of 10 s (~100 s),
-        # whatever the visibility timeout: scan on every sweep, at most a tenth of the timeout.
-        "unacked_restore_interval": max(1, min(10, settings.celery_visibility_timeout_s // 10)),
+        # How often workers look for expired unacked messages and requeue them. kombu's default
+        # scans only every 10th sweep of 10 s (~100 s), whatever the visibility timeout: scan on
+        # every sweep, at most a tenth of the timeout.
+        "unacked_restore_interval": max(1, min(10, visibility // 10)),
         "unacked_restore_throttle": 1,
     }
     return {
@@ -109,3 +113,27 @@ def _check_engine(**_: Any) -> None:
         engine_config(get_settings())
     except ConfigError as exc:
         raise SystemExit(f"couchwatch: invalid detection settings: {exc}") from None
+
+
+@worker_ready.connect
+def _start_heartbeat(sender: Any, **_: Any) -> None:
+    """Beat in Redis, and requeue the messages of workers that stopped beating (main process)."""
+    from workers import liveness
+
+    settings = get_settings()
+    liveness.start(sender.app, settings.redis_url, sender.hostname,
+                   settings.couchwatch_worker_heartbeat_s)  # fmt: skip
+
+
+@task_received.connect
+def _record_held(request: Any, **_: Any) -> None:
+    from workers import liveness
+
+    liveness.received(getattr(request.message, "delivery_tag", None))
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(**_: Any) -> None:
+    from workers import liveness
+
+    liveness.stop()

@@ -31,6 +31,11 @@ def _split_list(value: Any) -> Any:
     return value
 
 
+# Celery autoretry countdowns are capped here (workers/tasks.py): a retried message waits that
+# long in a worker, unacked, before it runs, so the default visibility timeout covers it + 60 s.
+RETRY_BACKOFF_MAX_S = 120
+VISIBILITY_MARGIN_S = RETRY_BACKOFF_MAX_S + 60
+
 TextList = Annotated[list[str], NoDecode, BeforeValidator(_split_list)]
 
 
@@ -88,9 +93,16 @@ class Settings(BaseSettings):
     # Celery (see workers/celery_app.py for what each protects against)
     celery_task_soft_time_limit_s: int = 540
     celery_task_time_limit_s: int = 600
-    celery_visibility_timeout_s: int = 3600
+    # Unset: the hard time limit + VISIBILITY_MARGIN_S (780 s with the defaults); see
+    # `visibility_timeout_s`. Set, it must exceed the hard time limit.
+    celery_visibility_timeout_s: int | None = Field(default=None, ge=1)
     celery_result_expires_s: int = 86_400
     celery_max_tasks_per_child: int = 200
+    # Workers beat in Redis this often; a survivor requeues the unacked messages of a worker
+    # silent for 3 beats (workers/liveness.py). 0 turns it off (visibility timeout only).
+    couchwatch_worker_heartbeat_s: float = Field(default=10.0, ge=0)
+    # An entity enqueued for training is not enqueued again for this long (or until trained)
+    couchwatch_train_pending_ttl_s: int = Field(default=3600, ge=1)
 
     # Notifications (docs/notifications.md). Lists are comma-separated in the environment.
     couchwatch_notify_severity: Literal["low", "medium", "high"] = "high"
@@ -153,6 +165,29 @@ class Settings(BaseSettings):
         if any(urlsplit(url).scheme not in ("http", "https") for url in value):
             raise ValueError("COUCHWATCH_WEBHOOK_URLS must be http:// or https:// URLs")
         return value
+
+    @model_validator(mode="after")
+    def _visibility_exceeds_time_limit(self) -> Settings:
+        vt = self.celery_visibility_timeout_s
+        if vt is not None and vt <= self.celery_task_time_limit_s:
+            raise ValueError(
+                f"CELERY_VISIBILITY_TIMEOUT_S ({vt}) must exceed CELERY_TASK_TIME_LIMIT_S "
+                f"({self.celery_task_time_limit_s}), or a slow task is delivered twice; "
+                "leave it unset for the time limit + 180 s"
+            )
+        return self
+
+    @property
+    def visibility_timeout_s(self) -> int:
+        """Seconds a received message may stay unacked before any worker requeues it.
+
+        Unset, the hard time limit + `VISIBILITY_MARGIN_S`: a message is unacked from receipt to
+        the end of its task, which includes waiting out a retry countdown (at most
+        `RETRY_BACKOFF_MAX_S`) and at most the hard time limit of running.
+        """
+        if self.celery_visibility_timeout_s is not None:
+            return self.celery_visibility_timeout_s
+        return self.celery_task_time_limit_s + VISIBILITY_MARGIN_S
 
     @model_validator(mode="after")
     def _notify_channels_complete(self) -> Settings:

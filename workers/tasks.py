@@ -29,6 +29,7 @@ from workers.fleet import Fleet
 from workers.ids import Entity
 from workers.notify import service as notify_service
 from workers.runs import Run, save_run
+from workers.settings import RETRY_BACKOFF_MAX_S
 
 log = logging.getLogger(__name__)
 TRANSIENT = (RetryableCouchError, redis.ConnectionError, redis.TimeoutError, OperationalError)
@@ -39,7 +40,7 @@ class FleetTask(Task):
 
     autoretry_for = TRANSIENT
     retry_backoff = 2
-    retry_backoff_max = 120
+    retry_backoff_max = RETRY_BACKOFF_MAX_S
     retry_jitter = True
     max_retries = 8
     ignore_result = True

@@ -5,7 +5,8 @@ or run record afterwards.
 
 Real PouchDB Server, real redis-server, real `celery worker` / `celery beat` processes (never
 eager). Outage tests stop a server of their own (never the session's). A worker `kill -9`ed
-mid-batch is covered in `test_fleet_resilience.py` (`test_kill_9_mid_training_redelivers_...`).
+mid-batch is covered in `test_fleet_resilience.py` (`test_kill_9_mid_training_redelivers_...`,
+the visibility-timeout backstop) and `test_worker_lost.py` (the heartbeat requeue).
 Each test ends with every expected model and anomaly present exactly once.
 
 `COUCHWATCH_SOAK_S` sets the soak's length (default 60 s; `make soak` runs 1200 s).
@@ -345,7 +346,7 @@ def test_poison_entity_is_recorded_bounded_and_isolated(
     with _services(
         couchdb, redis_service, 7, celery_visibility_timeout_s=15,
         celery_task_soft_time_limit_s=10, celery_task_time_limit_s=12,
-        couchwatch_train_check_interval_s=2,
+        couchwatch_train_check_interval_s=2, couchwatch_train_pending_ttl_s=15,
     ) as (settings, couch):  # fmt: skip
         scenario = _recent_demo(users=6, days=6, seed=41)
         users = _users(scenario.events)
@@ -368,8 +369,8 @@ def test_poison_entity_is_recorded_bounded_and_isolated(
             time.sleep(2.5)
             app.send_task("couchwatch.plan_training")
             plans_t = _wait_runs(couch, settings, "couchwatch.plan_training", 2, timeout_s=60)
-            # after the pending marker expires (the visibility timeout) it is retried once more
-            time.sleep(settings.celery_visibility_timeout_s + 1)
+            # after the pending marker expires (COUCHWATCH_TRAIN_PENDING_TTL_S) it is retried
+            time.sleep(settings.couchwatch_train_pending_ttl_s + 1)
             app.send_task("couchwatch.plan_training")
             plans_t = _wait_runs(couch, settings, "couchwatch.plan_training", 3, timeout_s=60)
             trains = _wait_runs(couch, settings, TRAIN, 2, timeout_s=120)
@@ -400,10 +401,10 @@ def test_poison_entity_is_recorded_bounded_and_isolated(
         assert couch.get(settings.db_name("models"), head_id("poison")) is None
         _assert_anomalies_once(couch, settings)
         _record(logs, couch, settings)
-        window = settings.celery_visibility_timeout_s + 10
+        window = settings.couchwatch_train_pending_ttl_s + 10
         print(f"\n[poison] error recorded: {train['entity_errors']['poison'][:90]}; training "
               f"attempts for the poison entity: {len(trains)} in ~{window}s "
-              f"(one per pending-marker TTL = visibility timeout)")  # fmt: skip
+              f"(one per pending-marker TTL)")  # fmt: skip
 
 
 # --- 5. a replayed _changes page -----------------------------------------------------------

@@ -140,10 +140,11 @@ def _beat(env: dict[str, str], schedule: Path, log: Path) -> subprocess.Popen[by
 def test_kill_9_mid_training_redelivers_to_other_worker(
     couchdb: CouchServer, redis_service: RedisServer, tmp_path: Path
 ) -> None:
+    # The visibility-timeout backstop alone (heartbeat requeue off: test_worker_lost.py has it)
     with _services(
         couchdb, redis_service, 1,
         celery_visibility_timeout_s=15, celery_task_soft_time_limit_s=10,
-        celery_task_time_limit_s=12,
+        celery_task_time_limit_s=12, couchwatch_worker_heartbeat_s=0,
     ) as (settings, couch):  # fmt: skip
         scenario = _recent_demo(users=15, days=10)
         _store(couch, settings, scenario.events)
