@@ -70,6 +70,19 @@ class WorkerFleet:
         raise RuntimeError(f"workers {sorted(wanted)} not ready (logs in {self.logs})")
 
 
+POISON_FIT_DIR = Path(__file__).parent / "poison_fit"
+
+
+def poison_fit_env(entity: str) -> dict[str, str]:
+    """Environment for worker processes in which fitting ``entity``'s model raises
+    (``poison_fit/sitecustomize.py``); every other entity trains as usual."""
+    path = os.environ.get("PYTHONPATH")
+    return {
+        "PYTHONPATH": os.pathsep.join(p for p in (str(POISON_FIT_DIR), path) if p),
+        "COUCHWATCH_TEST_POISON_ENTITY": entity,
+    }
+
+
 @contextmanager
 def worker_fleet(settings: Settings, env: dict[str, str], logs: Path,
                  names: tuple[str, ...] = ("w1", "w2")) -> Iterator[WorkerFleet]:  # fmt: skip
