@@ -3,11 +3,14 @@
 `plan_scoring` reads the events database's `_changes` feed from a checkpoint kept in a `_local`
 document (the opaque `seq`), groups new events by entity, updates the entity registry, enqueues
 scoring batches, and only then advances the checkpoint. Its cost grows with the number of new
-events, never with history.
+events, never with history. Before any population profile exists (a fresh deployment) an entity
+without a model cannot be scored: its events are recorded on its registry document as waiting
+for a model instead of being enqueued (`workers/unscored.py` says what becomes of them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,17 +18,21 @@ from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
+import redis
+
 from workers.events import Rejection, canonical_timestamp, entity_problem, validate_event
 from workers.fleet import Fleet, registry_id
 from workers.history import iter_entity_events
 from workers.ids import Entity, short_hash
 from workers.ingest import Record, quarantine_doc
-from workers.runs import describe
+from workers.runs import Run, describe
 from workers.training import pending_key
+from workers.unscored import add_waiting, population_ready, score_waiting, waiting_of
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "couchwatch-plan-scoring"
+PLAN_SCORING_LOCK = "couchwatch:lock:plan_scoring"
 PAGES_PER_FLUSH = 20
 COUNTED_SPANS_KEPT = 20
 ScoreItem = list[Any]  # [entity, since, until]
@@ -43,6 +50,25 @@ class PlanResult:
     # entity ids refused by the entity-id rule (registered before it existed, or asked for):
     # printable form -> reason; never enqueued
     skipped: dict[str, str] = field(default_factory=dict)
+    # plan_scoring: events of entities that nothing can score yet (no model, no population),
+    # recorded on their registry documents as waiting for a model instead of enqueued
+    deferred_entities: int = 0
+    deferred_events: int = 0
+    # plan_training: scoring enqueued for waiting events of entities that have a model now
+    waiting_entities: int = 0
+    waiting_events: int = 0
+    score_task_ids: list[str] = field(default_factory=list)
+
+    def record_scoring(self, run: Run) -> None:
+        """This scoring plan's figures in its run record."""
+        run.events_in, run.docs_out = self.events, self.batches
+        run.details["task_ids"] = self.task_ids
+        run.details.update(entities=self.entities, pages=self.pages,
+                           quarantined=self.quarantined)  # fmt: skip
+        if self.deferred_entities:
+            run.details["unscored_deferred"] = {
+                "entities": self.deferred_entities, "events": self.deferred_events,
+            }  # fmt: skip
 
 
 def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -61,6 +87,7 @@ def plan_scoring(fleet: Fleet, enqueue: Enqueue, *, max_pages: int = 1000) -> Pl
     earliest: dict[Entity, str] = {}
     counts: dict[Entity, int] = {}
     flush_since = since
+    scorable: list[bool] = []  # whether a population exists: asked once, at the first flush
     for page_number in range(1, max_pages + 1):
         page = couch.changes(db, since=since, limit=settings.couchwatch_changes_page_size)
         last_page = not page.results or page_number == max_pages
@@ -72,7 +99,9 @@ def plan_scoring(fleet: Fleet, enqueue: Enqueue, *, max_pages: int = 1000) -> Pl
         if last_page or page_number % PAGES_PER_FLUSH == 0:
             if counts:
                 span = short_hash("changes", flush_since, since)
-                _flush(fleet, enqueue, counts, earliest, now, result, span)
+                if not scorable:
+                    scorable.append(population_ready(fleet))
+                _flush(fleet, enqueue, counts, earliest, now, result, span, defer=not scorable[0])
                 counts, earliest, flush_since = {}, {}, since
             if result.pages:
                 couch.put_local(db, CHECKPOINT, {"seq": since, "at": canonical_timestamp(now)})
@@ -122,15 +151,20 @@ def _flush(
     now: datetime,
     result: PlanResult,
     span: str,
+    *,
+    defer: bool = False,
 ) -> None:
-    """Update the registry and enqueue scoring batches for the collected entities."""
-    update_registry(fleet, counts, earliest, now, span)
-    items: list[ScoreItem] = [[e, s, None] for e, s in earliest.items()]
+    """Update the registry and enqueue scoring batches for the collected entities (but for
+    those whose events the registry now holds as waiting for a model)."""
+    deferred = update_registry(fleet, counts, earliest, now, span, defer=defer)
+    items: list[ScoreItem] = [[e, s, None] for e, s in earliest.items() if e not in deferred]
     for batch in batches(items, fleet.settings.couchwatch_batch_size):
         result.task_ids.append(enqueue("couchwatch.score_entities", [batch]))
         result.batches += 1
     result.events += sum(counts.values())
     result.entities += len(counts)
+    result.deferred_entities += len(deferred)
+    result.deferred_events += sum(counts[e] for e in deferred)
 
 
 def update_registry(
@@ -139,27 +173,39 @@ def update_registry(
     earliest: dict[Entity, str],
     now: datetime,
     span: str,
-) -> None:
+    *,
+    defer: bool = False,
+) -> set[Entity]:
     """Add these changes' counts to each entity's registry document (first/last seen, counts).
 
     `span` names the `_changes` range counted (a hash of its start and end seq): a replayed range
     (a checkpoint written back, a planner that died before checkpointing) is not counted twice.
+    With `defer` (no population profile), the events of entities without a model are added to
+    the ones waiting for a model, decided on the document as it is written (a training that
+    stores `model_version` first wins); returns those entities, whose events must not be
+    enqueued. A registry write the server refuses is never deferred (scoring records it).
     """
     stamp = canonical_timestamp(now)
+    waiting = dict.fromkeys(counts, True) if defer else {}
     docs = [
         {
             "_id": registry_id(e), "type": "entity", "entity": e, "first_seen": earliest[e],
             "last_event_at": earliest[e], "last_seen": stamp, "events_seen": n,
             "events_since_training": n, "counted_spans": [span],
+            **({"unscored_since": earliest[e], "unscored_events": n} if defer else {}),
         }
         for e, n in counts.items()
     ]  # fmt: skip
 
     def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        wait = defer and not old.get("model_version")
+        if defer:
+            waiting[new["entity"]] = wait
         spans = list(old.get("counted_spans", []))
-        if span in spans:
+        if span in spans:  # a replay: counted (and deferred or enqueued) the first time
+            waiting[new["entity"]] = wait and waiting_of(old) is not None
             return old
-        return {
+        merged = {
             **old,
             "counted_spans": [*spans, span][-COUNTED_SPANS_KEPT:],
             "last_seen": new["last_seen"],
@@ -168,8 +214,26 @@ def update_registry(
             "events_seen": old.get("events_seen", 0) + new["events_seen"],
             "events_since_training": old.get("events_since_training", 0) + new["events_seen"],
         }
+        if wait:
+            merged = add_waiting(merged, new["first_seen"], new["events_seen"])
+        return merged
 
-    fleet.couch.bulk_upsert(fleet.settings.db_name("models"), docs, merge=merge)
+    result = fleet.couch.bulk_upsert(fleet.settings.db_name("models"), docs, merge=merge)
+    refused = {row.id for row in result.failed}
+    return {e for e, wait in waiting.items() if wait and registry_id(e) not in refused}
+
+
+def plan_scoring_locked(fleet: Fleet, enqueue: Enqueue, *, wait_s: float) -> PlanResult | None:
+    """`plan_scoring` under the planners' Redis lock, so beat's pass and an operator's never
+    run at once; None when another pass held the lock for longer than `wait_s`."""
+    lock = fleet.redis.lock(PLAN_SCORING_LOCK, timeout=600, blocking_timeout=wait_s)
+    if not lock.acquire(blocking=wait_s > 0):
+        return None
+    try:
+        return plan_scoring(fleet, enqueue)
+    finally:
+        with contextlib.suppress(redis.exceptions.LockError):  # expired meanwhile
+            lock.release()
 
 
 def iter_registry(fleet: Fleet) -> Iterator[dict[str, Any]]:
@@ -206,20 +270,31 @@ def plan_training(
 
     An entity already enqueued and not yet trained is not enqueued again (a Redis marker), so two
     planners or two beats never double the training work. The population profile used for cold
-    start and smoothing is (re)built first when missing or stale.
+    start and smoothing is (re)built first when missing or stale. Reading the registry, it also
+    enqueues scoring of the events still waiting for a model (`workers/unscored.py`) of entities
+    it does not train now: those with a usable model (a scoring task raced their training, or a
+    crash came between enqueueing and clearing) and, once a population exists, those whose
+    training failed too often (scored cold-start).
     """
     settings = fleet.settings
     now = fleet.now()
     ensure_population(fleet, now)
+    waiting: dict[Entity, tuple[str, int]] = {}
+    modeled: set[Entity] = set()  # the waiting ones that have a model
     if entities is None:
-        entities = [
-            e["entity"] for e in iter_registry(fleet)
+        entities = []
+        for e in iter_registry(fleet):
             if force or due_for_training(
                 e, now=now, retrain_after_s=settings.couchwatch_retrain_after_s,
                 min_new_events=settings.couchwatch_retrain_min_new_events,
                 max_failures=settings.couchwatch_max_train_failures,
-            )
-        ]  # fmt: skip
+            ):  # fmt: skip
+                entities.append(e["entity"])
+            found = waiting_of(e)
+            if found and not e.get("needs_retrain"):
+                waiting[e["entity"]] = found
+                if e.get("model_version"):
+                    modeled.add(e["entity"])
     usable, skipped = split_usable(entities)
     ttl = settings.couchwatch_train_pending_ttl_s
     fresh = [e for e in usable if fleet.redis.set(pending_key(e), "1", nx=True, ex=ttl)]
@@ -227,6 +302,15 @@ def plan_training(
     for batch in batches(fresh, settings.couchwatch_batch_size):
         result.task_ids.append(enqueue("couchwatch.train_entities", [batch]))
         result.batches += 1
+    # an entity due for training has its waiting events handled by that training; one that is
+    # not (its training failed too often) is scored against the population, once there is one
+    training = set(usable)
+    sweep = {e: w for e, w in waiting.items() if e not in training and not entity_problem(e)}
+    if any(e not in modeled for e in sweep) and not population_ready(fleet):
+        sweep = {e: w for e, w in sweep.items() if e in modeled}
+    result.score_task_ids = score_waiting(fleet, sweep, enqueue)
+    result.waiting_entities = len(sweep)
+    result.waiting_events = sum(n for _, n in sweep.values())
     return result
 
 

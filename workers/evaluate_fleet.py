@@ -120,21 +120,34 @@ def run_through_fleet(
 
     trainings: list[tuple[str, list[Any]]] = []
     phase("train", train, trainings)
+    after_training: list[tuple[str, list[Any]]] = []  # scoring a training enqueues (unscored.py)
+
+    def enqueue(task: str, args: list[Any]) -> str:
+        after_training.append((task, args))
+        out.tasks.append((task, args))
+        return f"train-{len(out.tasks)}"
+
     for task, args in trainings:
         if task == TRAIN_TASK:
             run = Run(task=task, task_id=uuid.uuid4().hex, entities=list(args[0]))
-            train_entities(fleet, list(args[0]), request_id=run.task_id, run=run)
+            train_entities(fleet, list(args[0]), request_id=run.task_id, run=run, enqueue=enqueue)
             out.entity_errors.update(run.entity_errors)
+    _score(fleet, after_training, out)
     scorings: list[tuple[str, list[Any]]] = []
     phase("test", test, scorings)
-    for task, args in scorings:
+    _score(fleet, scorings, out)
+    out.anomalies = list(fleet.couch.iter_all_docs(settings.db_name("anomalies")))
+    return out
+
+
+def _score(fleet: Fleet, tasks: list[tuple[str, list[Any]]], out: FleetRun) -> None:
+    """Run the scoring tasks among `tasks`, as a worker would."""
+    for task, args in tasks:
         if task == SCORE_TASK:
             items = [(e, since, until) for e, since, until in args[0]]
             run = Run(task=task, task_id=uuid.uuid4().hex, entities=[e for e, _, _ in items])
             score_entities(fleet, items, request_id=run.task_id, run=run)
             out.entity_errors.update(run.entity_errors)
-    out.anomalies = list(fleet.couch.iter_all_docs(settings.db_name("anomalies")))
-    return out
 
 
 def _split(

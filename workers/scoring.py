@@ -1,7 +1,9 @@
 """Scoring: for each entity, its new events → features → score → anomaly documents.
 
 Idempotent: anomaly `_id`s are deterministic and `merge_anomaly` keeps human review status, so
-scoring the same events twice writes the same documents.
+scoring the same events twice writes the same documents. Events that nothing can score yet (no
+usable model, no population profile) are recorded on the entity's registry document as waiting
+for a model (`workers/unscored.py`), never dropped.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from workers.ids import Entity
 from workers.runs import Run, describe
 from workers.settings import Settings
 from workers.training import load_population
+from workers.unscored import await_model
 
 WINDOW = EngineConfig().window
 
@@ -65,11 +68,11 @@ def score_entities(
     heads = fleet.models.heads([entity for entity, _, _ in items])
     population = cache(lambda: load_population(fleet))  # read once, only when needed
     for entity, since, until in items:
+        start = window_floor(since, fleet.engine.window) if since else None
         try:
             model, model_id, version = model_for(
                 fleet, entity, heads.get(entity), population, request_id, run
             )
-            start = window_floor(since, fleet.engine.window) if since else None
             read_from = context_start(start, model.train_end, fleet.settings)
             events = list(iter_entity_events(fleet.couch, fleet.settings, entity, start=read_from,
                                              end=until, now=fleet.now()))  # fmt: skip
@@ -86,8 +89,17 @@ def score_entities(
             owner.update({d["_id"]: entity for d in scored})
         except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's
             raise
-        except InsufficientHistoryError:  # nothing to learn from yet; training will catch up
+        except InsufficientHistoryError:  # nothing can score it yet: the events wait
+            read = iter_entity_events(
+                fleet.couch, fleet.settings, entity, start=start, end=until, now=fleet.now()
+            )
+            waiting = [str(e["timestamp"]) for e in read]
+            await_model(fleet, entity, waiting, span=f"score-{request_id}", start=start,
+                        until=until)  # fmt: skip
             run.details.setdefault("awaiting_history", []).append(entity)
+            run.details["awaiting_history_events"] = run.details.get(
+                "awaiting_history_events", 0
+            ) + len(waiting)
         except Exception as exc:  # a poison entity: record it, carry on with the rest
             run.fail_entity(entity, exc)
     result = fleet.couch.bulk_upsert(

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     couchwatch_changes_page_size: int = Field(default=1000, ge=1, le=10_000)
     couchwatch_population_sample: int = Field(default=200, ge=1)
     couchwatch_population_events_per_entity: int = Field(default=1000, ge=1)
+    # Events that waited for an entity's first model (nothing could score them: no model, no
+    # population profile yet) are kept as its history (the first model's training data) unless
+    # this is true, then they are scored with that model (docs/operations.md).
+    couchwatch_score_first_history: bool = False
 
     # Detection (docs/detectors.md): the engine is built from these, validated at worker start
     couchwatch_detectors: TextList = Field(

@@ -18,7 +18,7 @@ from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
 from scheduler.beat import slot_key
-from scheduler.planning import plan_scoring as plan_scoring_fn
+from scheduler.planning import plan_scoring_locked
 from scheduler.planning import plan_training as plan_training_fn
 from workers import fleet as fleet_module
 from workers import scoring, training
@@ -111,7 +111,7 @@ def train_entities(self: Task, entities: list[Entity]) -> None:
     """Fit and store one model per entity of the batch."""
     ids = check_entities(entities)
     recorded(self, ids, lambda f, run: training.train_entities(
-        f, ids, request_id=self.request.id or "local", run=run))  # fmt: skip
+        f, ids, request_id=self.request.id or "local", run=run, enqueue=_send))  # fmt: skip
 
 
 @app.task(name="couchwatch.score_entities", base=FleetTask, bind=True)
@@ -203,17 +203,11 @@ def plan_scoring(self: Task, force: bool = False) -> None:
         if not force and not _claim_slot(fleet, "plan_scoring", interval):
             run.details["skipped"] = "slot already planned (another beat?)"
             return
-        with fleet.redis.lock(
-            "couchwatch:lock:plan_scoring", timeout=600, blocking_timeout=0
-        ) as got:
-            if not got:
-                run.details["skipped"] = "another planner is running"
-                return
-            result = plan_scoring_fn(fleet, _send)
-        run.events_in, run.docs_out = result.events, result.batches
-        run.details["task_ids"] = result.task_ids
-        run.details.update(entities=result.entities, pages=result.pages,
-                           quarantined=result.quarantined)  # fmt: skip
+        result = plan_scoring_locked(fleet, _send, wait_s=0)
+        if result is None:
+            run.details["skipped"] = "another planner is running"
+            return
+        result.record_scoring(run)
 
     recorded(self, [], body)
 
@@ -230,6 +224,11 @@ def plan_training(self: Task, entities: list[Entity] | None = None, force: bool 
         result = plan_training_fn(fleet, _send, entities=entities, force=force)
         run.docs_out = result.batches
         run.details.update(entities=result.entities, task_ids=result.task_ids)
+        if result.score_task_ids:
+            run.details["unscored_swept"] = {
+                "entities": result.waiting_entities, "events": result.waiting_events,
+                "task_ids": result.score_task_ids,
+            }  # fmt: skip
         if result.skipped:
             run.details["skipped_entities"] = result.skipped
 

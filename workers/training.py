@@ -1,7 +1,12 @@
-"""Training: for each entity, history → features → fit → model version in the model store."""
+"""Training: for each entity, history → features → fit → model version in the model store.
+
+Events that waited for the entity's model (`workers/unscored.py`) are settled when it is trained:
+kept as the first model's history (the run record counts them) or enqueued for scoring.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +19,9 @@ from workers.fleet import Fleet, registry_id
 from workers.history import reviewed_anomalies, training_history
 from workers.ids import Entity, entity_key
 from workers.runs import Run
+from workers.unscored import Waiting, kept_as_history, score_waiting, waiting_of
+
+Enqueue = Callable[[str, list[Any]], str]
 
 
 def pending_key(entity: Entity) -> str:
@@ -21,10 +29,13 @@ def pending_key(entity: Entity) -> str:
     return f"couchwatch:train-pending:{entity_key(entity)}"
 
 
-def train_entities(fleet: Fleet, entities: list[Entity], *, request_id: str, run: Run) -> None:
+def train_entities(
+    fleet: Fleet, entities: list[Entity], *, request_id: str, run: Run, enqueue: Enqueue
+) -> None:
     """Fit and store a model for each entity. One entity's failure never stops the others.
 
     CouchDB/Redis unavailability propagates (the task retries the whole, idempotent, batch).
+    `enqueue` sends the scoring of events that waited for these models (`workers/unscored.py`).
     """
     settings = fleet.settings
     population = load_population(fleet)
@@ -46,7 +57,12 @@ def train_entities(fleet: Fleet, entities: list[Entity], *, request_id: str, run
                 continue
             run.details.setdefault("versions", {})[str(entity)] = version
             trained[entity] = version
-    mark_trained(fleet, trained, now, run)
+    waiting = mark_trained(fleet, trained, now, run)
+    if waiting:
+        ids = score_waiting(fleet, waiting, enqueue)
+        run.details["unscored_enqueued"] = {str(e): n for e, (_, n) in waiting.items()}
+        run.details["unscored_enqueued_events"] = sum(n for _, n in waiting.values())
+        run.details["unscored_task_ids"] = ids
     if trained:  # only now may a planner enqueue these entities again
         fleet.redis.delete(*(pending_key(entity) for entity in trained))
 
@@ -74,16 +90,35 @@ def train_one(
     return version
 
 
-def mark_trained(fleet: Fleet, versions: dict[Entity, int], now: datetime, run: Run) -> None:
+def mark_trained(
+    fleet: Fleet, versions: dict[Entity, int], now: datetime, run: Run
+) -> dict[Entity, Waiting]:
     """Record on each entity's registry document that it was trained now (one bulk write).
 
-    A row the server refuses is recorded as that entity's failure; its model is stored and
-    active, only the registry's bookkeeping is stale until the next training.
+    Events waiting for a model are settled in the same write: for a first model, by default,
+    kept as its history (cleared, counted in `history_kept` and in the run record's
+    `kept_as_history`); else (or with `COUCHWATCH_SCORE_FIRST_HISTORY`) they stay until their
+    scoring is enqueued, and are returned. A row the server refuses is recorded as that
+    entity's failure; its model is stored and active, only the registry's bookkeeping is stale
+    until the next training (its waiting events stay, for the planner's sweep).
     """
     stamp = canonical_timestamp(now)
+    keep_first = not fleet.settings.couchwatch_score_first_history
+    kept: dict[Entity, int] = {}
+    to_score: dict[Entity, Waiting] = {}
 
     def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        return {**old, **{k: v for k, v in new.items() if k != "events_seen"}}
+        merged = {**old, **{k: v for k, v in new.items() if k != "events_seen"}}
+        entity, found = new["entity"], waiting_of(old)
+        kept.pop(entity, None)  # a merge can run again on a newer revision
+        to_score.pop(entity, None)
+        if found is None:
+            return merged
+        if keep_first and not old.get("model_version"):
+            kept[entity] = found[1]
+            return kept_as_history(merged, found[1])
+        to_score[entity] = found
+        return merged
 
     docs = [
         {
@@ -98,6 +133,12 @@ def mark_trained(fleet: Fleet, versions: dict[Entity, int], now: datetime, run: 
     by_id = {registry_id(entity): entity for entity in versions}
     for row in result.failed:
         run.fail_entity(by_id[row.id], RuntimeError(f"registry update refused: {row.reason}"))
+        kept.pop(by_id[row.id], None)
+        to_score.pop(by_id[row.id], None)
+    if kept:
+        run.details["kept_as_history"] = {str(e): n for e, n in kept.items()}
+        run.details["kept_as_history_events"] = sum(kept.values())
+    return to_score
 
 
 def record_failure(fleet: Fleet, entity: Entity, error: str) -> None:

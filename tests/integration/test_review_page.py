@@ -122,7 +122,7 @@ def _demo_anomalies(couch: CouchClient, settings: Settings, fleet: WorkerFleet) 
     _store(couch, settings, events[cutoff:])
     app.send_task("couchwatch.plan_scoring", kwargs={"force": True})
     _wait_runs(couch, settings, "couchwatch.plan_scoring", 2)
-    _wait_runs(couch, settings, "couchwatch.score_entities", 2)
+    _wait_runs(couch, settings, "couchwatch.score_entities", 1)  # the history was not scored
 
 
 def _alerting(doc: dict[str, Any]) -> bool:

@@ -22,6 +22,8 @@ from scheduler.planning import CHECKPOINT, plan_scoring
 from tests.unit.test_couch_client import SEQ_1, SEQ_12, Sent, make_client, rev
 from workers.api.profile import recent_events, summarize
 from workers.couch.transport import decode_json
+from workers.detection import POPULATION_ID
+from workers.engine.population import POPULATION_FORMAT
 from workers.history import iter_entity_events
 from workers.settings import Settings
 
@@ -92,6 +94,8 @@ class Server:
         path = sent.path
         if path.endswith(f"/_local/{CHECKPOINT}") and sent.method == "GET":
             return 404, {"error": "not_found", "reason": "missing"}
+        if path.endswith(f"/{POPULATION_ID}"):  # a current profile: alice can be scored
+            return 200, {"_id": POPULATION_ID, "profile": {"format": POPULATION_FORMAT}}
         if path.endswith(f"/_local/{CHECKPOINT}"):
             return 201, {"ok": True, "id": f"_local/{CHECKPOINT}", "rev": "0-1"}
         if path == "/events/_changes":
