@@ -19,7 +19,7 @@ import click
 
 from workers.api.keys import create_key
 from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
-from workers.cli.ops_cmd import _send, _wait_runs
+from workers.cli.ops_cmd import _after_training, _send, _wait_runs
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_database, ensure_schema
@@ -37,6 +37,10 @@ def _planner_task_ids(couch: CouchClient, settings: Settings, plan_id: str) -> l
         if doc and doc.get("outcome") not in (None, "running", "retrying"):
             if doc["outcome"] != "succeeded":
                 fail(f"planner {plan_id} {doc['outcome']}: {doc.get('error')}")
+            waiting = doc.get("details", {}).get("unscored_deferred")
+            if waiting:
+                click.echo(f"  {waiting['events']} events of {waiting['entities']} entities wait "
+                           "for their first models (nothing to score them with yet)")  # fmt: skip
             return list(doc.get("details", {}).get("task_ids", []))
         time.sleep(0.5)
     fail("the planner did not run within 600s: are workers up? (couchwatch status)")
@@ -78,7 +82,7 @@ def demo(users: int, days: int, seed: int, top: int) -> None:
         train_ids = _planner_task_ids(
             couch, settings, _send("couchwatch.plan_training", [None, True])
         )
-        _wait_runs(train_ids, timeout_s=1800)
+        _after_training(_wait_runs(train_ids, timeout_s=1800))
         click.echo("new events arrive; the next planning pass scores only them ...")
         _ingest_events(couch, settings, events[cutoff:], str(events_path))
         _wait_runs(_planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True])),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 import click
@@ -12,6 +13,8 @@ from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.runs import recent_runs
 
+PLANNER_WAIT_S = 600.0  # beat's pass holds the planner lock at most this long (its timeout)
+
 
 def _app() -> Any:
     from scheduler.client import producer_app
@@ -19,27 +22,29 @@ def _app() -> Any:
     return producer_app()
 
 
-def _wait_runs(task_ids: list[str], timeout_s: float) -> None:
-    """Progress until every task id has a finished run record; exit 1 when any failed."""
+def _wait_runs(task_ids: list[str], timeout_s: float) -> list[dict[str, Any]]:
+    """Progress until every task id has a finished run record; exit 1 when any failed.
+    Returns the run records."""
     settings = settings_or_fail()
     couch = couch_or_fail(settings)
     db = settings.db_name("runs")
-    done: dict[str, str] = {}
+    done: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout_s
     with click.progressbar(length=len(task_ids), label="jobs") as bar:
         while len(done) < len(task_ids) and time.monotonic() < deadline:
             waiting = [f"run-{t}" for t in task_ids if t not in done]
             for doc in couch.get_many(db, waiting).values():
                 if doc.get("outcome") in ("succeeded", "partial", "failed"):
-                    done[doc["task_id"]] = doc["outcome"]
+                    done[doc["task_id"]] = doc
                     bar.update(1)
             time.sleep(0.5)
-    failed = [t for t, outcome in done.items() if outcome != "succeeded"]
+    failed = [t for t, doc in done.items() if doc["outcome"] != "succeeded"]
     if len(done) < len(task_ids):
         fail(f"{len(task_ids) - len(done)} jobs still running after {timeout_s:.0f}s")
     if failed:
         fail(f"{len(failed)} of {len(task_ids)} jobs failed or partly failed: couchwatch runs")
     click.echo(f"{len(task_ids)} jobs finished")
+    return list(done.values())
 
 
 @click.command()
@@ -50,18 +55,71 @@ def _wait_runs(task_ids: list[str], timeout_s: float) -> None:
 @click.option("--force", is_flag=True, help="With --all: retrain even fresh models.")
 @click.option("--wait", is_flag=True, help="Wait for the jobs and exit non-zero if any failed.")
 def train(entities: tuple[str, ...], all_: bool, force: bool, wait: bool) -> None:
-    """Enqueue training for entities."""
+    """Enqueue training for entities.
+
+    `--all` first brings the entity registry up to date from the events database (the scoring
+    planner's pass over `_changes`), so entities ingested since the last planning pass, or into
+    a fresh deployment, are trained too."""
     if not entities and not all_:
         fail("name --entity ID (repeatable) or --all")
     from scheduler.planning import plan_training
     from workers.fleet import current
 
     fleet = current()
+    if all_:
+        _update_registry(fleet)
     known = known_entities(fleet, entities)
     result = plan_training(fleet, _send, entities=known or None, force=force)
     click.echo(f"enqueued {result.batches} training batches for {result.entities} entities")
-    if wait and result.task_ids:
-        _wait_runs(result.task_ids, timeout_s=3600)
+    if result.score_task_ids:
+        click.echo(f"enqueued scoring of {result.waiting_events} waiting events of "
+                   f"{result.waiting_entities} trained entities")  # fmt: skip
+    if wait and (result.task_ids or result.score_task_ids):
+        runs = _wait_runs(result.task_ids + result.score_task_ids, timeout_s=3600)
+        _after_training(runs)
+
+
+def _update_registry(fleet: Any) -> None:
+    """The scoring planner's pass (under its lock): new events into the registry. Entities with
+    a model (or a population to compare them with) get their new events scored, as beat's next
+    pass would; the others' events wait for their first model (`workers/unscored.py`)."""
+    plan = _plan_scoring(fleet)
+    waiting = (f"; {plan.deferred_events} events of {plan.deferred_entities} entities wait for "
+               "their first model" if plan.deferred_entities else "")  # fmt: skip
+    click.echo(f"registry: {plan.events} new events of {plan.entities} entities "
+               f"({plan.batches} scoring batches enqueued{waiting})")  # fmt: skip
+
+
+def _plan_scoring(fleet: Any) -> Any:
+    """One scoring-planner pass from the CLI, recorded like beat's (`couchwatch runs`)."""
+    from scheduler.planning import plan_scoring_locked
+    from workers.runs import Run, save_run
+
+    run = Run(task="couchwatch.plan_scoring", task_id=f"cli-{uuid.uuid4().hex}")
+    try:
+        plan = plan_scoring_locked(fleet, _send, wait_s=PLANNER_WAIT_S)
+    except CouchError as exc:
+        fail(str(exc))
+    if plan is None:
+        fail(f"the scoring planner held its lock for over {PLANNER_WAIT_S:.0f}s; try again")
+    plan.record_scoring(run)
+    run.finish()
+    save_run(fleet.couch, fleet.settings.db_name("runs"), run, attempt=1, worker="cli")
+    return plan
+
+
+def _after_training(runs: list[dict[str, Any]]) -> None:
+    """What became of the events that waited for these models; wait for their scoring."""
+    kept = sum(int(r.get("details", {}).get("kept_as_history_events", 0)) for r in runs)
+    held = sum(len(r.get("details", {}).get("kept_as_history", {})) for r in runs)
+    if kept:
+        click.echo(f"first models: {kept} events of {held} entities kept as history (trained "
+                   "on, not scored; COUCHWATCH_SCORE_FIRST_HISTORY=true scores them)")  # fmt: skip
+    ids = [t for r in runs for t in r.get("details", {}).get("unscored_task_ids", [])]
+    if ids:
+        events = sum(int(r["details"].get("unscored_enqueued_events", 0)) for r in runs)
+        click.echo(f"scoring {events} events that waited for these models ...")
+        _wait_runs(ids, timeout_s=3600)
 
 
 @click.command()
@@ -72,7 +130,7 @@ def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
     """Enqueue scoring: new events of all entities, or whole histories of named ones."""
     if not entities and not all_:
         fail("name --entity ID (repeatable) or --all")
-    from scheduler.planning import batches, plan_scoring
+    from scheduler.planning import batches
     from workers.fleet import current
 
     fleet = current()
@@ -81,7 +139,7 @@ def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
         ids = [_send("couchwatch.score_entities", [b])
                for b in batches(items, fleet.settings.couchwatch_batch_size)]  # fmt: skip
     else:
-        ids = plan_scoring(fleet, _send).task_ids
+        ids = _plan_scoring(fleet).task_ids
     click.echo(f"enqueued {len(ids)} scoring batches")
     if wait and ids:
         _wait_runs(ids, timeout_s=3600)
