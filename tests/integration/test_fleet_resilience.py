@@ -27,6 +27,7 @@ from tests.conftest import make_settings, settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
 from tests.support.services import ROOT, CouchServer, RedisServer, terminate
 from tests.support.waiting import TERMINAL
+from workers import detection
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import DemoScenario, format_ts, generate_demo
@@ -194,6 +195,10 @@ def test_two_beats_do_not_double_planning(
         scenario = _recent_demo(users=6, days=4, seed=5)
         _store(couch, settings, scenario.events)
         users = sorted({e["user_id"] for e in scenario.events})
+        # a population profile exists (as after a first training), so every pass enqueues
+        # scoring; without one the history would wait for the first models (unscored.py)
+        population = detection.make_population(scenario.events, entity_field="user_id")
+        couch.upsert(settings.db_name("models"), detection.population_to_doc(population))
         env = {**os.environ, **settings_env(settings)}
         assert env["COUCHWATCH_SCORE_INTERVAL_S"] == "5.0"
         logs = tmp_path / "logs"
