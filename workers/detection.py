@@ -135,15 +135,15 @@ def population_to_doc(population: Population) -> Doc:
 
 def population_is_current(doc: Doc | None) -> bool:
     """Whether a stored population document has this engine's format (else it is rebuilt)."""
-    return bool(doc) and (doc or {}).get("profile", {}).get("format") == POPULATION_FORMAT
+    return doc is not None and doc.get("profile", {}).get("format") == POPULATION_FORMAT
 
 
 def population_from_doc(doc: Doc | None) -> Population | None:
     """The stored population, or None when missing or of an older format (the next planning
     pass rebuilds it)."""
-    if not population_is_current(doc):
+    if doc is None or not population_is_current(doc):
         return None
-    return Population.from_json((doc or {})["profile"])
+    return Population.from_json(doc["profile"])
 
 
 def make_population(

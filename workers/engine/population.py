@@ -26,7 +26,6 @@ from .detectors.novelty import FieldPrior
 from .detectors.rates import pooled_rates
 from .detectors.robust_zscore import robust_profile, transform
 from .detectors.time_cohorts import cohort_prior, fit_cohorts
-from .detectors.time_of_day import TimeOfDayProfile
 from .features import (
     LOGGED_FEATURES,
     Z_FEATURES,
@@ -151,10 +150,13 @@ def entity_hour_counts(frame: pd.DataFrame) -> np.ndarray:
         [t if isinstance(t, str) else None for t in frame["tz"].tolist()],
         frame["utc_offset_minutes"].to_numpy(dtype=float),
     )
-    entity = pd.factorize(frame["entity"].astype(str))[0]
-    return np.stack(
-        [TimeOfDayProfile.fit(local[entity == e]).counts for e in range(int(entity.max()) + 1)]
-    )
+    entity = pd.factorize(frame["entity"].astype(str))[0].astype(np.int64)
+    pairs = np.unique(np.stack([entity, local // 3_600_000_000_000]), axis=1)  # active hours
+    key = pairs[1]
+    day = (((key // 24 + 3) % 7) >= 5).astype(int)  # 1970-01-01 was a Thursday
+    counts = np.zeros((int(entity.max()) + 1, 2, 24))
+    np.add.at(counts, (pairs[0], day, (key % 24).astype(int)), 1.0)
+    return counts
 
 
 def time_prior_of(counts: np.ndarray) -> np.ndarray:

@@ -106,14 +106,10 @@ class TimeOfDayProfile:
         rare the day is: a weekday worker's Saturday morning is not unusual, their 03:00 is."""
         q = self.predictive()
         rows = q / q.sum(axis=1, keepdims=True)
-        order = np.sort(rows, axis=1)
-        cum = np.cumsum(order, axis=1)
         d = np.asarray(day_type, dtype=int)
-        own = rows[d, np.asarray(hour, dtype=int)]
-        out = np.empty(len(d))
-        for i, (day, value) in enumerate(zip(d.tolist(), own.tolist(), strict=True)):
-            idx = np.searchsorted(order[day], value * (1 + 1e-9), side="right") - 1
-            out[i] = cum[day, max(idx, 0)]
+        mine = rows[d]  # each item's day-type row
+        own = mine[np.arange(len(d)), np.asarray(hour, dtype=int)]
+        out = (mine * (mine <= own[:, None] * (1 + 1e-9))).sum(axis=1)
         return np.asarray(np.clip(out, 0.0, 1.0), dtype=float)
 
     def observe(self, day_type: int, hour: int, weight: float = 1.0) -> None:
