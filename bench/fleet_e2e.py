@@ -234,8 +234,13 @@ def _in_process(st: Stack, entities: list[Entity], queries: list[Query]) -> None
     """What a worker does for a batch (train, then score the new events), in this process."""
     fleet = Fleet.from_settings(st.settings)
     run = Run(task="profile", task_id="profile", entities=list(entities))
-    training.train_entities(fleet, entities, request_id="bench-profile", run=run,
-                            enqueue=lambda task, args: "bench-profile")  # fmt: skip
+    training.train_entities(
+        fleet,
+        entities,
+        request_id="bench-profile",
+        run=run,
+        enqueue=lambda task, args: "bench-profile",
+    )
     starts = dict(queries)
     items: list[tuple[Entity, str | None, str | None]] = [
         (e, starts.get(str(e)), None) for e in entities

@@ -56,23 +56,29 @@ def _one_row(
 
 def _compute_rows(r: dict[str, Any]) -> list[Row]:
     return _one_row(
-        r, "compute", "Compute throughput vs seed per-user", ">= 20x, F1 >= seed",
+        r,
+        "compute",
+        "Compute throughput vs seed per-user",
+        ">= 20x, F1 >= seed",
         lambda c: (
             f"{_f(c['speedup_vs_seed_per_entity'])}x ({_f(c['events_per_s']['couchwatch'], 0)} "
             f"vs {_f(c['events_per_s']['seed_per_entity'], 0)} events/s); "
             f"F1 {_f(c['f1']['couchwatch'])} vs {_f(c['f1']['seed_per_entity'])}"
         ),
-    )  # fmt: skip
+    )
 
 
 def _fleet_rows(r: dict[str, Any]) -> list[Row]:
     return _one_row(
-        r, "store_floor", "Fleet end-to-end vs store floor", "<= 1.25x",
+        r,
+        "store_floor",
+        "Fleet end-to-end vs store floor",
+        "<= 1.25x",
         lambda e: (
             f"{_f(e['ratio_to_floor'])}x ({_f(e['fleet_seconds'], 1)} s "
             f"vs {_f(e['floor_seconds'], 1)} s)"
         ),
-    )  # fmt: skip
+    )
 
 
 def _scale_rows(r: dict[str, Any]) -> list[Row]:
@@ -104,13 +110,16 @@ def _scale_rows(r: dict[str, Any]) -> list[Row]:
 
 def _steady_rows(r: dict[str, Any]) -> list[Row]:
     return _one_row(
-        r, "steady_state", "Steady state: scoring pass, history large/small", "1.0 +-20%",
+        r,
+        "steady_state",
+        "Steady state: scoring pass, history large/small",
+        "1.0 +-20%",
         lambda st: (
             f"{_f(st['ratio'])} ({_f(st['large']['wall_s'])} s "
             f"at {_f(st['large']['history_events'])} "
             f"vs {_f(st['small']['wall_s'])} s at {_f(st['small']['history_events'])} events)"
         ),
-    )  # fmt: skip
+    )
 
 
 def _overhead_rows(r: dict[str, Any]) -> list[Row]:

@@ -63,12 +63,12 @@ class PlanResult:
         """This scoring plan's figures in its run record."""
         run.events_in, run.docs_out = self.events, self.batches
         run.details["task_ids"] = self.task_ids
-        run.details.update(entities=self.entities, pages=self.pages,
-                           quarantined=self.quarantined)  # fmt: skip
+        run.details.update(entities=self.entities, pages=self.pages, quarantined=self.quarantined)
         if self.deferred_entities:
             run.details["unscored_deferred"] = {
-                "entities": self.deferred_entities, "events": self.deferred_events,
-            }  # fmt: skip
+                "entities": self.deferred_entities,
+                "events": self.deferred_events,
+            }
 
 
 def batches(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -189,13 +189,19 @@ def update_registry(
     waiting = dict.fromkeys(counts, True) if defer else {}
     docs = [
         {
-            "_id": registry_id(e), "type": "entity", "entity": e, "first_seen": earliest[e],
-            "last_event_at": earliest[e], "last_seen": stamp, "events_seen": n,
-            "events_since_training": n, "counted_spans": [span],
+            "_id": registry_id(e),
+            "type": "entity",
+            "entity": e,
+            "first_seen": earliest[e],
+            "last_event_at": earliest[e],
+            "last_seen": stamp,
+            "events_seen": n,
+            "events_since_training": n,
+            "counted_spans": [span],
             **({"unscored_since": earliest[e], "unscored_events": n} if defer else {}),
         }
         for e, n in counts.items()
-    ]  # fmt: skip
+    ]
 
     def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         wait = defer and not old.get("model_version")
@@ -247,8 +253,14 @@ def iter_registry(fleet: Fleet) -> Iterator[dict[str, Any]]:
     )
 
 
-def due_for_training(entry: dict[str, Any], *, now: datetime, retrain_after_s: float,
-                     min_new_events: int, max_failures: int = 5) -> bool:  # fmt: skip
+def due_for_training(
+    entry: dict[str, Any],
+    *,
+    now: datetime,
+    retrain_after_s: float,
+    min_new_events: int,
+    max_failures: int = 5,
+) -> bool:
     """No model, a model flagged for retraining (unloadable), a model older than the retrain
     interval, or enough new events since — unless training this entity already failed
     `max_failures` times in a row (then only an explicit `train --entity` or `--force` retries;
@@ -285,10 +297,12 @@ def plan_training(
         entities = []
         for e in iter_registry(fleet):
             if force or due_for_training(
-                e, now=now, retrain_after_s=settings.couchwatch_retrain_after_s,
+                e,
+                now=now,
+                retrain_after_s=settings.couchwatch_retrain_after_s,
                 min_new_events=settings.couchwatch_retrain_min_new_events,
                 max_failures=settings.couchwatch_max_train_failures,
-            ):  # fmt: skip
+            ):
                 entities.append(e["entity"])
             found = waiting_of(e)
             if found and not e.get("needs_retrain"):
@@ -355,10 +369,16 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
     cap = fleet.settings.couchwatch_population_events_per_entity
     since = canonical_timestamp(now - timedelta(days=fleet.settings.couchwatch_history_days))
     by_entity = [
-        list(islice(iter_entity_events(fleet.couch, fleet.settings, e, start=since,
-                                       page_size=cap, now=now), cap))
+        list(
+            islice(
+                iter_entity_events(
+                    fleet.couch, fleet.settings, e, start=since, page_size=cap, now=now
+                ),
+                cap,
+            )
+        )
         for e in sample
-    ]  # fmt: skip
+    ]
     events = [ev for mine in by_entity for ev in mine]
     field = fleet.settings.entity_field
     try:
@@ -373,8 +393,12 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
         if not events:
             return False
         population = detection.make_population(events, entity_field=field, config=fleet.engine)
-    doc = {**detection.population_to_doc(population), "built_at": canonical_timestamp(now),
-           "entities": len(sample), "events": len(events)}  # fmt: skip
+    doc = {
+        **detection.population_to_doc(population),
+        "built_at": canonical_timestamp(now),
+        "entities": len(sample),
+        "events": len(events),
+    }
     fleet.couch.upsert(db, doc)
     return True
 

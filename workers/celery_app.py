@@ -121,8 +121,9 @@ def _start_heartbeat(sender: Any, **_: Any) -> None:
     from workers import liveness
 
     settings = get_settings()
-    liveness.start(sender.app, settings.redis_url, sender.hostname,
-                   settings.couchwatch_worker_heartbeat_s)  # fmt: skip
+    liveness.start(
+        sender.app, settings.redis_url, sender.hostname, settings.couchwatch_worker_heartbeat_s
+    )
 
 
 @task_received.connect

@@ -178,7 +178,11 @@ def _ingest(fleet: Fleet, part: list[Doc], source: str) -> int:
     """Store the events as a producer's file would be ingested (validation, quarantine)."""
     lines = "".join(json.dumps(e, default=str) + "\n" for e in part).encode()
     report = ingest_stream(
-        fleet.couch, fleet.settings, io.BytesIO(lines), fmt="jsonl", source=source,
+        fleet.couch,
+        fleet.settings,
+        io.BytesIO(lines),
+        fmt="jsonl",
+        source=source,
         now=fleet.now(),
-    )  # fmt: skip
+    )
     return report.accepted

@@ -59,8 +59,10 @@ def store(client: CouchClient, db: str, events: Sequence[dict[str, Any]]) -> lis
             out[i] = Written("refused", row.id, f"refused by CouchDB: {row.error}: {row.reason}")
     if pending:
         _resolve(client, db, events, pending, out)
-    return [w if w is not None else Written("refused", str(e["_id"]), "unsettled")
-            for w, e in zip(out, events, strict=True)]  # fmt: skip
+    return [
+        w if w is not None else Written("refused", str(e["_id"]), "unsettled")
+        for w, e in zip(out, events, strict=True)
+    ]
 
 
 def same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:

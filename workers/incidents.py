@@ -73,10 +73,14 @@ def _read_range(
 ) -> dict[str, Doc]:
     """The entity's anomalies starting in [lo - gap - MAX_SPAN, hi + gap]."""
     docs = couch.iter_by_key(
-        db, selector={"entity": entity}, key_field="window_start",
-        start=iso_utc(lo - gap - MAX_SPAN), end=iso_utc(hi + gap + timedelta(milliseconds=1)),
-        sort_prefix=("entity",), index=BY_ENTITY,
-    )  # fmt: skip
+        db,
+        selector={"entity": entity},
+        key_field="window_start",
+        start=iso_utc(lo - gap - MAX_SPAN),
+        end=iso_utc(hi + gap + timedelta(milliseconds=1)),
+        sort_prefix=("entity",),
+        index=BY_ENTITY,
+    )
     return {d["_id"]: d for d in docs if d.get("type") == "anomaly"}
 
 
@@ -92,8 +96,11 @@ def _chains(
         pool = _read_range(couch, db, entity, lo, hi, gap)
         for d in new:
             pool.setdefault(d["_id"], dict(d))
-        groups = [g for g in group_incidents(list(pool.values()), gap_s=gap_s)
-                  if new_ids & set(g.anomaly_ids)]  # fmt: skip
+        groups = [
+            g
+            for g in group_incidents(list(pool.values()), gap_s=gap_s)
+            if new_ids & set(g.anomaly_ids)
+        ]
         g_lo = min(_ts(g.start) for g in groups)
         g_hi = max(_ts(g.end) for g in groups)
         if g_lo >= lo and g_hi <= hi:
@@ -124,10 +131,15 @@ def refresh_incidents(
     for entity, new in sorted(by_entity.items()):
         pool, groups = _chains(couch, adb, entity, new, gap_s)
         previous = {
-            g.incident_id: sorted({str(pool[a]["incident_id"]) for a in g.anomaly_ids
-                                   if pool[a].get("incident_id") not in (None, g.incident_id)})
+            g.incident_id: sorted(
+                {
+                    str(pool[a]["incident_id"])
+                    for a in g.anomaly_ids
+                    if pool[a].get("incident_id") not in (None, g.incident_id)
+                }
+            )
             for g in groups
-        }  # fmt: skip
+        }
         old_ids = [i for ids in previous.values() for i in ids]
         existing = couch.get_many(idb, [g.incident_id for g in groups] + old_ids)
         fresh: list[Doc] = []
@@ -138,12 +150,19 @@ def refresh_incidents(
             doc = merge_incident(current, inherit_review(incident_doc(g, stamp), olds))
             if doc != current:  # a replay changes nothing and writes nothing
                 fresh.append(doc)
-            folded += [supersede_incident(o, g.incident_id, stamp) for o in olds
-                       if o.get("superseded_by") != g.incident_id]  # fmt: skip
+            folded += [
+                supersede_incident(o, g.incident_id, stamp)
+                for o in olds
+                if o.get("superseded_by") != g.incident_id
+            ]
         _check(couch.bulk_upsert(idb, fresh, merge=merge_incident), "incidents")
         _check(couch.bulk_upsert(idb, folded, merge=_merge_superseded), "superseded incidents")
-        marks = [{**pool[a], "incident_id": g.incident_id} for g in groups for a in g.anomaly_ids
-                 if pool[a].get("incident_id") != g.incident_id]  # fmt: skip
+        marks = [
+            {**pool[a], "incident_id": g.incident_id}
+            for g in groups
+            for a in g.anomaly_ids
+            if pool[a].get("incident_id") != g.incident_id
+        ]
         _check(couch.bulk_upsert(adb, marks, merge=_merge_mark), "anomaly incident ids")
         result.incident_ids += [g.incident_id for g in groups]
         result.written += len(fresh)

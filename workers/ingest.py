@@ -189,8 +189,9 @@ def _flush(
     source: str,
     now: datetime,
 ) -> None:
-    for event, written in zip(events, event_store.store(client, settings.events_db, events),
-                              strict=True):  # fmt: skip
+    for event, written in zip(
+        events, event_store.store(client, settings.events_db, events), strict=True
+    ):
         if written.status == "stored":
             report.accepted += 1
         elif written.status == "duplicate":

@@ -135,8 +135,11 @@ class Liveness:
             reaped[incarnation] = len(lost)
             log.warning(
                 "worker %s missed its heartbeats for %d s: %d unacked message(s) put back "
-                "in their queues", incarnation, self.ttl_s, len(lost),
-            )  # fmt: skip
+                "in their queues",
+                incarnation,
+                self.ttl_s,
+                len(lost),
+            )
         return reaped
 
     def forget(self) -> None:
@@ -200,8 +203,11 @@ class Heartbeat(threading.Thread):
             self.liveness.failed()
             self.restorer.reset()
             if not self.failing:
-                log.warning("worker heartbeat failed (%s); retrying every %.0f s",
-                            type(exc).__name__, self.liveness.interval_s)  # fmt: skip
+                log.warning(
+                    "worker heartbeat failed (%s); retrying every %.0f s",
+                    type(exc).__name__,
+                    self.liveness.interval_s,
+                )
             self.failing = True
         else:
             if self.failing:
@@ -229,8 +235,12 @@ def start(app: Any, redis_url: str, hostname: str, interval_s: float) -> Heartbe
     _current = Heartbeat(Liveness(client, hostname, interval_s, restorer), restorer)
     _current.beat_once()  # listed before the first message can arrive
     _current.start()
-    log.info("worker heartbeat every %.0f s as %s; dead after %d s",
-             interval_s, _current.liveness.incarnation, _current.liveness.ttl_s)  # fmt: skip
+    log.info(
+        "worker heartbeat every %.0f s as %s; dead after %d s",
+        interval_s,
+        _current.liveness.incarnation,
+        _current.liveness.ttl_s,
+    )
     return _current
 
 
@@ -242,8 +252,7 @@ def received(delivery_tag: str | None) -> None:
     try:
         _current.liveness.received(delivery_tag)
     except redis.RedisError as exc:
-        log.warning("could not record message %s as held (%s)", delivery_tag,
-                    type(exc).__name__)  # fmt: skip
+        log.warning("could not record message %s as held (%s)", delivery_tag, type(exc).__name__)
 
 
 def stop() -> None:

@@ -65,8 +65,10 @@ class ModelStore:
         found = self.client.get_many(self.db, [doc_id, head_id(entity)])
         existing = found.get(doc_id)
         head = found.get(head_id(entity)) or {
-            "_id": head_id(entity), "type": "model_head", "versions": [],
-        }  # fmt: skip
+            "_id": head_id(entity),
+            "type": "model_head",
+            "versions": [],
+        }
         if existing is not None and ATTACHMENT in existing.get("_attachments", {}):
             self._activate(entity, head, existing["version"], doc_id)
             return int(existing["version"]), False

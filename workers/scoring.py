@@ -74,8 +74,11 @@ def score_entities(
                 fleet, entity, heads.get(entity), population, request_id, run
             )
             read_from = context_start(start, model.train_end, fleet.settings)
-            events = list(iter_entity_events(fleet.couch, fleet.settings, entity, start=read_from,
-                                             end=until, now=fleet.now()))  # fmt: skip
+            events = list(
+                iter_entity_events(
+                    fleet.couch, fleet.settings, entity, start=read_from, end=until, now=fleet.now()
+                )
+            )
             new_events = sum(1 for e in events if start is None or e["timestamp"] >= start)
             run.events_in += new_events
             if len(events) > new_events:  # read as context: profiles, not scored again
@@ -94,8 +97,9 @@ def score_entities(
                 fleet.couch, fleet.settings, entity, start=start, end=until, now=fleet.now()
             )
             waiting = [str(e["timestamp"]) for e in read]
-            await_model(fleet, entity, waiting, span=f"score-{request_id}", start=start,
-                        until=until)  # fmt: skip
+            await_model(
+                fleet, entity, waiting, span=f"score-{request_id}", start=start, until=until
+            )
             run.details.setdefault("awaiting_history", []).append(entity)
             run.details["awaiting_history_events"] = run.details.get(
                 "awaiting_history_events", 0
@@ -170,7 +174,12 @@ def request_retrain(fleet: Fleet, entity: Entity, reason: str) -> None:
 
     fleet.couch.upsert(
         fleet.settings.db_name("models"),
-        {"_id": registry_id(entity), "type": "entity", "entity": entity,
-         "needs_retrain": True, "retrain_reason": reason},
+        {
+            "_id": registry_id(entity),
+            "type": "entity",
+            "entity": entity,
+            "needs_retrain": True,
+            "retrain_reason": reason,
+        },
         merge=merge,
-    )  # fmt: skip
+    )

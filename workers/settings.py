@@ -15,8 +15,14 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DB_SUFFIXES = (
-    "models", "anomalies", "notifications", "runs", "quarantine", "apikeys", "incidents",
-)  # fmt: skip
+    "models",
+    "anomalies",
+    "notifications",
+    "runs",
+    "quarantine",
+    "apikeys",
+    "incidents",
+)
 
 
 def _split_list(value: Any) -> Any:

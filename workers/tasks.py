@@ -54,15 +54,24 @@ class FleetTask(Task):
         except Reject as exc:
             if exc.requeue:
                 raise
-            log.warning("%s[%s]: retry not published (%s), requeueing the message",
-                        self.name, self.request.id, type(exc.reason).__name__)  # fmt: skip
+            log.warning(
+                "%s[%s]: retry not published (%s), requeueing the message",
+                self.name,
+                self.request.id,
+                type(exc.reason).__name__,
+            )
             raise Reject(exc.reason, requeue=True) from None
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         run = Run(task=self.name, task_id=task_id, entities=_entities_of(args))
         run.finish("failed", exc)
-        save_run(fleet_module.current().couch, _runs_db(), run,
-                 attempt=self.request.retries + 1, worker=self.request.hostname or "")  # fmt: skip
+        save_run(
+            fleet_module.current().couch,
+            _runs_db(),
+            run,
+            attempt=self.request.retries + 1,
+            worker=self.request.hostname or "",
+        )
 
 
 def _runs_db() -> str:
@@ -110,8 +119,13 @@ def check_entities(entities: Any) -> list[Entity]:
 def train_entities(self: Task, entities: list[Entity]) -> None:
     """Fit and store one model per entity of the batch."""
     ids = check_entities(entities)
-    recorded(self, ids, lambda f, run: training.train_entities(
-        f, ids, request_id=self.request.id or "local", run=run, enqueue=_send))  # fmt: skip
+    recorded(
+        self,
+        ids,
+        lambda f, run: training.train_entities(
+            f, ids, request_id=self.request.id or "local", run=run, enqueue=_send
+        ),
+    )
 
 
 @app.task(name="couchwatch.score_entities", base=FleetTask, bind=True)
@@ -119,8 +133,13 @@ def score_entities(self: Task, items: list[list[Any]]) -> None:
     """Score each [entity, since, until] of the batch; write anomaly documents."""
     parsed = [(e, s, u) for e, s, u in items]
     check_entities([e for e, _, _ in parsed])
-    ids = recorded(self, [e for e, _, _ in parsed], lambda f, run: scoring.score_entities(
-        f, parsed, request_id=self.request.id or "local", run=run))  # fmt: skip
+    ids = recorded(
+        self,
+        [e for e, _, _ in parsed],
+        lambda f, run: scoring.score_entities(
+            f, parsed, request_id=self.request.id or "local", run=run
+        ),
+    )
     _enqueue_notify(ids)
 
 
@@ -128,8 +147,13 @@ def score_entities(self: Task, items: list[list[Any]]) -> None:
 def rescore(self: Task, entity: Entity, start: str | None = None, end: str | None = None) -> int:
     """Rescore one entity over [start, end) (ISO 8601 UTC); return anomalies written."""
     check_entities([entity])
-    ids = recorded(self, [entity], lambda f, run: scoring.score_entities(
-        f, [(entity, start, end)], request_id=self.request.id or "local", run=run))  # fmt: skip
+    ids = recorded(
+        self,
+        [entity],
+        lambda f, run: scoring.score_entities(
+            f, [(entity, start, end)], request_id=self.request.id or "local", run=run
+        ),
+    )
     _enqueue_notify(ids)
     return len(ids)
 
@@ -159,10 +183,13 @@ def notify(self: Task, anomaly_ids: list[str]) -> None:
 
     def body(fleet: Fleet, run: Run) -> None:
         result = notify_service.notify_anomalies(
-            fleet.couch, fleet.settings, ids, now=datetime.now(UTC),
+            fleet.couch,
+            fleet.settings,
+            ids,
+            now=datetime.now(UTC),
             channels=notify_service.channels_from_settings(fleet.settings),
             windows=notify_service.windows_for(fleet.settings, fleet.redis),
-        )  # fmt: skip
+        )
         run.events_in, run.docs_out = len(ids), result.created
         run.details.update(result.as_dict())
 
@@ -175,10 +202,12 @@ def notify_pending(self: Task) -> None:
 
     def body(fleet: Fleet, run: Run) -> None:
         result = notify_service.notify_pending(
-            fleet.couch, fleet.settings, now=datetime.now(UTC),
+            fleet.couch,
+            fleet.settings,
+            now=datetime.now(UTC),
             channels=notify_service.channels_from_settings(fleet.settings),
             windows=notify_service.windows_for(fleet.settings, fleet.redis),
-        )  # fmt: skip
+        )
         run.docs_out = result.sent
         run.details.update(result.as_dict())
 
@@ -190,8 +219,11 @@ def _send(name: str, args: list[Any]) -> str:
 
 
 def _claim_slot(fleet: Fleet, name: str, interval_s: float) -> bool:
-    return bool(fleet.redis.set(slot_key(name, interval_s, time.time()), "1", nx=True,
-                                ex=int(interval_s * 2) + 1))  # fmt: skip
+    return bool(
+        fleet.redis.set(
+            slot_key(name, interval_s, time.time()), "1", nx=True, ex=int(interval_s * 2) + 1
+        )
+    )
 
 
 @app.task(name="couchwatch.plan_scoring", base=FleetTask, bind=True)
@@ -226,9 +258,10 @@ def plan_training(self: Task, entities: list[Entity] | None = None, force: bool 
         run.details.update(entities=result.entities, task_ids=result.task_ids)
         if result.score_task_ids:
             run.details["unscored_swept"] = {
-                "entities": result.waiting_entities, "events": result.waiting_events,
+                "entities": result.waiting_entities,
+                "events": result.waiting_events,
                 "task_ids": result.score_task_ids,
-            }  # fmt: skip
+            }
         if result.skipped:
             run.details["skipped_entities"] = result.skipped
 

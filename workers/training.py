@@ -80,9 +80,13 @@ def train_one(
     run.events_in += len(events)
     reviewed = reviewed_anomalies(fleet.couch, settings, entity)
     model = detection.fit(
-        entity, events, entity_field=settings.entity_field, population=population,
-        reviewed=reviewed, config=fleet.engine,
-    )  # fmt: skip
+        entity,
+        events,
+        entity_field=settings.entity_field,
+        population=population,
+        reviewed=reviewed,
+        config=fleet.engine,
+    )
     payload = detection.dump_model(model)
     meta = {**detection.model_meta(model), "size_bytes": len(payload)}
     version, created = fleet.models.save(entity, request_id, payload, meta)
@@ -122,13 +126,19 @@ def mark_trained(
 
     docs = [
         {
-            "_id": registry_id(entity), "type": "entity", "entity": entity,
-            "model_version": version, "last_trained_at": stamp, "events_since_training": 0,
-            "needs_retrain": False, "retrain_reason": None, "train_failures": 0,
+            "_id": registry_id(entity),
+            "type": "entity",
+            "entity": entity,
+            "model_version": version,
+            "last_trained_at": stamp,
+            "events_since_training": 0,
+            "needs_retrain": False,
+            "retrain_reason": None,
+            "train_failures": 0,
             "last_train_error": None,
         }
         for entity, version in versions.items()
-    ]  # fmt: skip
+    ]
     result = fleet.couch.bulk_upsert(fleet.settings.db_name("models"), docs, merge=merge)
     by_id = {registry_id(entity): entity for entity in versions}
     for row in result.failed:
@@ -152,8 +162,11 @@ def record_failure(fleet: Fleet, entity: Entity, error: str) -> None:
     existing = fleet.couch.get(db, registry_id(entity))
     if existing is None:  # an id the planner never registered: nothing to count it on
         return
-    first = {**existing, "train_failures": int(existing.get("train_failures", 0)) + 1,
-             "last_train_error": error}  # fmt: skip
+    first = {
+        **existing,
+        "train_failures": int(existing.get("train_failures", 0)) + 1,
+        "last_train_error": error,
+    }
     fleet.couch.upsert(db, first, merge=merge)
 
 

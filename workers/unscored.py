@@ -93,18 +93,23 @@ def await_model(
             return old
         found = waiting_of(old)
         if found and until is None and (start is None or start <= found[0]):
-            merged = {**old, "unscored_since": min(found[0], since),
-                      "unscored_events": len(stamps)}  # fmt: skip
+            merged = {**old, "unscored_since": min(found[0], since), "unscored_events": len(stamps)}
         else:
             merged = add_waiting(old, since, len(stamps))
         return {**merged, "unscored_spans": [*spans, span][-SPANS_KEPT:]}
 
     fleet.couch.upsert(
         fleet.settings.db_name("models"),
-        {"_id": registry_id(entity), "type": "entity", "entity": entity, "unscored_since": since,
-         "unscored_events": len(stamps), "unscored_spans": [span]},
+        {
+            "_id": registry_id(entity),
+            "type": "entity",
+            "entity": entity,
+            "unscored_since": since,
+            "unscored_events": len(stamps),
+            "unscored_spans": [span],
+        },
         merge=merge,
-    )  # fmt: skip
+    )
 
 
 def score_waiting(fleet: Fleet, waiting: dict[Entity, Waiting], enqueue: Enqueue) -> list[str]:
@@ -114,8 +119,10 @@ def score_waiting(fleet: Fleet, waiting: dict[Entity, Waiting], enqueue: Enqueue
         return []
     items = [[entity, since, None] for entity, (since, _) in waiting.items()]
     size = fleet.settings.couchwatch_batch_size
-    ids = [enqueue("couchwatch.score_entities", [items[i : i + size]])
-           for i in range(0, len(items), size)]  # fmt: skip
+    ids = [
+        enqueue("couchwatch.score_entities", [items[i : i + size]])
+        for i in range(0, len(items), size)
+    ]
 
     def merge(old: Doc, new: Doc) -> Doc:
         if waiting_of(old) == waiting.get(new["entity"]):

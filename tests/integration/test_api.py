@@ -52,18 +52,32 @@ def api(settings: Settings, couch: CouchClient, monkeypatch: pytest.MonkeyPatch)
 
 def _anomaly(entity: str, start: datetime, severity: str, n: int) -> dict[str, Any]:
     return make_anomaly(
-        entity=entity, entity_field="user_id", detector="window", window_start=start,
-        window_end=start + timedelta(minutes=15), event_ids=[f"e{n}"], score=0.5 + n / 1000,
-        threshold=0.5, severity=severity, confidence=1.0,
-        reasons=[{"text": f"reason {n}"}], model={"id": "m", "version": 1},
-    )  # fmt: skip
+        entity=entity,
+        entity_field="user_id",
+        detector="window",
+        window_start=start,
+        window_end=start + timedelta(minutes=15),
+        event_ids=[f"e{n}"],
+        score=0.5 + n / 1000,
+        threshold=0.5,
+        severity=severity,
+        confidence=1.0,
+        reasons=[{"text": f"reason {n}"}],
+        model={"id": "m", "version": 1},
+    )
 
 
 def test_auth_is_required_with_scopes(api: Any) -> None:
     http, keys = api
-    for method, path in [("GET", "/v1/anomalies"), ("GET", "/metrics"), ("GET", "/healthz"),
-                         ("POST", "/v1/events"), ("GET", "/v1/entities/x"),
-                         ("POST", "/v1/jobs/rescore"), ("GET", "/v1/jobs/abc")]:  # fmt: skip
+    for method, path in [
+        ("GET", "/v1/anomalies"),
+        ("GET", "/metrics"),
+        ("GET", "/healthz"),
+        ("POST", "/v1/events"),
+        ("GET", "/v1/entities/x"),
+        ("POST", "/v1/jobs/rescore"),
+        ("GET", "/v1/jobs/abc"),
+    ]:
         assert http.request(method, path).status_code == 401, path
         bad = {"X-API-Key": "cwk_0123456789abcdef_" + "x" * 43}
         assert http.request(method, path, headers=bad).status_code == 401, path
@@ -73,8 +87,12 @@ def test_auth_is_required_with_scopes(api: Any) -> None:
     assert http.get("/v1/anomalies", headers=tampered).status_code == 401
     assert http.get("/v1/anomalies", headers=keys["ingest"]).status_code == 403
     assert http.post("/v1/events", json={"events": []}, headers=keys["read"]).status_code == 403
-    assert http.post("/v1/anomalies/x/review", json={"status": "open"},
-                     headers=keys["read"]).status_code == 403  # fmt: skip
+    assert (
+        http.post(
+            "/v1/anomalies/x/review", json={"status": "open"}, headers=keys["read"]
+        ).status_code
+        == 403
+    )
     assert http.get("/metrics", headers=keys["ingest"]).status_code == 403
     bearer = {"Authorization": "Bearer " + keys["read"]["X-API-Key"]}
     assert http.get("/v1/anomalies", headers=bearer).status_code == 200
@@ -87,13 +105,23 @@ def test_events_batch_limits_and_metrics(api: Any, settings: Settings, couch: Co
     http, keys = api
     now = datetime.now(UTC)
     good = {"user_id": "alice", "timestamp": now.isoformat(), "country": "DE"}
-    batch = [good, good, {"user_id": "bob"}, "not an object",
-             {"user_id": "bob", "timestamp": now.isoformat(), "status_code": 42}]  # fmt: skip
+    batch = [
+        good,
+        good,
+        {"user_id": "bob"},
+        "not an object",
+        {"user_id": "bob", "timestamp": now.isoformat(), "status_code": 42},
+    ]
     reply = http.post("/v1/events", json={"events": batch}, headers=keys["ingest"])
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert [i["status"] for i in body["items"]] == [
-        "stored", "duplicate", "quarantined", "quarantined", "quarantined"]  # fmt: skip
+        "stored",
+        "duplicate",
+        "quarantined",
+        "quarantined",
+        "quarantined",
+    ]
     assert body["items"][2]["reason"] == "missing timestamp"
     assert couch.get(settings.events_db, body["items"][0]["id"])["country"] == "DE"
     quarantined = list(couch.iter_all_docs(settings.db_name("quarantine")))
@@ -105,11 +133,15 @@ def test_events_batch_limits_and_metrics(api: Any, settings: Settings, couch: Co
     reply = http.post("/v1/events", json=too_many, headers=keys["ingest"])
     assert reply.status_code == 413 and "at most" in reply.json()["detail"]
     huge = b'{"events": ["' + b"x" * (settings.couchwatch_api_max_body_bytes + 10) + b'"]}'
-    reply = http.post("/v1/events", content=huge,
-                      headers={**keys["ingest"], "Content-Type": "application/json"})  # fmt: skip
+    reply = http.post(
+        "/v1/events", content=huge, headers={**keys["ingest"], "Content-Type": "application/json"}
+    )
     assert reply.status_code == 413 and "larger than" in reply.json()["detail"]
-    reply = http.post("/v1/events", content=b"{not json",
-                      headers={**keys["ingest"], "Content-Type": "application/json"})  # fmt: skip
+    reply = http.post(
+        "/v1/events",
+        content=b"{not json",
+        headers={**keys["ingest"], "Content-Type": "application/json"},
+    )
     assert reply.status_code == 400
     assert http.post("/v1/events", json={"nope": 1}, headers=keys["ingest"]).status_code == 422
 
@@ -130,9 +162,11 @@ def test_anomaly_pages_filters_and_review(api: Any, settings: Settings, couch: C
     ]  # 27 anomalies, three entities share each window start
     assert not couch.bulk_docs(settings.db_name("anomalies"), docs).failed
     target = docs[4]["_id"]
-    reviewed = http.post(f"/v1/anomalies/{target}/review",
-                         json={"status": "dismissed", "note": "travel"},
-                         headers=keys["review"])  # fmt: skip
+    reviewed = http.post(
+        f"/v1/anomalies/{target}/review",
+        json={"status": "dismissed", "note": "travel"},
+        headers=keys["review"],
+    )
     assert reviewed.status_code == 200 and reviewed.json()["review"]["status"] == "dismissed"
     stored = couch.get(settings.db_name("anomalies"), target)
     assert stored["review"]["note"] == "travel" and stored["review"]["by"] == "api:t-review"
@@ -162,13 +196,19 @@ def test_anomaly_pages_filters_and_review(api: Any, settings: Settings, couch: C
         ({"entity": "a"}, lambda d: d["entity"] == "a"),
         ({"severity": "high"}, lambda d: d["severity"] == "high"),
         ({"status": "dismissed"}, lambda d: d["_id"] == target),
-        ({"status": "open", "severity": "high"}, lambda d: d["_id"] != target
-         and d["severity"] == "high"),
-        ({"since": since, "until": until},
-         lambda d: "2026-03-01T00:30" <= d["window_start"] < "2026-03-01T01:30"),
-        ({"entity": "c", "since": since}, lambda d: d["entity"] == "c"
-         and d["window_start"] >= "2026-03-01T00:30"),
-    ]  # fmt: skip
+        (
+            {"status": "open", "severity": "high"},
+            lambda d: d["_id"] != target and d["severity"] == "high",
+        ),
+        (
+            {"since": since, "until": until},
+            lambda d: "2026-03-01T00:30" <= d["window_start"] < "2026-03-01T01:30",
+        ),
+        (
+            {"entity": "c", "since": since},
+            lambda d: d["entity"] == "c" and d["window_start"] >= "2026-03-01T00:30",
+        ),
+    ]
     for params, pred in cases:
         for limit in (1, 4, 50):
             got, want = walk(params, limit), expect(pred)
@@ -178,12 +218,26 @@ def test_anomaly_pages_filters_and_review(api: Any, settings: Settings, couch: C
     assert one["id"] == target and one["reasons"] == [{"text": "reason 4"}]
     assert http.get("/v1/anomalies/nope", headers=keys["read"]).status_code == 404
     assert http.get("/v1/anomalies/_all_docs", headers=keys["read"]).status_code == 404
-    assert http.post("/v1/anomalies/nope/review", json={"status": "confirmed"},
-                     headers=keys["review"]).status_code == 404  # fmt: skip
-    assert http.post(f"/v1/anomalies/{target}/review", json={"status": "maybe"},
-                     headers=keys["review"]).status_code == 422  # fmt: skip
-    bad_params = [{"since": "yesterday"}, {"since": until, "until": since}, {"cursor": "xx"},
-                  {"limit": 0}, {"limit": 1000}, {"since": "2026-01-01T00:00:00"}]  # fmt: skip
+    assert (
+        http.post(
+            "/v1/anomalies/nope/review", json={"status": "confirmed"}, headers=keys["review"]
+        ).status_code
+        == 404
+    )
+    assert (
+        http.post(
+            f"/v1/anomalies/{target}/review", json={"status": "maybe"}, headers=keys["review"]
+        ).status_code
+        == 422
+    )
+    bad_params = [
+        {"since": "yesterday"},
+        {"since": until, "until": since},
+        {"cursor": "xx"},
+        {"limit": 0},
+        {"limit": 1000},
+        {"since": "2026-01-01T00:00:00"},
+    ]
     for params in bad_params:
         status = http.get("/v1/anomalies", params=params, headers=keys["read"]).status_code
         assert status in (400, 422), params
@@ -199,11 +253,20 @@ def test_entity_profile_and_timeline(api: Any, settings: Settings, couch: CouchC
     http, keys = api
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
     agent = "Mozilla/5.0 (Windows NT 10.0) Chrome/120.0"
-    events = [{"user_id": "carol", "timestamp": (start + timedelta(minutes=7 * i)).isoformat(),
-               "country": "FR" if i % 10 else "DE", "user_agent": agent, "bytes_sent": 100 + i}
-              for i in range(60)]  # fmt: skip
-    assert http.post("/v1/events", json={"events": events}, headers=keys["ingest"]).json()[
-        "stored"] == 60  # fmt: skip
+    events = [
+        {
+            "user_id": "carol",
+            "timestamp": (start + timedelta(minutes=7 * i)).isoformat(),
+            "country": "FR" if i % 10 else "DE",
+            "user_agent": agent,
+            "bytes_sent": 100 + i,
+        }
+        for i in range(60)
+    ]
+    assert (
+        http.post("/v1/events", json={"events": events}, headers=keys["ingest"]).json()["stored"]
+        == 60
+    )
     models = settings.db_name("models")
     couch.put(models, {"_id": registry_id("carol"), "type": "entity", "entity": "carol"})
     anomaly = _anomaly("carol", start + timedelta(minutes=30), "high", 1)
@@ -225,13 +288,19 @@ def test_entity_profile_and_timeline(api: Any, settings: Settings, couch: CouchC
     assert all(w["events"] in (2, 3) for w in line["windows"])  # 7-minute spacing, 15-min bins
     assert line["anomalies"][0]["score"] == anomaly["score"]
     assert line["reviews"][0]["status"] == "confirmed"
-    narrow = {"since": (start + timedelta(hours=1)).isoformat(),
-              "until": (start + timedelta(hours=2)).isoformat()}  # fmt: skip
+    narrow = {
+        "since": (start + timedelta(hours=1)).isoformat(),
+        "until": (start + timedelta(hours=2)).isoformat(),
+    }
     part = http.get("/v1/entities/carol/timeline", params=narrow, headers=keys["read"]).json()
     assert sum(w["events"] for w in part["windows"]) == len(
-        [e for e in events if narrow["since"] <= e["timestamp"] < narrow["until"]])  # fmt: skip
-    for params in ({"since": "2026-01-01T00:00:00Z", "until": "2026-06-01T00:00:00Z"},
-                   {"since": "garbage"}, {"until": "0001-01-01T00:00:00+14:00"}):  # fmt: skip
+        [e for e in events if narrow["since"] <= e["timestamp"] < narrow["until"]]
+    )
+    for params in (
+        {"since": "2026-01-01T00:00:00Z", "until": "2026-06-01T00:00:00Z"},
+        {"since": "garbage"},
+        {"until": "0001-01-01T00:00:00+14:00"},
+    ):
         reply = http.get("/v1/entities/carol/timeline", params=params, headers=keys["read"])
         assert reply.status_code == 400, params
 
@@ -243,11 +312,13 @@ def test_jobs_healthz_and_review_kept_on_rescore(
     health = http.get("/healthz", headers=keys["ingest"])  # any valid key
     assert health.status_code == 503 and not health.json()["checks"]["workers"]["ok"]
     assert health.json()["checks"]["couchdb"]["ok"] and health.json()["checks"]["redis"]["ok"]
-    bad = http.post("/v1/jobs/rescore", json={"entity": "x", "since": "nope"},
-                    headers=keys["ingest"])  # fmt: skip
+    bad = http.post(
+        "/v1/jobs/rescore", json={"entity": "x", "since": "nope"}, headers=keys["ingest"]
+    )
     assert bad.status_code == 400
-    assert http.post("/v1/jobs/train", json={"entity": True},
-                     headers=keys["ingest"]).status_code in (400, 422)  # fmt: skip
+    assert http.post(
+        "/v1/jobs/train", json={"entity": True}, headers=keys["ingest"]
+    ).status_code in (400, 422)
 
     with worker_fleet(settings, settings_env(settings), tmp_path / "logs", names=("w1",)):
         health = http.get("/healthz", headers=keys["read"]).json()
@@ -260,20 +331,28 @@ def test_jobs_healthz_and_review_kept_on_rescore(
 
         def post(batch: list[dict[str, Any]]) -> None:
             for i in range(0, len(batch), 1000):
-                reply = http.post("/v1/events", json={"events": batch[i : i + 1000]},
-                                  headers=keys["ingest"])  # fmt: skip
+                reply = http.post(
+                    "/v1/events", json={"events": batch[i : i + 1000]}, headers=keys["ingest"]
+                )
                 assert reply.status_code == 200 and reply.json()["quarantined"] == 0
 
         post(events[:cutoff])
         producer.producer_app().send_task("couchwatch.plan_scoring", kwargs={"force": True})
         fresh_from = events[cutoff]["timestamp"]
         user = sorted(i.entity for i in scenario.incidents if i.start >= fresh_from)[0]
-        eventually(lambda: couch.get(settings.db_name("models"), registry_id(user)),
-                    "the planner to register entities")  # fmt: skip
+        eventually(
+            lambda: couch.get(settings.db_name("models"), registry_id(user)),
+            "the planner to register entities",
+        )
         job = http.post("/v1/jobs/train", json={"entity": user}, headers=keys["ingest"])
         assert job.status_code == 202
-        eventually(lambda: http.get(f"/v1/entities/{user}", headers=keys["read"]).json()[
-            "model"]["active_version"], "the model to be trained", timeout_s=300)  # fmt: skip
+        eventually(
+            lambda: http.get(f"/v1/entities/{user}", headers=keys["read"]).json()["model"][
+                "active_version"
+            ],
+            "the model to be trained",
+            timeout_s=300,
+        )
 
         def rescore() -> dict[str, Any]:
             reply = http.post("/v1/jobs/rescore", json={"entity": user}, headers=keys["ingest"])
@@ -281,16 +360,22 @@ def test_jobs_healthz_and_review_kept_on_rescore(
             job_id = reply.json()["job_id"]
             return eventually(
                 lambda: (lambda j: j if j["state"] == "SUCCESS" and j["run"] else None)(
-                    http.get(f"/v1/jobs/{job_id}", headers=keys["read"]).json()),
-                "the rescore job", timeout_s=300)  # fmt: skip
+                    http.get(f"/v1/jobs/{job_id}", headers=keys["read"]).json()
+                ),
+                "the rescore job",
+                timeout_s=300,
+            )
 
         post(events[cutoff:])
         assert rescore()["run"]["outcome"] == "succeeded"
         page = http.get("/v1/anomalies", params={"entity": user}, headers=keys["read"]).json()
         assert page["items"], "the demo user has no anomalies to review"
         target = page["items"][0]["id"]
-        http.post(f"/v1/anomalies/{target}/review", json={"status": "confirmed", "note": "n"},
-                  headers=keys["review"]).raise_for_status()  # fmt: skip
+        http.post(
+            f"/v1/anomalies/{target}/review",
+            json={"status": "confirmed", "note": "n"},
+            headers=keys["review"],
+        ).raise_for_status()
         rescore()
         kept = http.get(f"/v1/anomalies/{target}", headers=keys["read"]).json()
         assert kept["review"]["status"] == "confirmed" and kept["review"]["note"] == "n"
@@ -308,8 +393,12 @@ def test_schemathesis_finds_no_server_errors(
     log = (tmp_path / "api.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "workers.cli.main", "api", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
 
@@ -322,13 +411,32 @@ def test_schemathesis_finds_no_server_errors(
 
         eventually(up, "uvicorn to answer", timeout_s=60)
         done = subprocess.run(
-            [str(Path(sys.executable).parent / "schemathesis"), "run", f"{url}/openapi.json",
-             "-H", f"X-API-Key: {key}", "--checks", "not_a_server_error",
-             "--max-examples", "15", "--phases", "examples,coverage,fuzzing",
-             "--exclude-path", "/healthz",  # 503 without workers is its documented answer
-             "--request-timeout", "30", "--generation-deterministic", "--workers", "1"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
+            [
+                str(Path(sys.executable).parent / "schemathesis"),
+                "run",
+                f"{url}/openapi.json",
+                "-H",
+                f"X-API-Key: {key}",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                "15",
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--exclude-path",
+                "/healthz",  # 503 without workers is its documented answer
+                "--request-timeout",
+                "30",
+                "--generation-deterministic",
+                "--workers",
+                "1",
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     finally:
         terminate(proc, grace_s=30)

@@ -39,8 +39,12 @@ def api_process(env: dict[str, str], tmp: Path) -> Iterator[str]:
     log = (tmp / f"api-{port}.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "workers.cli.main", "api", "--port", str(port)],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         eventually(lambda: port_open("127.0.0.1", port), "the API to listen", timeout_s=60)
         yield f"http://127.0.0.1:{port}"
@@ -80,8 +84,10 @@ def test_docs_are_off_by_default_and_the_page_csp_holds(settings: Settings, tmp_
         for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text):
             reply = requests.get(api + asset, timeout=10)
             assert reply.status_code == 200 and reply.headers["Content-Security-Policy"] == CSP
-    print(f"\n[api docs] default: {len(paths)} docs paths 404, /openapi.json 200, review page "
-          f"CSP {CSP!r}")  # fmt: skip
+    print(
+        f"\n[api docs] default: {len(paths)} docs paths 404, /openapi.json 200, review page "
+        f"CSP {CSP!r}"
+    )
 
 
 def test_enabling_docs_needs_local_swagger_ui_and_then_serves_only_local_files(
@@ -89,9 +95,13 @@ def test_enabling_docs_needs_local_swagger_ui_and_then_serves_only_local_files(
 ) -> None:
     refused = subprocess.run(
         [sys.executable, "-m", "workers.cli.main", "api", "--port", str(free_port())],
-        env=_env(settings, COUCHWATCH_API_DOCS="true"), cwd=ROOT, capture_output=True,
-        text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=_env(settings, COUCHWATCH_API_DOCS="true"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert refused.stderr.strip().count("\n") == 0 and "swagger-ui-bundle" in refused.stderr
 
@@ -100,8 +110,13 @@ def test_enabling_docs_needs_local_swagger_ui_and_then_serves_only_local_files(
     old_env = _bundle(tmp_path / "old", "swagger-ui-4.15.5", settings)
     too_old = subprocess.run(
         [sys.executable, "-m", "workers.cli.main", "api", "--port", str(free_port())],
-        env=old_env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        env=old_env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert too_old.returncode == 1 and "OpenAPI 3.1" in too_old.stderr, too_old.stderr
     assert too_old.stderr.strip().count("\n") == 0
     env = _bundle(tmp_path / "new", "swagger-ui-5.17.14", settings)
@@ -120,6 +135,8 @@ def test_enabling_docs_needs_local_swagger_ui_and_then_serves_only_local_files(
         for other in ("secret.txt", "..%2F__init__.py", "%2e%2e%2fsecret.txt"):
             assert requests.get(f"{api}/docs/assets/{other}", timeout=10).status_code == 404
         assert requests.get(api + "/redoc", timeout=10).status_code == 404
-    print(f"\n[api docs] COUCHWATCH_API_DOCS=true: refused without swagger-ui-bundle "
-          f"({refused.stderr.strip()!r}) and with Swagger UI 4; with 5 /docs loads {len(loaded)} "
-          f"same-origin files under the CSP, nothing else served")  # fmt: skip
+    print(
+        f"\n[api docs] COUCHWATCH_API_DOCS=true: refused without swagger-ui-bundle "
+        f"({refused.stderr.strip()!r}) and with Swagger UI 4; with 5 /docs loads {len(loaded)} "
+        f"same-origin files under the CSP, nothing else served"
+    )

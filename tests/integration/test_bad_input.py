@@ -105,22 +105,57 @@ def two_workers(
 
 FIELD_NUM = st.sampled_from(["bytes_sent", "latency_ms", "status_code"])
 FIELD_STR = st.sampled_from(["type", "ip_address", "country", "city", "user_agent", "endpoint"])
-NOT_NUMBER = st.one_of(st.text(max_size=8), st.booleans(), st.lists(st.integers(), max_size=2),
-                       st.sampled_from(["NaN", "inf", "-Infinity", "1e308"]))  # fmt: skip
-NOT_TEXT = st.one_of(st.integers(), st.floats(allow_nan=False, allow_infinity=False),
-                     st.booleans(), st.lists(st.text(max_size=3), max_size=2),
-                     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))  # fmt: skip
+NOT_NUMBER = st.one_of(
+    st.text(max_size=8),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.sampled_from(["NaN", "inf", "-Infinity", "1e308"]),
+)
+NOT_TEXT = st.one_of(
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 BAD_STAMPS = st.one_of(
-    st.sampled_from(["NaN", "nan", "Infinity", "-inf", "1e308", "", "yesterday",
-                     "2026-01-01T00:00:00", "2026-13-45T25:61:00Z", "0000-00-00T00:00:00Z"]),
+    st.sampled_from(
+        [
+            "NaN",
+            "nan",
+            "Infinity",
+            "-inf",
+            "1e308",
+            "",
+            "yesterday",
+            "2026-01-01T00:00:00",
+            "2026-13-45T25:61:00Z",
+            "0000-00-00T00:00:00Z",
+        ]
+    ),
     st.sampled_from([1e308, -1e308, 1.7976931348623157e308, 10**20, -(10**20)]),
-    st.sampled_from(["9999-12-31T23:59:59Z", "2200-01-01T00:00:00+00:00", 253402300800,
-                     (NOW + timedelta(days=3)).isoformat()]),  # far future
-    st.sampled_from(["1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z", -1, -3_155_760_000,
-                     "1900-01-01T00:00:00+01:00"]),  # before 1970
-    st.booleans(), st.lists(st.integers(), max_size=2), st.none(),
+    st.sampled_from(
+        [
+            "9999-12-31T23:59:59Z",
+            "2200-01-01T00:00:00+00:00",
+            253402300800,
+            (NOW + timedelta(days=3)).isoformat(),
+        ]
+    ),  # far future
+    st.sampled_from(
+        [
+            "1969-12-31T23:59:59Z",
+            "0001-01-01T00:00:00Z",
+            -1,
+            -3_155_760_000,
+            "1900-01-01T00:00:00+01:00",
+        ]
+    ),  # before 1970
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.none(),
     st.dictionaries(st.sampled_from(["$gt", "$date"]), st.just(0), min_size=1),
-)  # fmt: skip
+)
 
 
 def _nested(depth: int) -> Any:
@@ -215,8 +250,14 @@ def _generate(entities: list[str], stamps: list[str], n: int) -> list[dict[str, 
     once). Each is checked against the pure validator here too."""
     batch: list[dict[str, Any]] = []
 
-    @settings(max_examples=n, derandomize=True, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck), deadline=None)  # fmt: skip
+    @settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        deadline=None,
+    )
     @given(bad_documents(entities, stamps))
     def collect(doc: dict[str, Any]) -> None:
         assert isinstance(validate_event(doc, entity_field="user_id", now=NOW), Rejection), doc
@@ -238,9 +279,10 @@ def test_generated_bad_documents_quarantined_good_scoring_unaffected(
     history_stamps = sorted({e["timestamp"] for e in scenario.events})[::50]
     new_good = [  # a burst from an unseen country for two entities: some anomalies to compare
         {**e, "country": "KP", "city": "Pyongyang", "ip_address": f"203.0.113.{i}"}
-        if e["user_id"] in good_users[:2] else e
+        if e["user_id"] in good_users[:2]
+        else e
         for i, e in enumerate(_new_window_events(scenario, dict.fromkeys(good_users, 12)))
-    ]  # fmt: skip
+    ]
     new_stamps = sorted({e["timestamp"] for e in new_good})
     bad = _generate(entities, history_stamps, 40) + _generate(entities, new_stamps, 40)
     for i, doc in enumerate(bad):
@@ -277,9 +319,13 @@ def test_generated_bad_documents_quarantined_good_scoring_unaffected(
 
     # no task crashed; no entity error anywhere
     runs = [plan1, plan2, tplan, *scores1, *scores2, *trains]
-    assert all(r["outcome"] == "succeeded" and not r["entity_errors"] and not r["error"]
-               for r in runs), [(r["task"], r["outcome"], r["error"], r["entity_errors"])
-                                for r in runs if r["outcome"] != "succeeded"]  # fmt: skip
+    assert all(
+        r["outcome"] == "succeeded" and not r["entity_errors"] and not r["error"] for r in runs
+    ), [
+        (r["task"], r["outcome"], r["error"], r["entity_errors"])
+        for r in runs
+        if r["outcome"] != "succeeded"
+    ]
     assert sorted(u for r in trains for u in r["entities"]) == good_users
 
     # the good entities' training read only good events, and their anomalies are exactly what
@@ -297,18 +343,27 @@ def test_generated_bad_documents_quarantined_good_scoring_unaffected(
         stored = store.load(user, int(head["active_version"]))
         assert stored is not None
         since = window_floor(min(e["timestamp"] for e in new_good if e["user_id"] == user))
-        mine = [e for e in [*scenario.events, *new_good]
-                if e["user_id"] == user and e["timestamp"] >= since]  # fmt: skip
-        expected = detection.score(detection.load_model(stored.payload), mine,
-                                   model_id=stored.doc_id, version=stored.version)  # fmt: skip
+        mine = [
+            e
+            for e in [*scenario.events, *new_good]
+            if e["user_id"] == user and e["timestamp"] >= since
+        ]
+        expected = detection.score(
+            detection.load_model(stored.payload),
+            mine,
+            model_id=stored.doc_id,
+            version=stored.version,
+        )
         got = [a for a in anomalies if a["entity"] == user]
         assert sorted(a["_id"] for a in got) == sorted(d["_id"] for d in expected), user
         assert all(set(a["event_ids"]) <= good_ids for a in got)
     reasons = Counter(q["reason"].split(" ")[0] for q in quarantined)
-    print(f"\n[bad-docs] {len(bad)} generated bad documents ({dict(kinds)} timestamps) + 4 "
-          f"duplicate ids among {good_total} good events of {len(good_users)} entities: "
-          f"{len(quarantined)} quarantined, {len(anomalies)} anomalies as expected; "
-          f"reasons by first word {dict(reasons.most_common(8))}")  # fmt: skip
+    print(
+        f"\n[bad-docs] {len(bad)} generated bad documents ({dict(kinds)} timestamps) + 4 "
+        f"duplicate ids among {good_total} good events of {len(good_users)} entities: "
+        f"{len(quarantined)} quarantined, {len(anomalies)} anomalies as expected; "
+        f"reasons by first word {dict(reasons.most_common(8))}"
+    )
 
 
 # --- (b) fuzz corpus through `couchwatch ingest` ----------------------------------------------
@@ -324,17 +379,22 @@ def _corpus() -> list[tuple[str, bytes]]:
     return rows
 
 
-def _cli(cfg: Settings, *args: str, env: dict[str, str] | None = None,
-         timeout_s: float = 300) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+def _cli(
+    cfg: Settings, *args: str, env: dict[str, str] | None = None, timeout_s: float = 300
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [sys.executable, "-m", "workers.cli.main", *args],
-        env={**os.environ, **settings_env(cfg), **(env or {})}, cwd=ROOT,
-        capture_output=True, timeout=timeout_s, check=False,
-    )  # fmt: skip
+        env={**os.environ, **settings_env(cfg), **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
-def test_fuzz_corpus_through_ingest_cli(settings: Settings, couch: CouchClient,
-                                        tmp_path: Path) -> None:  # fmt: skip
+def test_fuzz_corpus_through_ingest_cli(
+    settings: Settings, couch: CouchClient, tmp_path: Path
+) -> None:
     corpus = _corpus()
     assert len(corpus) >= 30
     huge = b'{"user_id": "fz1", "timestamp": "2026-01-01T10:00:00Z", "x": "' + b"A" * (10 * 2**20)
@@ -407,9 +467,17 @@ def test_operator_and_path_like_entity_ids_are_data(
     tplan, trains = _train_all(fleet, couch)
     # an incident burst for every entity: unseen country and IPs in one new window
     burst_src = _new_window_events(scenario, dict.fromkeys(names, 15))
-    burst = [{**e, "user_id": rename[e["user_id"]], "_id": f"burst-{i}",
-              "ip_address": f"203.0.113.{i % 250}", "country": "KP", "city": "Pyongyang"}
-             for i, e in enumerate(burst_src)]  # fmt: skip
+    burst = [
+        {
+            **e,
+            "user_id": rename[e["user_id"]],
+            "_id": f"burst-{i}",
+            "ip_address": f"203.0.113.{i % 250}",
+            "country": "KP",
+            "city": "Pyongyang",
+        }
+        for i, e in enumerate(burst_src)
+    ]
     (tmp_path / "burst.jsonl").write_text("".join(json.dumps(e) + "\n" for e in burst))
     assert _cli(cfg, "ingest", "--quiet", str(tmp_path / "burst.jsonl")).returncode == 0
     plan2, scores2 = _plan_and_score(fleet, couch)

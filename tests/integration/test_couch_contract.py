@@ -92,8 +92,10 @@ def test_upsert_and_bulk_upsert_merge_with_what_is_there(client: CouchClient, db
 
 def test_find_operators_sort_default_limit_and_bookmarks(client: CouchClient, db: str) -> None:
     client.ensure_index(db, ["kind", "t"], name="by-kind-t")
-    docs = [{"_id": f"d{i:02d}", "kind": "e" if i % 3 else "x", "t": 100 - i, "tag": i % 2}
-            for i in range(60)]  # fmt: skip
+    docs = [
+        {"_id": f"d{i:02d}", "kind": "e" if i % 3 else "x", "t": 100 - i, "tag": i % 2}
+        for i in range(60)
+    ]
     docs.append({"_id": "no-t", "kind": "e"})
     assert not client.bulk_docs(db, docs).failed
     query = {"selector": {"kind": "e", "t": {"$gt": None}}, "sort": [{"kind": "asc"}, {"t": "asc"}]}
@@ -128,10 +130,17 @@ def bookmark_pages(
 def picked_and_paged(client: CouchClient, db: str) -> None:
     picked, _ = client.find_page(
         db,
-        {"selector": {"kind": "e", "t": {"$gte": 50, "$lt": 60}, "tag": {"$in": [1]},
-                      "_id": {"$exists": True}},
-         "fields": ["_id", "t"], "limit": 100},
-    )  # fmt: skip
+        {
+            "selector": {
+                "kind": "e",
+                "t": {"$gte": 50, "$lt": 60},
+                "tag": {"$in": [1]},
+                "_id": {"$exists": True},
+            },
+            "fields": ["_id", "t"],
+            "limit": 100,
+        },
+    )
     assert sorted(d["t"] for d in picked) == [51, 53, 57, 59]
     assert all(set(d) == {"_id", "t"} for d in picked)
     lte, _ = client.find_page(db, {"selector": {"t": {"$lte": 42}}, "limit": 100})
@@ -140,17 +149,35 @@ def picked_and_paged(client: CouchClient, db: str) -> None:
 
 def test_iter_by_key_pages_through_equal_keys(client: CouchClient, db: str) -> None:
     client.ensure_index(db, ["u", "ts"], name="by-u-ts")
-    docs = [{"_id": f"e{i:03d}", "u": "u1", "ts": f"2026-01-0{1 + i // 20}T00:00:00Z"}
-            for i in range(70)]  # fmt: skip
+    docs = [
+        {"_id": f"e{i:03d}", "u": "u1", "ts": f"2026-01-0{1 + i // 20}T00:00:00Z"}
+        for i in range(70)
+    ]
     docs += [{"_id": "other", "u": "u2", "ts": "2026-01-01T00:00:00Z"}]
     client.bulk_docs(db, docs)
-    got = list(client.iter_by_key(db, selector={"u": "u1"}, key_field="ts", sort_prefix=("u",),
-                                  index=("by-u-ts", "by-u-ts"), page_size=7))  # fmt: skip
+    got = list(
+        client.iter_by_key(
+            db,
+            selector={"u": "u1"},
+            key_field="ts",
+            sort_prefix=("u",),
+            index=("by-u-ts", "by-u-ts"),
+            page_size=7,
+        )
+    )
     assert sorted(d["_id"] for d in got) == [f"e{i:03d}" for i in range(70)]
     assert [d["ts"] for d in got] == sorted(d["ts"] for d in got)
-    bounded = list(client.iter_by_key(db, selector={"u": "u1"}, key_field="ts",
-                                      start="2026-01-02T00:00:00Z", end="2026-01-04T00:00:00Z",
-                                      sort_prefix=("u",), page_size=5))  # fmt: skip
+    bounded = list(
+        client.iter_by_key(
+            db,
+            selector={"u": "u1"},
+            key_field="ts",
+            start="2026-01-02T00:00:00Z",
+            end="2026-01-04T00:00:00Z",
+            sort_prefix=("u",),
+            page_size=5,
+        )
+    )
     assert len(bounded) == 40
 
 
@@ -205,8 +232,17 @@ def test_attachments_standalone_and_inline(client: CouchClient, db: str) -> None
     stub = client.get(db, "m")
     assert stub is not None and stub["_attachments"]["model.bin"].get("stub") is True
     data = base64.b64encode(b"inline bytes").decode()
-    client.bulk_docs(db, [{"_id": "n", "_attachments": {"a.bin": {
-        "content_type": "application/octet-stream", "data": data}}}])  # fmt: skip
+    client.bulk_docs(
+        db,
+        [
+            {
+                "_id": "n",
+                "_attachments": {
+                    "a.bin": {"content_type": "application/octet-stream", "data": data}
+                },
+            }
+        ],
+    )
     assert client.get_attachment(db, "n", "a.bin") == b"inline bytes"
     with pytest.raises(NotFound):
         client.get_attachment(db, "n", "missing.bin")

@@ -52,8 +52,9 @@ def test_bulk_rows_and_upsert_merge(couch: CouchClient, settings: Settings) -> N
     doc = couch.get(db, "a")
     assert doc is not None and doc["score"] == 0.9 and doc["review"] == "dismissed"
 
-    rows = couch.bulk_upsert(db, [{"_id": "a", "score": 0.1}, {"_id": "b", "score": 0.2}],
-                             merge=keep_review)  # fmt: skip
+    rows = couch.bulk_upsert(
+        db, [{"_id": "a", "score": 0.1}, {"_id": "b", "score": 0.2}], merge=keep_review
+    )
     assert not rows.failed and not rows.conflicts
     assert couch.get(db, "a")["review"] == "dismissed"  # type: ignore[index]
 
@@ -95,18 +96,27 @@ def test_iter_by_key_pages_through_ties(couch: CouchClient, settings: Settings) 
     couch.bulk_docs(settings.events_db, docs)
     got = list(
         couch.iter_by_key(
-            settings.events_db, selector={field: "u1"}, key_field="timestamp",
-            sort_prefix=(field,), index=events_index(settings), page_size=5,
+            settings.events_db,
+            selector={field: "u1"},
+            key_field="timestamp",
+            sort_prefix=(field,),
+            index=events_index(settings),
+            page_size=5,
         )
-    )  # fmt: skip
+    )
     assert sorted(d["_id"] for d in got) == [f"x{i:03d}" for i in range(60)]
     ranged = list(
         couch.iter_by_key(
-            settings.events_db, selector={field: "u1"}, key_field="timestamp",
-            start="2026-01-01T00:00:05.000Z", end="2026-01-01T00:00:07.000Z",
-            sort_prefix=(field,), index=events_index(settings), page_size=3,
+            settings.events_db,
+            selector={field: "u1"},
+            key_field="timestamp",
+            start="2026-01-01T00:00:05.000Z",
+            end="2026-01-01T00:00:07.000Z",
+            sort_prefix=(field,),
+            index=events_index(settings),
+            page_size=3,
         )
-    )  # fmt: skip
+    )
     assert len(ranged) == 8
 
 

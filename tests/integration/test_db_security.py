@@ -43,9 +43,14 @@ APIKEY = {"type": "apikey", "scopes": ["admin"], "salt": "00", "hash": "ff", "na
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", *args], env={**os.environ, **env},
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "workers.cli.main", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def _user(couchdb: CouchServer, name: str, password: str, roles: list[str]) -> None:
@@ -138,16 +143,20 @@ def test_every_database_refuses_anonymous_and_outsider_reads_and_writes(
     assert requests.put(signup, json={**doc, "roles": []}, timeout=30).status_code == 201
     before = {db: _snapshot(couch, db) for db in dbs}
 
-    who = {"anonymous": None, "wrong password": (couchdb.user, "Wrong-pw-3k"),
-           "outsider": (OUTSIDER, OUTSIDER_PW)}  # fmt: skip
+    who = {
+        "anonymous": None,
+        "wrong password": (couchdb.user, "Wrong-pw-3k"),
+        "outsider": (OUTSIDER, OUTSIDER_PW),
+    }
     tried, refused, leaks = Counter[str](), Counter[str](), []
     for db in dbs:
         seed_rev = couch.get(db, "seed")["_rev"]  # type: ignore[index]
         for label, method, path, body in _attempts(seed_rev):
             for name, auth in who.items():
                 kind = "data" if isinstance(body, bytes) else "json"
-                reply = requests.request(method, f"{url}/{db}{path}", auth=auth, timeout=30,
-                                         **{kind: body})  # fmt: skip
+                reply = requests.request(
+                    method, f"{url}/{db}{path}", auth=auth, timeout=30, **{kind: body}
+                )
                 tried[name] += 1
                 if _refused(reply):
                     refused[name] += 1
@@ -156,8 +165,12 @@ def test_every_database_refuses_anonymous_and_outsider_reads_and_writes(
     assert not leaks, "\n".join(leaks[:40]) + f"\n... {len(leaks)} requests not refused"
     assert requests.get(f"{url}/", timeout=10).ok  # a refused DELETE once killed the server
     assert {db: _snapshot(couch, db) for db in dbs} == before  # nothing changed anywhere
-    assert requests.post(f"{url}/_users/_find", json={"selector": {}, "limit": 5},
-                         timeout=30).status_code == 401  # password hashes stay hidden  # fmt: skip
+    assert (
+        requests.post(
+            f"{url}/_users/_find", json={"selector": {}, "limit": 5}, timeout=30
+        ).status_code
+        == 401
+    )  # password hashes stay hidden
 
     # the fleet's grants work: a named member and a holder of the role read and write,
     # but cannot make themselves db admins (design docs, `_security`, `_local/_security`)
@@ -165,29 +178,49 @@ def test_every_database_refuses_anonymous_and_outsider_reads_and_writes(
     _user(couchdb, ROLED, ROLED_PW, ["couchwatch"])
     db = cfg.db_name("runs")
     for auth in ((FLEET, FLEET_PW), (ROLED, ROLED_PW)):
-        assert requests.put(f"{url}/{db}/run-{auth[0]}", json={"x": 1}, auth=auth,
-                            timeout=30).status_code == 201  # fmt: skip
-        assert requests.post(f"{url}/{db}/_find", json={"selector": {}, "limit": 5}, auth=auth,
-                             timeout=30).status_code == 200  # fmt: skip
-        assert requests.put(f"{url}/{db}/_local/planner", json={"seq": "1"}, auth=auth,
-                            timeout=30).status_code == 201  # fmt: skip
+        assert (
+            requests.put(
+                f"{url}/{db}/run-{auth[0]}", json={"x": 1}, auth=auth, timeout=30
+            ).status_code
+            == 201
+        )
+        assert (
+            requests.post(
+                f"{url}/{db}/_find", json={"selector": {}, "limit": 5}, auth=auth, timeout=30
+            ).status_code
+            == 200
+        )
+        assert (
+            requests.put(
+                f"{url}/{db}/_local/planner", json={"seq": "1"}, auth=auth, timeout=30
+            ).status_code
+            == 201
+        )
         requests.delete(f"{url}/{db}/_local/planner?rev=0-1", auth=auth, timeout=30)
-        for path, body in (("/_design/x", {"views": {}}), ("/_security", {}),
-                           ("/_local/_security", {"security": {}})):  # fmt: skip
+        for path, body in (
+            ("/_design/x", {"views": {}}),
+            ("/_security", {}),
+            ("/_local/_security", {"security": {}}),
+        ):
             reply = requests.put(f"{url}/{db}{path}", json=body, auth=auth, timeout=30)
             assert reply.status_code in (401, 403), (auth[0], path, reply.status_code)
     total = sum(tried.values())
-    print(f"\n[db security] {len(dbs)} databases x {len(_attempts('1-x'))} requests x "
-          f"{len(who)} clients: {sum(refused.values())} of {total} refused "
-          f"({dict(refused)}); role and admin sign-ups refused; nothing changed")  # fmt: skip
+    print(
+        f"\n[db security] {len(dbs)} databases x {len(_attempts('1-x'))} requests x "
+        f"{len(who)} clients: {sum(refused.values())} of {total} refused "
+        f"({dict(refused)}); role and admin sign-ups refused; nothing changed"
+    )
 
 
 def test_init_and_status_find_and_fix_open_databases(
     couchdb: CouchServer, initialised: Settings, couch: CouchClient, tmp_path: Path
 ) -> None:
     cfg = initialised
-    env = {**settings_env(cfg), "COUCHWATCH_DB_MEMBER_NAMES": FLEET,
-           "COUCHWATCH_STATE_DIR": str(tmp_path / "state")}  # fmt: skip
+    env = {
+        **settings_env(cfg),
+        "COUCHWATCH_DB_MEMBER_NAMES": FLEET,
+        "COUCHWATCH_STATE_DIR": str(tmp_path / "state"),
+    }
     ok = _cli(env, "status")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert _row(ok.stdout, "security")[1] == "ok"
@@ -215,9 +248,11 @@ def test_init_and_status_find_and_fix_open_databases(
     kept = get_security(couch, lacking)
     assert "someone-else" in kept["members"]["names"] and FLEET in kept["members"]["names"]
     assert _row(_cli(env, "status").stdout, "security")[1] == "ok"
-    print(f"\n[db security] status: exit 1 naming {opened} (open) and {lacking} (grants "
-          f"missing); init as a member refused in one line; init as admin fixed both, "
-          f"kept the operator's own member")  # fmt: skip
+    print(
+        f"\n[db security] status: exit 1 naming {opened} (open) and {lacking} (grants "
+        f"missing); init as a member refused in one line; init as admin fixed both, "
+        f"kept the operator's own member"
+    )
 
 
 def _row(out: str, name: str) -> list[str]:
@@ -232,10 +267,12 @@ def test_local_stack_pouchdb_config_and_data_are_private(tmp_path: Path) -> None
     state = tmp_path / "state"
     password = "Stack-pw-60hd"
     values: dict[str, Any] = {
-        "couchdb_url": f"http://127.0.0.1:{free_port()}", "couchdb_user": "stackadmin",
-        "couchdb_password": password, "couchwatch_state_dir": str(state),
+        "couchdb_url": f"http://127.0.0.1:{free_port()}",
+        "couchdb_user": "stackadmin",
+        "couchdb_password": password,
+        "couchwatch_state_dir": str(state),
         "couchwatch_events_db": "stack_events",
-    }  # fmt: skip
+    }
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     env = local.child_env(settings)
     said: list[str] = []
@@ -251,22 +288,34 @@ def test_local_stack_pouchdb_config_and_data_are_private(tmp_path: Path) -> None
             assert record is not None
             processes.stop(state, record)
             port = record.port or 0
-            wait_for(lambda: not port_open("127.0.0.1", port), timeout_s=10,  # noqa: B023
-                     what="PouchDB Server's port to close")  # fmt: skip
+            wait_for(
+                lambda port=port: not port_open("127.0.0.1", port),
+                timeout_s=10,
+                what="PouchDB Server's port to close",
+            )
         assert modes == [(0o600, 0o700), (0o600, 0o700)], [tuple(map(oct, m)) for m in modes]
         local.up_couchdb(settings, ROOT, state, env, said.append)
         done = _cli({**settings_env(settings), "COUCHWATCH_STATE_DIR": str(state)}, "init")
         assert done.returncode == 0 and "restricts all 8" in done.stdout, done.stderr
         for db in couchwatch_dbs(settings):
-            for method, path in (("PUT", "/apikey-evil"), ("GET", "/_all_docs"),
-                                 ("POST", "/_find")):  # fmt: skip
-                reply = requests.request(method, f"{settings.couchdb_url}/{db}{path}",
-                                         json={"selector": {}, "limit": 1}, timeout=30)  # fmt: skip
+            for method, path in (
+                ("PUT", "/apikey-evil"),
+                ("GET", "/_all_docs"),
+                ("POST", "/_find"),
+            ):
+                reply = requests.request(
+                    method,
+                    f"{settings.couchdb_url}/{db}{path}",
+                    json={"selector": {}, "limit": 1},
+                    timeout=30,
+                )
                 assert reply.status_code == 401, (db, method, path, reply.status_code)
     finally:
         record = processes.load(state, "couchdb")
         if record is not None:
             processes.stop(state, record)
-    print(f"\n[db security] local stack: config.json {oct(modes[0][0])}, data dir "
-          f"{oct(modes[0][1])} (also after a restart); 8 databases refuse anonymous PUT, "
-          f"_all_docs and _find")  # fmt: skip
+    print(
+        f"\n[db security] local stack: config.json {oct(modes[0][0])}, data dir "
+        f"{oct(modes[0][1])} (also after a restart); 8 databases refuse anonymous PUT, "
+        f"_all_docs and _find"
+    )

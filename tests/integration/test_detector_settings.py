@@ -29,8 +29,10 @@ def test_workers_train_with_the_detectors_the_settings_name(
     start = (datetime.now(UTC) - timedelta(days=10)).replace(hour=0, minute=0, second=0)
     events = generate_demo(users=2, days=8, seed=5, start=start).events
     assert not couch.bulk_docs(settings.events_db, events).failed
-    env = {**settings_env(settings),
-           "COUCHWATCH_DETECTORS": "robust_zscore,isolation_forest,novelty"}  # fmt: skip
+    env = {
+        **settings_env(settings),
+        "COUCHWATCH_DETECTORS": "robust_zscore,isolation_forest,novelty",
+    }
     with worker_fleet(settings, env, tmp_path / "logs", names=("w1",)) as fleet:
         app = fleet.app()
         plan = app.send_task("couchwatch.plan_scoring", kwargs={"force": True})
@@ -43,8 +45,9 @@ def test_workers_train_with_the_detectors_the_settings_name(
             return found if found == users else None
 
         eventually(heads, "a model for every user")
-    versions = [d for d in couch.iter_all_docs(settings.db_name("models"))
-                if d.get("type") == "model"]  # fmt: skip
+    versions = [
+        d for d in couch.iter_all_docs(settings.db_name("models")) if d.get("type") == "model"
+    ]
     assert versions, "no model version stored"
     for doc in versions:
         assert doc["detectors"] == ["robust_zscore", "rates", "isolation_forest"], doc
@@ -54,10 +57,24 @@ def test_workers_train_with_the_detectors_the_settings_name(
 def test_a_worker_with_an_unknown_detector_refuses_to_start(settings: Settings) -> None:
     env = {**settings_env(settings), "COUCHWATCH_DETECTORS": "robust_zscore,telepathy"}
     proc = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker", "-n", "bad@testhost",
-         "--concurrency=1", "--without-mingle", "--without-gossip"],
-        env={**__import__("os").environ, **env}, cwd=ROOT, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-n",
+            "bad@testhost",
+            "--concurrency=1",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env={**__import__("os").environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     output = (proc.stdout + proc.stderr).decode()
     assert "invalid detection settings" in output and "telepathy" in output

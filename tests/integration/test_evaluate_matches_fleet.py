@@ -46,13 +46,17 @@ def _ingest(couch: CouchClient, settings: Settings, events: list[dict[str, Any]]
     assert report.accepted == len(events)
 
 
-def _wait_runs(couch: CouchClient, settings: Settings, task: str, n: int,
-               timeout_s: float = 300) -> list[dict[str, Any]]:  # fmt: skip
+def _wait_runs(
+    couch: CouchClient, settings: Settings, task: str, n: int, timeout_s: float = 300
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     runs: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        runs = [d for d in couch.iter_all_docs(settings.db_name("runs"))
-                if d["task"] == task and d["outcome"] not in ("running", "retrying")]  # fmt: skip
+        runs = [
+            d
+            for d in couch.iter_all_docs(settings.db_name("runs"))
+            if d["task"] == task and d["outcome"] not in ("running", "retrying")
+        ]
         if len(runs) >= n:
             return runs
         time.sleep(0.5)
@@ -98,11 +102,20 @@ def test_evaluate_path_writes_what_the_fleet_writes(
 
     assert real, "the real fleet wrote no anomaly: the comparison would be empty"
     only = {
-        side: sorted((d["entity"], d["detector"], d["window_start"], d["severity"],
-                      round(d["score"], 6), d["reasons"][0]["text"][:80] if d["reasons"] else "")
-                     for k, d in docs.items() if k not in other)
+        side: sorted(
+            (
+                d["entity"],
+                d["detector"],
+                d["window_start"],
+                d["severity"],
+                round(d["score"], 6),
+                d["reasons"][0]["text"][:80] if d["reasons"] else "",
+            )
+            for k, d in docs.items()
+            if k not in other
+        )
         for side, docs, other in (("fleet", real, mine), ("twin", mine, real))
-    }  # fmt: skip
+    }
     assert set(mine) == set(real), only
     for doc_id, doc in real.items():
         assert mine[doc_id]["severity"] == doc["severity"], doc_id

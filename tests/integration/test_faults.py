@@ -87,11 +87,13 @@ def _assert_models_once(couch: CouchClient, settings: Settings, users: list[str]
 def _assert_anomalies_once(couch: CouchClient, settings: Settings) -> list[dict[str, Any]]:
     """Each (entity, detector, window or event) is one anomaly document, never two."""
     docs = _docs(couch, settings, "anomalies", "anomaly")
-    keys = Counter((d["entity"], d["detector"], d["window_start"], tuple(d["event_ids"]))
-                   for d in docs)  # fmt: skip
+    keys = Counter(
+        (d["entity"], d["detector"], d["window_start"], tuple(d["event_ids"])) for d in docs
+    )
     assert all(n == 1 for n in keys.values()), [k for k, n in keys.items() if n > 1]
-    windows = Counter((d["entity"], d["detector"], d["window_start"]) for d in docs
-                      if d["detector"] != "login")  # fmt: skip
+    windows = Counter(
+        (d["entity"], d["detector"], d["window_start"]) for d in docs if d["detector"] != "login"
+    )
     assert all(n == 1 for n in windows.values()), [k for k, n in windows.items() if n > 1]
     return docs
 
@@ -241,10 +243,15 @@ def test_redis_restart_mid_run_reconnects_and_loses_nothing(
 ) -> None:
     logs = tmp_path / "logs"
     with _services(
-        couchdb, own_redis, 0, couchwatch_batch_size=2, couchwatch_score_interval_s=3,
-        celery_visibility_timeout_s=30, celery_task_soft_time_limit_s=20,
+        couchdb,
+        own_redis,
+        0,
+        couchwatch_batch_size=2,
+        couchwatch_score_interval_s=3,
+        celery_visibility_timeout_s=30,
+        celery_task_soft_time_limit_s=20,
         celery_task_time_limit_s=25,
-    ) as (settings, couch):  # fmt: skip
+    ) as (settings, couch):
         scenario = _recent_demo(users=8, days=6, seed=23)
         users = _users(scenario.events)
         _store(couch, settings, scenario.events)
@@ -253,12 +260,19 @@ def test_redis_restart_mid_run_reconnects_and_loses_nothing(
         with worker_fleet(settings, settings_env(settings), logs, ("w1",)) as fleet:
             beat = _beat(env, tmp_path / "beat.db", logs / "beat.log")
             try:
-                _wait_runs(couch, settings, PLAN, 1, timeout_s=60,
-                           where=lambda r: "skipped" not in r["details"])  # fmt: skip
+                _wait_runs(
+                    couch,
+                    settings,
+                    PLAN,
+                    1,
+                    timeout_s=60,
+                    where=lambda r: "skipped" not in r["details"],
+                )
                 # four training batches for one worker: three wait in the queue
                 fleet.app().send_task("couchwatch.plan_training", kwargs={"force": True})
-                _wait_until("training start", lambda: broker.keys("couchwatch:train-lock:*"),
-                            90, 0.05)  # fmt: skip
+                _wait_until(
+                    "training start", lambda: broker.keys("couchwatch:train-lock:*"), 90, 0.05
+                )
                 queued = broker.llen("train")
                 own_redis.stop()
                 time.sleep(5)
@@ -272,12 +286,18 @@ def test_redis_restart_mid_run_reconnects_and_loses_nothing(
                 new = _new_window_events(scenario, {users[0]: 3, users[5]: 2})
                 _store(couch, settings, new)
                 stored_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-                plan = _wait_runs(couch, settings, PLAN, 1, timeout_s=90,
-                                  where=lambda r: r["events_in"] == len(new)
-                                  and r["started_at"] >= stored_at)  # fmt: skip
+                plan = _wait_runs(
+                    couch,
+                    settings,
+                    PLAN,
+                    1,
+                    timeout_s=90,
+                    where=lambda r: r["events_in"] == len(new) and r["started_at"] >= stored_at,
+                )
                 planned = {f"run-{t}" for t in plan[0]["details"]["task_ids"]}
-                _wait_runs(couch, settings, SCORE, 1, timeout_s=90,
-                           where=lambda r: r["_id"] in planned)  # fmt: skip
+                _wait_runs(
+                    couch, settings, SCORE, 1, timeout_s=90, where=lambda r: r["_id"] in planned
+                )
             finally:
                 terminate(beat, grace_s=20)
         assert all(r["outcome"] == "succeeded" for r in trains), [
@@ -332,8 +352,10 @@ def test_sigterm_mid_batch_warm_shutdown_completes_batch(
         assert run["details"].get("skipped_locked") is None
         _assert_models_once(couch, settings, users)
         _record(logs, couch, settings)
-        print(f"\n[sigterm] {holder} finished its batch of {len(users)} and exited 0 in "
-              f"{shutdown_s:.1f}s after SIGTERM")  # fmt: skip
+        print(
+            f"\n[sigterm] {holder} finished its batch of {len(users)} and exited 0 in "
+            f"{shutdown_s:.1f}s after SIGTERM"
+        )
 
 
 # --- 4. a poison entity --------------------------------------------------------------------
@@ -344,18 +366,22 @@ def test_poison_entity_is_recorded_bounded_and_isolated(
 ) -> None:
     logs = tmp_path / "logs"
     with _services(
-        couchdb, redis_service, 7, celery_visibility_timeout_s=15,
-        celery_task_soft_time_limit_s=10, celery_task_time_limit_s=12,
-        couchwatch_train_check_interval_s=2, couchwatch_train_pending_ttl_s=15,
-    ) as (settings, couch):  # fmt: skip
+        couchdb,
+        redis_service,
+        7,
+        celery_visibility_timeout_s=15,
+        celery_task_soft_time_limit_s=10,
+        celery_task_time_limit_s=12,
+        couchwatch_train_check_interval_s=2,
+        couchwatch_train_pending_ttl_s=15,
+    ) as (settings, couch):
         scenario = _recent_demo(users=6, days=6, seed=41)
         users = _users(scenario.events)
         # valid events whose model cannot be fitted. Since numbers are bounded at validation
         # (±2^53), no schema-valid value overflows the features any more, so the workers get a
         # fit that raises for this one entity (tests/support/poison_fit/sitecustomize.py)
         template = [e for e in scenario.events if e["user_id"] == users[0]]
-        poison = [{**e, "_id": f"poison-{i}", "user_id": "poison"}
-                  for i, e in enumerate(template)]  # fmt: skip
+        poison = [{**e, "_id": f"poison-{i}", "user_id": "poison"} for i, e in enumerate(template)]
         _store(couch, settings, scenario.events + poison)
         env = {**settings_env(settings), **poison_fit_env("poison")}
         with worker_fleet(settings, env, logs) as fleet:
@@ -405,9 +431,11 @@ def test_poison_entity_is_recorded_bounded_and_isolated(
         _assert_anomalies_once(couch, settings)
         _record(logs, couch, settings)
         window = settings.couchwatch_train_pending_ttl_s + 10
-        print(f"\n[poison] error recorded: {train['entity_errors']['poison'][:90]}; training "
-              f"attempts for the poison entity: {len(trains)} in ~{window}s "
-              f"(one per pending-marker TTL)")  # fmt: skip
+        print(
+            f"\n[poison] error recorded: {train['entity_errors']['poison'][:90]}; training "
+            f"attempts for the poison entity: {len(trains)} in ~{window}s "
+            f"(one per pending-marker TTL)"
+        )
 
 
 # --- 5. a replayed _changes page -----------------------------------------------------------
@@ -435,8 +463,10 @@ def test_replayed_changes_page_doubles_nothing(
             _wait_runs(couch, settings, TRAIN, 1, timeout_s=120)
 
             fresh = _new_window_events(scenario, {u: 20 for u in users[:2]})
-            burst = [{**e, "ip_address": f"203.0.113.{i}", "country": "KP", "city": "Pyongyang"}
-                     for i, e in enumerate(fresh)]  # fmt: skip
+            burst = [
+                {**e, "ip_address": f"203.0.113.{i}", "country": "KP", "city": "Pyongyang"}
+                for i, e in enumerate(fresh)
+            ]
             _store(couch, settings, burst)
             app.send_task(PLAN, kwargs={"force": True})
             plans = _wait_runs(couch, settings, PLAN, 2, timeout_s=90)
@@ -467,9 +497,11 @@ def test_replayed_changes_page_doubles_nothing(
         for user in users:  # the replayed range is not counted twice
             stored_for = sum(1 for e in scenario.events if e["user_id"] == user) + replayed[user]
             assert registry[user]["events_seen"] == stored_for, user
-        print(f"\n[replay] {len(burst)} events replayed: {len(after)} anomalies before and after; "
-              f"registry events_seen of a replayed entity: {registry[users[0]]['events_seen']} "
-              f"(stored {stored})")  # fmt: skip
+        print(
+            f"\n[replay] {len(burst)} events replayed: {len(after)} anomalies before and after; "
+            f"registry events_seen of a replayed entity: {registry[users[0]]['events_seen']} "
+            f"(stored {stored})"
+        )
 
 
 # --- 6. soak ---------------------------------------------------------------------------------
@@ -481,8 +513,9 @@ def test_soak_steady_ingest_bounded_queue_memory_keys(
     logs = tmp_path / "logs"
     rate_per_s, interval_s = 10, 3.0
     with _services(couchdb, own_redis, 0, couchwatch_score_interval_s=interval_s) as (
-        settings, couch,
-    ):  # fmt: skip
+        settings,
+        couch,
+    ):
         scenario = _recent_demo(users=10, days=5, seed=61)
         users = _users(scenario.events)
         _store(couch, settings, scenario.events)
@@ -503,11 +536,13 @@ def test_soak_steady_ingest_bounded_queue_memory_keys(
             try:
                 while (elapsed := time.monotonic() - started) < SOAK_S:
                     batch = [
-                        {**template[users[(ingested + i) % len(users)]],
-                         "_id": f"soak-{ingested + i}",
-                         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+                        {
+                            **template[users[(ingested + i) % len(users)]],
+                            "_id": f"soak-{ingested + i}",
+                            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                        }
                         for i in range(rate_per_s)
-                    ]  # fmt: skip
+                    ]
                     _store(couch, settings, batch)
                     ingested += len(batch)
                     rss = sum(_group_rss_kb(p.pid) for p in fleet.processes.values())
@@ -544,9 +579,11 @@ def test_soak_steady_ingest_bounded_queue_memory_keys(
         _assert_models_once(couch, settings, users)
         _assert_anomalies_once(couch, settings)
         _record(logs, couch, settings)
-        print(f"\n[soak] {SOAK_S:.0f}s, {ingested} events at {rate_per_s}/s, {len(plans)} planning "
-              f"passes, {len(scores)} scoring batches; max LLEN score {llen}, max keys {keys}, "
-              f"worker RSS {rss0 // 1024}→{rss_max // 1024} MB (max, both workers)")  # fmt: skip
+        print(
+            f"\n[soak] {SOAK_S:.0f}s, {ingested} events at {rate_per_s}/s, {len(plans)} planning "
+            f"passes, {len(scores)} scoring batches; max LLEN score {llen}, max keys {keys}, "
+            f"worker RSS {rss0 // 1024}→{rss_max // 1024} MB (max, both workers)"
+        )
 
 
 # --- 7. secrets ------------------------------------------------------------------------------
@@ -559,6 +596,8 @@ def test_no_secret_in_any_log_or_run_record() -> None:
         assert secrets, "nothing to look for"
         _assert_no_secrets(logs, runs, secrets)
     redis_runs = [a for a in _ARTIFACTS if REDIS_PASSWORD in a[2]]
-    print(f"\n[secrets] {sum(len(list(a[0].rglob('*.log'))) for a in _ARTIFACTS)} log files, "
-          f"{sum(len(a[1]) for a in _ARTIFACTS)} run records clean "
-          f"({len(redis_runs)} tests on a password-protected Redis)")  # fmt: skip
+    print(
+        f"\n[secrets] {sum(len(list(a[0].rglob('*.log'))) for a in _ARTIFACTS)} log files, "
+        f"{sum(len(a[1]) for a in _ARTIFACTS)} run records clean "
+        f"({len(redis_runs)} tests on a password-protected Redis)"
+    )

@@ -28,13 +28,17 @@ def _store(couch: CouchClient, settings: Settings, events: list[dict[str, Any]])
         assert not result.failed
 
 
-def _wait_runs(couch: CouchClient, settings: Settings, task: str, n: int,
-               timeout_s: float = 240) -> list[dict[str, Any]]:  # fmt: skip
+def _wait_runs(
+    couch: CouchClient, settings: Settings, task: str, n: int, timeout_s: float = 240
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     done: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
-        runs = [d for d in couch.iter_all_docs(settings.db_name("runs"))
-                if d["task"] == task and d["outcome"] not in ("running", "retrying")]  # fmt: skip
+        runs = [
+            d
+            for d in couch.iter_all_docs(settings.db_name("runs"))
+            if d["task"] == task and d["outcome"] not in ("running", "retrying")
+        ]
         done = runs
         if len(runs) >= n:
             return runs

@@ -128,11 +128,23 @@ def _new_window_events(
 
 def _beat(env: dict[str, str], schedule: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
-         "-s", str(schedule), "--loglevel=INFO"],
-        env=env, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "beat",
+            "-s",
+            str(schedule),
+            "--loglevel=INFO",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
 
 
 # --- tests ---------------------------------------------------------------------------------
@@ -143,10 +155,14 @@ def test_kill_9_mid_training_redelivers_to_other_worker(
 ) -> None:
     # The visibility-timeout backstop alone (heartbeat requeue off: test_worker_lost.py has it)
     with _services(
-        couchdb, redis_service, 1,
-        celery_visibility_timeout_s=15, celery_task_soft_time_limit_s=10,
-        celery_task_time_limit_s=12, couchwatch_worker_heartbeat_s=0,
-    ) as (settings, couch):  # fmt: skip
+        couchdb,
+        redis_service,
+        1,
+        celery_visibility_timeout_s=15,
+        celery_task_soft_time_limit_s=10,
+        celery_task_time_limit_s=12,
+        couchwatch_worker_heartbeat_s=0,
+    ) as (settings, couch):
         scenario = _recent_demo(users=15, days=10)
         _store(couch, settings, scenario.events)
         users = sorted({e["user_id"] for e in scenario.events})
@@ -179,8 +195,9 @@ def test_kill_9_mid_training_redelivers_to_other_worker(
             assert head is not None, user
             assert len(head["versions"]) == 1, (user, head["versions"])
             assert head["active_version"] == 1, user
-        models = [d for d in couch.iter_all_docs(settings.db_name("models"))
-                  if d.get("type") == "model"]  # fmt: skip
+        models = [
+            d for d in couch.iter_all_docs(settings.db_name("models")) if d.get("type") == "model"
+        ]
         assert len(models) == len(users)
         assert {m["request_id"] for m in models} == {task_id}
 
@@ -189,9 +206,12 @@ def test_two_beats_do_not_double_planning(
     couchdb: CouchServer, redis_service: RedisServer, tmp_path: Path
 ) -> None:
     with _services(
-        couchdb, redis_service, 2,
-        couchwatch_score_interval_s=5, couchwatch_changes_page_size=5000,  # one page per pass
-    ) as (settings, couch):  # fmt: skip
+        couchdb,
+        redis_service,
+        2,
+        couchwatch_score_interval_s=5,
+        couchwatch_changes_page_size=5000,  # one page per pass
+    ) as (settings, couch):
         scenario = _recent_demo(users=6, days=4, seed=5)
         _store(couch, settings, scenario.events)
         users = sorted({e["user_id"] for e in scenario.events})
@@ -272,8 +292,9 @@ def test_new_events_after_first_pass_are_scored_alone(
     (second,) = [r for r in plans if r["_id"] != first["_id"]]
     assert second["events_in"] == len(new)
     assert second["docs_out"] == 1
-    (scored,) = _wait_runs(couch, settings, "couchwatch.score_entities", 1,
-                           where=lambda r: r["_id"] not in before)  # fmt: skip
+    (scored,) = _wait_runs(
+        couch, settings, "couchwatch.score_entities", 1, where=lambda r: r["_id"] not in before
+    )
     assert sorted(scored["entities"]) == sorted([users[2], users[4]])
     assert scored["outcome"] == "succeeded", scored
     assert scored["events_in"] == len(new)  # only the new events were read
@@ -295,10 +316,17 @@ def test_rescore_is_idempotent_and_keeps_review(
     # after training: a burst from an unseen place, in a new window (the trained model never saw
     # anything like it, so there is at least one anomaly whatever the incident looked like)
     burst = [
-        {**e, "_id": f"burst-{i}", "ip_address": f"203.0.113.{i % 250}", "country": "KP",
-         "region": "Pyongyang", "city": "Pyongyang", "status_code": 401 if i % 2 else 200}
+        {
+            **e,
+            "_id": f"burst-{i}",
+            "ip_address": f"203.0.113.{i % 250}",
+            "country": "KP",
+            "region": "Pyongyang",
+            "city": "Pyongyang",
+            "status_code": 401 if i % 2 else 200,
+        }
         for i, e in enumerate(_new_window_events(scenario, {entity: 40}))
-    ]  # fmt: skip
+    ]
     _store(couch, settings, burst)
     app.send_task("couchwatch.rescore", args=[entity, None, None])
     (run,) = _wait_runs(couch, settings, "couchwatch.rescore", 1)

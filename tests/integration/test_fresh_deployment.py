@@ -52,9 +52,14 @@ TRAIN, SCORE, PLAN = (
 
 def _cli(cfg: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", *args], cwd=ROOT, capture_output=True,
-        env={**os.environ, **settings_env(cfg)}, text=True, timeout=900, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "workers.cli.main", *args],
+        cwd=ROOT,
+        capture_output=True,
+        env={**os.environ, **settings_env(cfg)},
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def _history(tmp: Path) -> tuple[Path, list[dict[str, Any]]]:
@@ -128,9 +133,15 @@ def test_train_all_on_a_fresh_deployment_trains_every_entity(
         last = datetime.fromisoformat(max(e["timestamp"] for e in events).replace("Z", "+00:00"))
         base = last.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=5)
         users = sorted(per_user)[:2]
-        burst = [{**events[i], "_id": f"burst-{i}", "user_id": users[i % 2],
-                  "timestamp": (base + timedelta(seconds=30 * i)).isoformat()}
-                 for i in range(10)]  # fmt: skip
+        burst = [
+            {
+                **events[i],
+                "_id": f"burst-{i}",
+                "user_id": users[i % 2],
+                "timestamp": (base + timedelta(seconds=30 * i)).isoformat(),
+            }
+            for i in range(10)
+        ]
         (tmp_path / "burst.jsonl").write_text("".join(json.dumps(e) + "\n" for e in burst))
         _ingest(cfg, tmp_path / "burst.jsonl", len(burst))
         plan = wait_run(couch, cfg, fleet.app().send_task(PLAN, kwargs={"force": True}).id)

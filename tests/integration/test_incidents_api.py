@@ -28,14 +28,30 @@ BASE = datetime(2026, 11, 2, 8, tzinfo=UTC)
 def seeded(settings: Settings, couch: CouchClient) -> dict[str, Any]:
     """alice: 3 chained anomalies (one incident) and a lone one 5 h later; bob: one."""
     ensure_schema(couch, settings)
-    specs = [("alice", 0, "medium"), ("alice", 15, "high"), ("alice", 60, "low"),
-             ("alice", 360, "low"), ("bob", 30, "medium")]  # fmt: skip
-    docs = [make_anomaly(
-        entity=e, entity_field="user_id", detector="novelty" if m == 15 else "combined",
-        window_start=BASE + timedelta(minutes=m), window_end=BASE + timedelta(minutes=m + 15),
-        event_ids=[f"e{m}"], score=0.9 + m / 10_000, threshold=0.8, severity=sev,
-        confidence=1.0, reasons=[{"feature": "f", "text": f"{e} reason {m}"}], model={"v": 1},
-    ) for e, m, sev in specs]  # fmt: skip
+    specs = [
+        ("alice", 0, "medium"),
+        ("alice", 15, "high"),
+        ("alice", 60, "low"),
+        ("alice", 360, "low"),
+        ("bob", 30, "medium"),
+    ]
+    docs = [
+        make_anomaly(
+            entity=e,
+            entity_field="user_id",
+            detector="novelty" if m == 15 else "combined",
+            window_start=BASE + timedelta(minutes=m),
+            window_end=BASE + timedelta(minutes=m + 15),
+            event_ids=[f"e{m}"],
+            score=0.9 + m / 10_000,
+            threshold=0.8,
+            severity=sev,
+            confidence=1.0,
+            reasons=[{"feature": "f", "text": f"{e} reason {m}"}],
+            model={"v": 1},
+        )
+        for e, m, sev in specs
+    ]
     assert not couch.bulk_docs(settings.db_name("anomalies"), docs).failed
     ids = refresh_incidents(couch, settings, docs).incident_ids
     return {"anomalies": docs, "incidents": ids}
@@ -44,14 +60,17 @@ def seeded(settings: Settings, couch: CouchClient) -> dict[str, Any]:
 @pytest.fixture
 def http(settings: Settings, couch: CouchClient, seeded: dict[str, Any]) -> Iterator[Any]:
     db = settings.db_name("apikeys")
-    keys = {s: {"X-API-Key": create_key(couch, db, [s], name=f"t-{s}")}
-            for s in ("ingest", "read", "review")}  # fmt: skip
+    keys = {
+        s: {"X-API-Key": create_key(couch, db, [s], name=f"t-{s}")}
+        for s in ("ingest", "read", "review")
+    }
     with TestClient(create_app(settings)) as client:
         yield client, keys
 
 
-def test_list_pages_filters_one_and_review(http: Any, couch: CouchClient, settings: Settings,
-                                           seeded: dict[str, Any]) -> None:  # fmt: skip
+def test_list_pages_filters_one_and_review(
+    http: Any, couch: CouchClient, settings: Settings, seeded: dict[str, Any]
+) -> None:
     client, keys = http
     read, review = keys["read"], keys["review"]
     assert client.get("/v1/incidents").status_code == 401
@@ -62,8 +81,11 @@ def test_list_pages_filters_one_and_review(http: Any, couch: CouchClient, settin
     assert starts == sorted(starts, reverse=True)
     paged, cursor = [], None
     while True:
-        page = client.get("/v1/incidents", params={"limit": 1, **({"cursor": cursor} if cursor
-                          else {})}, headers=read).json()  # fmt: skip
+        page = client.get(
+            "/v1/incidents",
+            params={"limit": 1, **({"cursor": cursor} if cursor else {})},
+            headers=read,
+        ).json()
         paged += [i["id"] for i in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -74,8 +96,9 @@ def test_list_pages_filters_one_and_review(http: Any, couch: CouchClient, settin
     assert high[0]["detectors"] == ["combined", "novelty"]
     bob = client.get("/v1/incidents", params={"entity": "bob"}, headers=read).json()["items"]
     assert [i["entity"] for i in bob] == ["bob"]
-    late = client.get("/v1/incidents", params={"since": "2026-11-02T12:00:00Z"},
-                      headers=read).json()["items"]  # fmt: skip
+    late = client.get(
+        "/v1/incidents", params={"since": "2026-11-02T12:00:00Z"}, headers=read
+    ).json()["items"]
     assert [i["n_anomalies"] for i in late] == [1]
 
     one = client.get(f"/v1/incidents/{high[0]['id']}", headers=read).json()
@@ -97,9 +120,11 @@ def test_list_pages_filters_one_and_review(http: Any, couch: CouchClient, settin
 
 
 def test_cli_lists_incidents_and_reviews_one(
-    settings: Settings, couch: CouchClient, seeded: dict[str, Any],
+    settings: Settings,
+    couch: CouchClient,
+    seeded: dict[str, Any],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     for key, value in settings_env(settings).items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
@@ -112,8 +137,11 @@ def test_cli_lists_incidents_and_reviews_one(
         assert "alice reason 60" in lines[0]  # the highest-scoring anomaly's reason first
         out = runner.invoke(cli, ["incidents", "--entity", "bob", "--json"]).output
         assert '"bob"' in out and '"alice"' not in out
-        target = next(i for i in seeded["incidents"] if "alice reason 60" in str(
-            couch.get(settings.db_name("incidents"), i)))  # fmt: skip
+        target = next(
+            i
+            for i in seeded["incidents"]
+            if "alice reason 60" in str(couch.get(settings.db_name("incidents"), i))
+        )
         done = runner.invoke(cli, ["review", target, "dismiss", "--note", "pen test"])
         assert done.exit_code == 0 and "dismissed (3 anomalies)" in done.output
         out = runner.invoke(cli, ["incidents", "--status", "open"]).output

@@ -37,11 +37,15 @@ def smtp() -> Iterator[SmtpSink]:
 def isettings(couchdb: CouchServer, redis_service: RedisServer, smtp: SmtpSink) -> Settings:
     """Every incident notifies (severity low), by email only."""
     return make_settings(
-        couchdb, redis_service.url, couchwatch_notify_severity="low",
-        couchwatch_smtp_host="127.0.0.1", couchwatch_smtp_port=smtp.port,
-        couchwatch_smtp_starttls=False, couchwatch_smtp_to="ops@test.local",
+        couchdb,
+        redis_service.url,
+        couchwatch_notify_severity="low",
+        couchwatch_smtp_host="127.0.0.1",
+        couchwatch_smtp_port=smtp.port,
+        couchwatch_smtp_starttls=False,
+        couchwatch_smtp_to="ops@test.local",
         couchwatch_smtp_timeout_s=5,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
@@ -66,8 +70,11 @@ def _all(couch: CouchClient, settings: Settings, suffix: str) -> list[dict[str, 
 
 
 def _notify_runs(couch: CouchClient, settings: Settings) -> list[dict[str, Any]]:
-    return [r for r in _all(couch, settings, "runs")
-            if r["task"] == "couchwatch.notify" and r["outcome"] == "succeeded"]  # fmt: skip
+    return [
+        r
+        for r in _all(couch, settings, "runs")
+        if r["task"] == "couchwatch.notify" and r["outcome"] == "succeeded"
+    ]
 
 
 def test_anomalies_chain_into_one_incident_one_notification_one_review(
@@ -75,15 +82,20 @@ def test_anomalies_chain_into_one_incident_one_notification_one_review(
 ) -> None:
     days = 12
     start = (datetime.now(UTC) - timedelta(days=days + 1)).replace(hour=0, minute=0, second=0)
-    events = sorted(generate_demo(users=6, days=days, seed=11, start=start).events,
-                    key=lambda e: e["timestamp"])  # fmt: skip
+    events = sorted(
+        generate_demo(users=6, days=days, seed=11, start=start).events, key=lambda e: e["timestamp"]
+    )
     cut = int(len(events) * 0.7)
     assert not icouch.bulk_docs(isettings.events_db, events[:cut]).failed
     _run(fleet, icouch, "couchwatch.plan_scoring")  # the registry learns the entities
     fleet.app().send_task("couchwatch.plan_training", kwargs={"force": True})
-    eventually(lambda: any(r["task"] == "couchwatch.train_entities"
-                           and r["outcome"] == "succeeded"
-                           for r in _all(icouch, isettings, "runs")), "training")  # fmt: skip
+    eventually(
+        lambda: any(
+            r["task"] == "couchwatch.train_entities" and r["outcome"] == "succeeded"
+            for r in _all(icouch, isettings, "runs")
+        ),
+        "training",
+    )
     for s in range(cut, len(events), 1000):
         assert not icouch.bulk_docs(isettings.events_db, events[s : s + 1000]).failed
 
@@ -100,8 +112,9 @@ def test_anomalies_chain_into_one_incident_one_notification_one_review(
     assert all(anomalies[a]["incident_id"] == owner[a] for a in anomalies)
     big = max(incidents, key=lambda i: i["n_anomalies"])
     assert big["n_anomalies"] >= 2, "the scenario's takeover should make several anomalies"
-    assert big["severity"] == max((anomalies[a]["severity"] for a in big["anomaly_ids"]),
-                                  key=("low", "medium", "high").index)  # fmt: skip
+    assert big["severity"] == max(
+        (anomalies[a]["severity"] for a in big["anomaly_ids"]), key=("low", "medium", "high").index
+    )
 
     # one notification per incident (not per anomaly); the big one is one message at most
     eventually(lambda: _notify_runs(icouch, isettings), "the notify run")
@@ -135,5 +148,7 @@ def test_anomalies_chain_into_one_incident_one_notification_one_review(
     _run(fleet, icouch, "couchwatch.rescore", big["entity"])  # keeps the reviews
     kept = icouch.get(isettings.db_name("incidents"), big["_id"])
     assert kept is not None and kept["review"]["status"] == "confirmed"
-    assert {a["review"]["status"] for a in icouch.get_many(
-        isettings.db_name("anomalies"), big["anomaly_ids"]).values()} == {"confirmed"}  # fmt: skip
+    assert {
+        a["review"]["status"]
+        for a in icouch.get_many(isettings.db_name("anomalies"), big["anomaly_ids"]).values()
+    } == {"confirmed"}

@@ -19,12 +19,23 @@ BASE = datetime(2026, 3, 2, 10, tzinfo=UTC)
 
 def _write(couch: CouchClient, settings: Settings, specs: list[tuple[str, int, str]]) -> list[Any]:
     """Upsert anomalies (entity, minutes after BASE, severity) as scoring does; return them."""
-    docs = [make_anomaly(
-        entity=entity, entity_field="user_id", detector="combined",
-        window_start=BASE + timedelta(minutes=m), window_end=BASE + timedelta(minutes=m + 15),
-        event_ids=[f"e{m}"], score=0.9 + m / 10_000, threshold=0.8, severity=sev,
-        confidence=1.0, reasons=[{"feature": "events", "text": f"reason at {m}"}], model={"v": 1},
-    ) for entity, m, sev in specs]  # fmt: skip
+    docs = [
+        make_anomaly(
+            entity=entity,
+            entity_field="user_id",
+            detector="combined",
+            window_start=BASE + timedelta(minutes=m),
+            window_end=BASE + timedelta(minutes=m + 15),
+            event_ids=[f"e{m}"],
+            score=0.9 + m / 10_000,
+            threshold=0.8,
+            severity=sev,
+            confidence=1.0,
+            reasons=[{"feature": "events", "text": f"reason at {m}"}],
+            model={"v": 1},
+        )
+        for entity, m, sev in specs
+    ]
     result = couch.bulk_upsert(settings.db_name("anomalies"), docs, merge=merge_anomaly)
     assert not result.failed
     return docs
@@ -38,8 +49,9 @@ def test_refresh_groups_replays_extends_supersedes_and_review_reaches_anomalies(
     settings: Settings, couch: CouchClient
 ) -> None:
     ensure_schema(couch, settings)
-    first = _write(couch, settings, [("alice", 0, "low"), ("alice", 30, "medium"),
-                                     ("bob", 0, "high")])  # fmt: skip
+    first = _write(
+        couch, settings, [("alice", 0, "low"), ("alice", 30, "medium"), ("bob", 0, "high")]
+    )
     result = refresh_incidents(couch, settings, first)
     stored = _incidents(couch, settings)
     assert len(stored) == 2 and len(result.incident_ids) == 2

@@ -61,8 +61,12 @@ def _ingest(settings: Settings, *args: str, stdin: bytes | None = None) -> str:
     env = {**os.environ, **settings_env(settings)}
     done = subprocess.run(
         [sys.executable, "-m", "workers.cli.main", "ingest", "--quiet", *args],
-        input=stdin, capture_output=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
+        input=stdin,
+        capture_output=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert b"Traceback" not in done.stderr
     return done.stdout.decode()
@@ -108,8 +112,11 @@ def test_missing_file_is_one_clear_line(settings: Settings, tmp_path: Path) -> N
     env = {**os.environ, **settings_env(settings)}
     done = subprocess.run(
         [sys.executable, "-m", "workers.cli.main", "ingest", str(tmp_path / "nope.jsonl")],
-        capture_output=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode != 0
     assert done.stderr.decode().strip().count("\n") == 0
     assert b"Traceback" not in done.stderr

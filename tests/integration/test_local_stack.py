@@ -20,8 +20,12 @@ pytestmark = pytest.mark.integration
 def _cli(env: dict[str, str], *args: str, timeout: int = 180) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "workers.cli.main", *args],
-        capture_output=True, env=env, cwd=ROOT, timeout=timeout, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
     return done.stdout.decode()
 
@@ -29,9 +33,10 @@ def _cli(env: dict[str, str], *args: str, timeout: int = 180) -> str:
 def _processes_under(state: Path) -> list[str]:
     ps = subprocess.run(["ps", "-eo", "stat=,args="], capture_output=True, text=True, check=True)
     return [
-        line for line in ps.stdout.splitlines()
+        line
+        for line in ps.stdout.splitlines()
         if str(state) in line and not line.lstrip().startswith("Z")
-    ]  # fmt: skip
+    ]
 
 
 def test_up_status_demo_down(tmp_path: Path) -> None:
@@ -61,10 +66,7 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
         again = _cli(env, "up")
         assert "already running" in again and "started" not in again
 
-        rows = {
-            line.split()[0]: line.split()[1]
-            for line in _cli(env, "status").splitlines()[1:]
-        }  # fmt: skip
+        rows = {line.split()[0]: line.split()[1] for line in _cli(env, "status").splitlines()[1:]}
         assert rows == {
             **dict.fromkeys(
                 ("couchdb", "redis", "smtp", "worker1", "worker2", "beat", "flower", "api"),
@@ -89,11 +91,18 @@ def test_up_status_demo_down(tmp_path: Path) -> None:
         assert "accepted 0," in _cli(env, "demo", "--users", "6", "--days", "10")
         # what issue 13 did as an anonymous local user: plant an admin API key, read the keys
         couch = env["COUCHDB_URL"]
-        planted = requests.put(f"{couch}/couchwatch_apikeys/apikey-evil", timeout=10,
-                               json={"type": "apikey", "scopes": ["admin"]})  # fmt: skip
+        planted = requests.put(
+            f"{couch}/couchwatch_apikeys/apikey-evil",
+            timeout=10,
+            json={"type": "apikey", "scopes": ["admin"]},
+        )
         assert planted.status_code == 401
-        assert requests.post(f"{couch}/couchwatch_apikeys/_find", timeout=10,
-                             json={"selector": {}, "limit": 5}).status_code == 401  # fmt: skip
+        assert (
+            requests.post(
+                f"{couch}/couchwatch_apikeys/_find", timeout=10, json={"selector": {}, "limit": 5}
+            ).status_code
+            == 401
+        )
         for name in ("worker1", "worker2", "couchdb", "flower"):
             assert "stack-pass-51" not in (state / "logs" / f"{name}.log").read_text()
     finally:

@@ -30,8 +30,13 @@ exit {code}
 def _make(*args: str) -> subprocess.CompletedProcess[str]:
     make = shutil.which("make")
     assert make, "make not found: apt-get install make"
-    return subprocess.run([make, "-s", "-C", str(ROOT), "browser", *args], capture_output=True,
-                          text=True, timeout=60, check=False)  # fmt: skip
+    return subprocess.run(
+        [make, "-s", "-C", str(ROOT), "browser", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _fake_apt(tmp: Path, target: Path, code: int = 0) -> tuple[Path, Path]:
@@ -68,16 +73,25 @@ def test_make_test_installs_chromium_with_apt_or_stops_with_one_line(tmp_path: P
     assert done.stdout.strip() == (
         f"the browser test needs Chromium at {tmp_path / 'never'}: apt-get install chromium"
     )
-    print(f"\n[make browser] missing -> apt-get update + install chromium; present -> no call; "
-          f"apt failure / no apt -> one line ({done.stdout.strip()!r})")  # fmt: skip
+    print(
+        f"\n[make browser] missing -> apt-get update + install chromium; present -> no call; "
+        f"apt failure / no apt -> one line ({done.stdout.strip()!r})"
+    )
 
 
 def test_make_test_and_integration_depend_on_the_browser_target() -> None:
     make = shutil.which("make")
     assert make
-    plan = subprocess.run([make, "-s", "-C", str(ROOT), "-p", "-n", "browser"],
-                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
-    rules = {line.split(":", 1)[0]: line.split(":", 1)[1].split()
-             for line in plan.stdout.splitlines()
-             if line.startswith(("test:", "integration:"))}  # fmt: skip
+    plan = subprocess.run(
+        [make, "-s", "-C", str(ROOT), "-p", "-n", "browser"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    rules = {
+        line.split(":", 1)[0]: line.split(":", 1)[1].split()
+        for line in plan.stdout.splitlines()
+        if line.startswith(("test:", "integration:"))
+    }
     assert "browser" in rules["test"] and "browser" in rules["integration"], rules

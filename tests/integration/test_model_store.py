@@ -32,8 +32,11 @@ USER = "user000"
 def trained(settings: Settings, couch: CouchClient) -> tuple[list[dict], bytes]:  # type: ignore[type-arg]
     ensure_schema(couch, settings)
     start = datetime.now(UTC) - timedelta(days=11)
-    events = [e for e in generate_demo(users=2, days=10, seed=5, start=start).events
-              if e["user_id"] == USER]  # fmt: skip
+    events = [
+        e
+        for e in generate_demo(users=2, days=10, seed=5, start=start).events
+        if e["user_id"] == USER
+    ]
     couch.bulk_docs(settings.events_db, events)
     model = detection.fit(USER, events, entity_field="user_id", population=None, reviewed=[])
     return events, detection.dump_model(model)
@@ -61,8 +64,9 @@ def test_keep_last_versions_idempotent_and_rollback(
     assert store.save(USER, "req-4", payload, {"features": ["x"]}) == (4, False)
     head = store.head(USER)
     assert head is not None and [v["version"] for v in head["versions"]] == [2, 3, 4]
-    model_docs = [d for d in couch.iter_all_docs(settings.db_name("models"))
-                  if d.get("type") == "model"]  # fmt: skip
+    model_docs = [
+        d for d in couch.iter_all_docs(settings.db_name("models")) if d.get("type") == "model"
+    ]
     assert sorted(d["version"] for d in model_docs) == [2, 3, 4]  # version 1 deleted
     loaded = store.load(USER)
     assert loaded is not None and loaded.payload == payload

@@ -44,18 +44,27 @@ def receiver() -> Iterator[HttpReceiver]:
 
 
 @pytest.fixture
-def nsettings(couchdb: CouchServer, redis_service: RedisServer, smtp: SmtpSink,
-              receiver: HttpReceiver) -> Settings:  # fmt: skip
+def nsettings(
+    couchdb: CouchServer, redis_service: RedisServer, smtp: SmtpSink, receiver: HttpReceiver
+) -> Settings:
     return make_settings(
-        couchdb, redis_service.url,
-        couchwatch_smtp_host="127.0.0.1", couchwatch_smtp_port=smtp.port,
-        couchwatch_smtp_starttls=False, couchwatch_smtp_password=SMTP_PASSWORD,
-        couchwatch_smtp_from="couchwatch@test.local", couchwatch_smtp_to="ops@test.local",
-        couchwatch_webhook_urls=receiver.url, couchwatch_webhook_secret=SECRET,
-        couchwatch_notify_rate_window_s=WINDOW_S, couchwatch_notify_backoff_s=1.0,
-        couchwatch_notify_backoff_max_s=2.0, couchwatch_notify_max_attempts=3,
-        couchwatch_smtp_timeout_s=5, couchwatch_webhook_timeout_s=5,
-    )  # fmt: skip
+        couchdb,
+        redis_service.url,
+        couchwatch_smtp_host="127.0.0.1",
+        couchwatch_smtp_port=smtp.port,
+        couchwatch_smtp_starttls=False,
+        couchwatch_smtp_password=SMTP_PASSWORD,
+        couchwatch_smtp_from="couchwatch@test.local",
+        couchwatch_smtp_to="ops@test.local",
+        couchwatch_webhook_urls=receiver.url,
+        couchwatch_webhook_secret=SECRET,
+        couchwatch_notify_rate_window_s=WINDOW_S,
+        couchwatch_notify_backoff_s=1.0,
+        couchwatch_notify_backoff_max_s=2.0,
+        couchwatch_notify_max_attempts=3,
+        couchwatch_smtp_timeout_s=5,
+        couchwatch_webhook_timeout_s=5,
+    )
 
 
 @pytest.fixture
@@ -70,8 +79,9 @@ def fleet(nsettings: Settings, ncouch: CouchClient, tmp_path: Path) -> Iterator[
         yield running
 
 
-def _run(fleet: WorkerFleet, couch: CouchClient, task: str, *args: Any,
-         timeout_s: float = 120) -> dict[str, Any]:  # fmt: skip
+def _run(
+    fleet: WorkerFleet, couch: CouchClient, task: str, *args: Any, timeout_s: float = 120
+) -> dict[str, Any]:
     task_id = fleet.app().send_task(task, args=list(args)).id
     db = fleet.settings.db_name("runs")
     deadline = time.monotonic() + timeout_s
@@ -89,13 +99,23 @@ def _notifications(couch: CouchClient, settings: Settings) -> list[dict[str, Any
 
 def _anomalies(couch: CouchClient, settings: Settings, specs: list[tuple[str, float]]) -> list[str]:
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-    docs = [make_anomaly(
-        entity=entity, entity_field="user_id", detector="login",
-        window_start=base + timedelta(minutes=15 * i),
-        window_end=base + timedelta(minutes=15 * i + 1),
-        event_ids=[f"e{i}"], score=score, threshold=0.5, severity="high", confidence=1.0,
-        reasons=[{"text": f"country UA never seen in 212 logins (case {i})"}], model={"v": 1},
-    ) for i, (entity, score) in enumerate(specs)]  # fmt: skip
+    docs = [
+        make_anomaly(
+            entity=entity,
+            entity_field="user_id",
+            detector="login",
+            window_start=base + timedelta(minutes=15 * i),
+            window_end=base + timedelta(minutes=15 * i + 1),
+            event_ids=[f"e{i}"],
+            score=score,
+            threshold=0.5,
+            severity="high",
+            confidence=1.0,
+            reasons=[{"text": f"country UA never seen in 212 logins (case {i})"}],
+            model={"v": 1},
+        )
+        for i, (entity, score) in enumerate(specs)
+    ]
     assert not couch.bulk_docs(settings.db_name("anomalies"), docs).failed
     return [d["_id"] for d in docs]
 
@@ -109,20 +129,26 @@ def _assert_no_secrets(couch: CouchClient, settings: Settings, fleet: WorkerFlee
 
 
 def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_new(
-    nsettings: Settings, ncouch: CouchClient, fleet: WorkerFleet, smtp: SmtpSink,
+    nsettings: Settings,
+    ncouch: CouchClient,
+    fleet: WorkerFleet,
+    smtp: SmtpSink,
     receiver: HttpReceiver,
-) -> None:  # fmt: skip
+) -> None:
     days = 12
     start = (datetime.now(UTC) - timedelta(days=days + 1)).replace(hour=0, minute=0, second=0)
-    events = sorted(generate_demo(users=6, days=days, seed=11, start=start).events,
-                    key=lambda e: e["timestamp"])  # fmt: skip
+    events = sorted(
+        generate_demo(users=6, days=days, seed=11, start=start).events, key=lambda e: e["timestamp"]
+    )
     cut = int(len(events) * 0.7)
     assert not ncouch.bulk_docs(nsettings.events_db, events[:cut]).failed
     _run(fleet, ncouch, "couchwatch.plan_scoring")
     fleet.app().send_task("couchwatch.plan_training", kwargs={"force": True})
     deadline = time.monotonic() + 240
-    while not any(d["task"] == "couchwatch.train_entities" and d["outcome"] == "succeeded"
-                  for d in ncouch.iter_all_docs(nsettings.db_name("runs"))):  # fmt: skip
+    while not any(
+        d["task"] == "couchwatch.train_entities" and d["outcome"] == "succeeded"
+        for d in ncouch.iter_all_docs(nsettings.db_name("runs"))
+    ):
         assert time.monotonic() < deadline, "training did not finish"
         time.sleep(0.5)
     for s in range(cut, len(events), 1000):
@@ -130,12 +156,16 @@ def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_n
 
     users = sorted({e["user_id"] for e in events})
     score_run = _run(fleet, ncouch, "couchwatch.score_entities", [[u, None, None] for u in users])
-    high = [a for a in ncouch.iter_all_docs(nsettings.db_name("anomalies"))
-            if a["severity"] == "high"]  # fmt: skip
+    high = [
+        a for a in ncouch.iter_all_docs(nsettings.db_name("anomalies")) if a["severity"] == "high"
+    ]
     assert high, "the scenario's incidents should give high anomalies"
     entity = high[0]["entity"]
-    incidents = [i for i in ncouch.iter_all_docs(nsettings.db_name("incidents"))
-                 if i["severity"] == "high" and not i["superseded_by"]]  # fmt: skip
+    incidents = [
+        i
+        for i in ncouch.iter_all_docs(nsettings.db_name("incidents"))
+        if i["severity"] == "high" and not i["superseded_by"]
+    ]
     assert 0 < len(incidents) <= len(high)
     print(f"\n{len(high)} high anomalies in {len(incidents)} high incidents")
     deadline = time.monotonic() + 60
@@ -149,7 +179,8 @@ def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_n
     assert len(docs) == 2 * len(incidents)  # one per incident and channel, not per anomaly
     assert {d["incident_id"] for d in docs} == {i["_id"] for i in incidents}
     latency = max(datetime.fromisoformat(d["sent_at"]) for d in sent) - datetime.fromisoformat(
-        score_run["finished_at"])  # fmt: skip
+        score_run["finished_at"]
+    )
     print(f"\nnotify latency after the scoring run finished: {latency.total_seconds():.2f}s")
 
     mail = smtp.messages[0]
@@ -171,9 +202,11 @@ def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_n
     deadline = time.monotonic() + 30
     notify_runs: list[dict[str, Any]] = []
     while len(notify_runs) < 2 and time.monotonic() < deadline:
-        notify_runs = [d for d in ncouch.iter_all_docs(nsettings.db_name("runs"))
-                       if d["task"] == "couchwatch.notify"
-                       and d["outcome"] == "succeeded"]  # fmt: skip
+        notify_runs = [
+            d
+            for d in ncouch.iter_all_docs(nsettings.db_name("runs"))
+            if d["task"] == "couchwatch.notify" and d["outcome"] == "succeeded"
+        ]
         time.sleep(0.2)
     assert len(notify_runs) >= 2 and max(r["details"]["duplicates"] for r in notify_runs) > 0
     _run(fleet, ncouch, "couchwatch.notify_pending")
@@ -188,18 +221,24 @@ def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_n
 
 
 def test_rate_limit_folds_the_rest_into_one_digest(
-    nsettings: Settings, ncouch: CouchClient, fleet: WorkerFleet, smtp: SmtpSink,
+    nsettings: Settings,
+    ncouch: CouchClient,
+    fleet: WorkerFleet,
+    smtp: SmtpSink,
     receiver: HttpReceiver,
-) -> None:  # fmt: skip
-    ids = _anomalies(ncouch, nsettings, [("alice", 0.95), ("alice", 0.9), ("alice", 0.85),
-                                         ("bob", 0.9)])  # fmt: skip
+) -> None:
+    ids = _anomalies(
+        ncouch, nsettings, [("alice", 0.95), ("alice", 0.9), ("alice", 0.85), ("bob", 0.9)]
+    )
     t0 = time.monotonic()
     run = _run(fleet, ncouch, "couchwatch.notify", ids)
     print(f"\nnotify task (2 emails + 2 webhooks): {time.monotonic() - t0:.2f}s end to end")
     assert run["details"]["created"] == 8 and run["details"]["sent"] == 4
     assert run["details"]["deferred"] == 4
     assert sorted(m["Subject"].split(":")[1].strip() for m in smtp.messages) == [
-        "user_id alice (score 0.95)", "user_id bob (score 0.90)"]  # fmt: skip
+        "user_id alice (score 0.95)",
+        "user_id bob (score 0.90)",
+    ]
 
     early = _run(fleet, ncouch, "couchwatch.notify_pending")  # window still closed
     assert early["details"]["sent"] == 0 and len(smtp.messages) == 2
@@ -219,9 +258,12 @@ def test_rate_limit_folds_the_rest_into_one_digest(
 
 
 def test_outage_keeps_notifications_pending_then_retries(
-    nsettings: Settings, ncouch: CouchClient, fleet: WorkerFleet, smtp: SmtpSink,
+    nsettings: Settings,
+    ncouch: CouchClient,
+    fleet: WorkerFleet,
+    smtp: SmtpSink,
     receiver: HttpReceiver,
-) -> None:  # fmt: skip
+) -> None:
     smtp.stop()
     receiver.stop()
     ids = _anomalies(ncouch, nsettings, [("carol", 0.97)])
@@ -247,9 +289,12 @@ def test_outage_keeps_notifications_pending_then_retries(
 
 
 def test_gives_up_after_max_attempts_and_cli_lists_failed(
-    nsettings: Settings, ncouch: CouchClient, fleet: WorkerFleet, smtp: SmtpSink,
+    nsettings: Settings,
+    ncouch: CouchClient,
+    fleet: WorkerFleet,
+    smtp: SmtpSink,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     smtp.stop()
     ids = _anomalies(ncouch, nsettings, [("dave", 0.99)])
     _run(fleet, ncouch, "couchwatch.notify", ids)

@@ -33,23 +33,35 @@ def runner(
 
 def _anomaly(entity: str, start: str, score: float, severity: str) -> dict:  # type: ignore[type-arg]
     return {
-        "_id": f"anomaly:{entity}:{start}", "type": "anomaly", "entity": entity,
-        "entity_field": "user_id", "detector": "combined", "window_start": start,
-        "window_end": start, "event_ids": ["e1"], "score": score, "threshold": 0.9,
-        "severity": severity, "confidence": 1.0, "reasons": [{"text": f"{entity} odd"}],
+        "_id": f"anomaly:{entity}:{start}",
+        "type": "anomaly",
+        "entity": entity,
+        "entity_field": "user_id",
+        "detector": "combined",
+        "window_start": start,
+        "window_end": start,
+        "event_ids": ["e1"],
+        "score": score,
+        "threshold": 0.9,
+        "severity": severity,
+        "confidence": 1.0,
+        "reasons": [{"text": f"{entity} odd"}],
         "review": {"status": "open"},
-    }  # fmt: skip
+    }
 
 
 def test_review_anomalies_and_runs(
     runner: CliRunner, settings: Settings, couch: CouchClient
 ) -> None:
     db = settings.db_name("anomalies")
-    couch.bulk_docs(db, [
-        _anomaly("alice", "2026-11-01T10:00:00.000Z", 0.99, "high"),
-        _anomaly("alice", "2026-11-02T10:00:00.000Z", 0.95, "low"),
-        _anomaly("bob", "2026-11-01T11:00:00.000Z", 0.97, "medium"),
-    ])  # fmt: skip
+    couch.bulk_docs(
+        db,
+        [
+            _anomaly("alice", "2026-11-01T10:00:00.000Z", 0.99, "high"),
+            _anomaly("alice", "2026-11-02T10:00:00.000Z", 0.95, "low"),
+            _anomaly("bob", "2026-11-01T11:00:00.000Z", 0.97, "medium"),
+        ],
+    )
     out = runner.invoke(cli, ["anomalies", "--entity", "alice"]).output
     assert "alice odd" in out and "bob" not in out
     out = runner.invoke(cli, ["anomalies", "--severity", "medium", "--json"]).output

@@ -56,19 +56,31 @@ EVIL = "mallory\r\nBcc: all@example.com <!channel> & <https://evil.test|click>\u
 
 def _good(n: int, tag: str, entity: str = "alice") -> list[dict[str, Any]]:
     base = NOW.replace(microsecond=0) - timedelta(hours=6)
-    return [{"user_id": entity, "timestamp": (base + timedelta(seconds=7 * i)).isoformat(),
-             "type": "login", "country": "DE", "bytes_sent": i, "endpoint": f"/{tag}/{i}"}
-            for i in range(n)]  # fmt: skip
+    return [
+        {
+            "user_id": entity,
+            "timestamp": (base + timedelta(seconds=7 * i)).isoformat(),
+            "type": "login",
+            "country": "DE",
+            "bytes_sent": i,
+            "endpoint": f"/{tag}/{i}",
+        }
+        for i in range(n)
+    ]
 
 
 def _cli(
     cfg: Settings, *args: str, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", *args], input=stdin,
-        env={**os.environ, **settings_env(cfg)}, cwd=ROOT, capture_output=True, timeout=300,
+        [sys.executable, "-m", "workers.cli.main", *args],
+        input=stdin,
+        env={**os.environ, **settings_env(cfg)},
+        cwd=ROOT,
+        capture_output=True,
+        timeout=300,
         check=False,
-    )  # fmt: skip
+    )
 
 
 def _docs(couch: CouchClient, db: str) -> list[dict[str, Any]]:
@@ -88,9 +100,12 @@ def api_server(cfg: Settings, logs: Path) -> Iterator[str]:
     log = (logs / "api.log").open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "workers.cli.main", "api", "--port", str(port)],
-        env={**os.environ, **settings_env(cfg)}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, **settings_env(cfg)},
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -112,8 +127,10 @@ def api_server(cfg: Settings, logs: Path) -> Iterator[str]:
 def api(settings: Settings, couch: CouchClient, tmp_path: Path) -> Iterator[tuple[str, Any]]:
     with schema_couch(settings) as client, api_server(settings, tmp_path) as url:
         db = settings.db_name("apikeys")
-        keys = {n: {"X-API-Key": create_key(client, db, ["ingest"], name=n)}
-                for n in ("producer", "squatter")}  # fmt: skip
+        keys = {
+            n: {"X-API-Key": create_key(client, db, ["ingest"], name=n)}
+            for n in ("producer", "squatter")
+        }
         yield url, keys
 
 
@@ -149,30 +166,37 @@ def test_control_character_entity_ids_are_quarantined_on_every_write_path(
     assert all("control character" in i["reason"] for i in body["items"][10:15])
     # (c) the planner on a real worker: the same 5 written straight to CouchDB, and an entity
     # registered before the rule existed
-    direct = [{**b, "_id": f"direct-{i}", "timestamp": good[0]["timestamp"]}
-              for i, b in enumerate(bad)]  # fmt: skip
+    direct = [
+        {**b, "_id": f"direct-{i}", "timestamp": good[0]["timestamp"]} for i, b in enumerate(bad)
+    ]
     assert not couch.bulk_docs(cfg.events_db, direct).failed
     legacy = {"_id": registry_id(EVIL), "type": "entity", "entity": EVIL, "events_seen": 3}
     assert not couch.bulk_docs(cfg.db_name("models"), [legacy]).failed
     with worker_fleet(cfg, settings_env(cfg), tmp_path / "logs", names=("w1",)) as fleet:
-        plan = wait_run(couch, cfg, fleet.app().send_task("couchwatch.plan_scoring",
-                                                          kwargs={"force": True}).id)  # fmt: skip
-        tplan = wait_run(couch, cfg, fleet.app().send_task("couchwatch.plan_training",
-                                                           kwargs={"force": True}).id)  # fmt: skip
+        plan = wait_run(
+            couch, cfg, fleet.app().send_task("couchwatch.plan_scoring", kwargs={"force": True}).id
+        )
+        tplan = wait_run(
+            couch, cfg, fleet.app().send_task("couchwatch.plan_training", kwargs={"force": True}).id
+        )
     assert plan["outcome"] == "succeeded", plan["error"]
     assert plan["events_in"] == 320 and plan["details"]["quarantined"] == 5
     assert tplan["outcome"] == "succeeded", tplan["error"]
-    assert tplan["details"]["skipped_entities"] == {ascii(EVIL): (
-        "entity field 'entity' contains the control character U+000D")}  # fmt: skip
-    registered = {d["entity"] for d in _docs(couch, cfg.db_name("models"))
-                  if d.get("type") == "entity"}  # fmt: skip
+    assert tplan["details"]["skipped_entities"] == {
+        ascii(EVIL): ("entity field 'entity' contains the control character U+000D")
+    }
+    registered = {
+        d["entity"] for d in _docs(couch, cfg.db_name("models")) if d.get("type") == "entity"
+    }
     assert registered == {"alice", "bob", EVIL}  # no new bad entity; the legacy one untouched
     quarantine = _docs(couch, cfg.db_name("quarantine"))
     assert len(quarantine) == 15 and all("control character" in q["reason"] for q in quarantine)
     assert len(_docs(couch, cfg.events_db)) == 320 + 5  # the direct writes stay, quarantined
-    print(f"\n[entity-ids] {len(BAD_ENTITIES)} control-character ids x 3 write paths: "
-          f"{len(quarantine)} quarantined, 320 neighbours stored and planned, "
-          f"1 legacy entity skipped by plan_training")  # fmt: skip
+    print(
+        f"\n[entity-ids] {len(BAD_ENTITIES)} control-character ids x 3 write paths: "
+        f"{len(quarantine)} quarantined, 320 neighbours stored and planned, "
+        f"1 legacy entity skipped by plan_training"
+    )
 
 
 # --- item 2: a notification that cannot be built --------------------------------------------
@@ -185,13 +209,19 @@ def nsettings(couchdb: CouchServer, redis_service: RedisServer) -> Iterator[tupl
         receiver = HttpReceiver()
         receiver.start()
         cfg = make_settings(
-            couchdb, redis_service.url,
-            couchwatch_smtp_host="127.0.0.1", couchwatch_smtp_port=smtp.port,
-            couchwatch_smtp_starttls=False, couchwatch_smtp_from="couchwatch@test.local",
-            couchwatch_smtp_to="ops@test.local", couchwatch_webhook_urls=receiver.url,
-            couchwatch_webhook_secret="whsec-poison-1", couchwatch_notify_max_attempts=5,
-            couchwatch_smtp_timeout_s=5, couchwatch_webhook_timeout_s=5,
-        )  # fmt: skip
+            couchdb,
+            redis_service.url,
+            couchwatch_smtp_host="127.0.0.1",
+            couchwatch_smtp_port=smtp.port,
+            couchwatch_smtp_starttls=False,
+            couchwatch_smtp_from="couchwatch@test.local",
+            couchwatch_smtp_to="ops@test.local",
+            couchwatch_webhook_urls=receiver.url,
+            couchwatch_webhook_secret="whsec-poison-1",
+            couchwatch_notify_max_attempts=5,
+            couchwatch_smtp_timeout_s=5,
+            couchwatch_webhook_timeout_s=5,
+        )
         try:
             yield cfg, (smtp, receiver)
         finally:
@@ -201,11 +231,19 @@ def nsettings(couchdb: CouchServer, redis_service: RedisServer) -> Iterator[tupl
 def _anomaly(entity: str, i: int) -> dict[str, Any]:
     start = NOW.replace(microsecond=0) - timedelta(hours=3) + timedelta(minutes=15 * i)
     return make_anomaly(
-        entity=entity, entity_field="user_id", detector="login", window_start=start,
-        window_end=start + timedelta(minutes=15), event_ids=[f"e{i}"], score=0.9,
-        threshold=0.5, severity="high", confidence=1.0, model={"v": 1},
+        entity=entity,
+        entity_field="user_id",
+        detector="login",
+        window_start=start,
+        window_end=start + timedelta(minutes=15),
+        event_ids=[f"e{i}"],
+        score=0.9,
+        threshold=0.5,
+        severity="high",
+        confidence=1.0,
+        model={"v": 1},
         reasons=[{"text": f"country <b>KP</b> & never seen\r\nforged line {i}"}],
-    )  # fmt: skip
+    )
 
 
 def test_an_unbuildable_notification_never_blocks_the_others(
@@ -213,8 +251,10 @@ def test_an_unbuildable_notification_never_blocks_the_others(
 ) -> None:
     cfg, (smtp, receiver) = nsettings
     sink: SmtpSink = smtp
-    with schema_couch(cfg) as couch, worker_fleet(cfg, settings_env(cfg), tmp_path / "logs",
-                                                  names=("w1",)) as fleet:  # fmt: skip
+    with (
+        schema_couch(cfg) as couch,
+        worker_fleet(cfg, settings_env(cfg), tmp_path / "logs", names=("w1",)) as fleet,
+    ):
         # (a) anomalies of alice, of an entity with CR/LF (stored before the rule), of bob
         anomalies = [_anomaly(e, i) for i, e in enumerate(["alice", EVIL, "bob"])]
         assert not couch.bulk_docs(cfg.db_name("anomalies"), anomalies).failed
@@ -230,10 +270,16 @@ def test_an_unbuildable_notification_never_blocks_the_others(
         assert "<!channel>" not in evil and "<https://" not in evil and "<b>" not in evil
         assert "&lt;!channel&gt; &amp; &lt;https://evil.test|click&gt;" in evil
         # (b) pending notifications whose message cannot be built, due before a good one
-        docs = [_pending(cfg, _anomaly("carol", 5), -30, score="n/a"),  # render: ValueError
-                _pending(cfg, _anomaly("dave", 6), -20,  # e-mail header: ValueError
-                         _id="notification:dave\r\nBcc: all@example.com"),
-                _pending(cfg, _anomaly("erin", 7), -10)]  # fmt: skip
+        docs = [
+            _pending(cfg, _anomaly("carol", 5), -30, score="n/a"),  # render: ValueError
+            _pending(
+                cfg,
+                _anomaly("dave", 6),
+                -20,  # e-mail header: ValueError
+                _id="notification:dave\r\nBcc: all@example.com",
+            ),
+            _pending(cfg, _anomaly("erin", 7), -10),
+        ]
         assert not couch.bulk_docs(cfg.db_name("notifications"), docs).failed
         run2 = _wait(fleet, couch, "couchwatch.notify_pending", [])
         assert run2["outcome"] == "succeeded", run2["error"]
@@ -252,13 +298,16 @@ def test_an_unbuildable_notification_never_blocks_the_others(
         assert _assert_escaped(failed.stdout).count("last error:") == 2
         shown = _cli(cfg, "anomalies", "--top", "10")
         assert shown.returncode == 0 and "forged line" in _assert_escaped(shown.stdout)
-    print(f"\n[notify] 3 anomalies (1 entity with CR/LF) x 2 channels: {run['details']['sent']} "
-          f"sent; 3 pending: 2 unbuildable recorded failed (attempts 1, reason), "
-          f"{run2['details']['sent']} sent after them")  # fmt: skip
+    print(
+        f"\n[notify] 3 anomalies (1 entity with CR/LF) x 2 channels: {run['details']['sent']} "
+        f"sent; 3 pending: 2 unbuildable recorded failed (attempts 1, reason), "
+        f"{run2['details']['sent']} sent after them"
+    )
 
 
-def _pending(cfg: Settings, anomaly: dict[str, Any], minutes: int, score: Any = None,
-             _id: str | None = None) -> dict[str, Any]:  # fmt: skip
+def _pending(
+    cfg: Settings, anomaly: dict[str, Any], minutes: int, score: Any = None, _id: str | None = None
+) -> dict[str, Any]:
     doc = new_notification(
         anomaly,
         channel="email",
@@ -288,10 +337,12 @@ def test_huge_integers_are_quarantined_and_their_neighbours_stored(
     couch = CouchClient.from_settings(cfg)
     good = _good(600, "cli")
     stamp = json.dumps(good[0]["timestamp"])
-    huge = [f'{{"user_id": "alice", "timestamp": {stamp}, "bytes_sent": {HUGE}}}',
-            f'{{"user_id": "alice", "timestamp": {stamp}, "status_code": {HUGE}}}',
-            f'{{"user_id": "alice", "timestamp": {HUGE}}}',
-            f'{{"user_id": "alice", "timestamp": {stamp}, "meta": {{"n": -{HUGE}}}}}']  # fmt: skip
+    huge = [
+        f'{{"user_id": "alice", "timestamp": {stamp}, "bytes_sent": {HUGE}}}',
+        f'{{"user_id": "alice", "timestamp": {stamp}, "status_code": {HUGE}}}',
+        f'{{"user_id": "alice", "timestamp": {HUGE}}}',
+        f'{{"user_id": "alice", "timestamp": {stamp}, "meta": {{"n": -{HUGE}}}}}',
+    ]
     lines = [json.dumps(e) for e in good[:300]] + huge + [json.dumps(e) for e in good[300:]]
     path = tmp_path / "huge.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -316,8 +367,10 @@ def test_huge_integers_are_quarantined_and_their_neighbours_stored(
     assert [i["status"] for i in out["items"][5:9]] == ["quarantined"] * 4
     assert len(_docs(couch, cfg.events_db)) == 610
     assert len(_docs(couch, cfg.db_name("quarantine"))) == 8
-    print("\n[huge-ints] 4 lines with a 401-digit integer among 600 (CLI) and 4 among 10 (API):"
-          " 8 quarantined, 610 neighbours stored, exit 0, HTTP 200")  # fmt: skip
+    print(
+        "\n[huge-ints] 4 lines with a 401-digit integer among 600 (CLI) and 4 among 10 (API):"
+        " 8 quarantined, 610 neighbours stored, exit 0, HTTP 200"
+    )
 
 
 # --- item 4: event-id squatting ---------------------------------------------------------------
@@ -358,7 +411,8 @@ def test_a_squatted_event_id_never_hides_the_real_event(
     again = _post(url, keys["producer"], real[:8]).json()
     assert (again["stored"], again["conflicts"], again["duplicates"]) == (0, 0, 8), again
     assert _cli(cfg, "ingest", "--quiet", str(path)).stdout.startswith(
-        b"accepted 0, duplicates 4, rejected 0")  # fmt: skip
+        b"accepted 0, duplicates 4, rejected 0"
+    )
     assert len(_docs(couch, cfg.events_db)) == 12 + 8
     print(
         "\n[squatting] 8 of 12 real events pre-squatted (6 via API, 2 before a CLI ingest): "

@@ -35,9 +35,15 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SCREENSHOT = os.environ.get("COUCHWATCH_REVIEW_SCREENSHOT")  # set to refresh docs/review-page.png
 RUN_API = (
     "import sys, uvicorn\n"
@@ -56,12 +62,16 @@ def _store(couch: CouchClient, settings: Settings, events: list[dict[str, Any]])
 
 def _runs(couch: CouchClient, settings: Settings, task: str) -> list[dict[str, Any]]:
     done = ("running", "retrying")
-    return [d for d in couch.iter_all_docs(settings.db_name("runs"))
-            if d.get("task") == task and d.get("outcome") not in done]  # fmt: skip
+    return [
+        d
+        for d in couch.iter_all_docs(settings.db_name("runs"))
+        if d.get("task") == task and d.get("outcome") not in done
+    ]
 
 
-def _wait_runs(couch: CouchClient, settings: Settings, task: str, n: int,
-               timeout_s: float = 300) -> list[dict[str, Any]]:  # fmt: skip
+def _wait_runs(
+    couch: CouchClient, settings: Settings, task: str, n: int, timeout_s: float = 300
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         runs = _runs(couch, settings, task)
@@ -86,9 +96,12 @@ def api_url(settings: Settings, fleet: WorkerFleet, tmp_path: Path) -> Iterator[
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", RUN_API, str(port)],
-            env={**os.environ, **settings_env(settings)}, cwd=ROOT,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            env={**os.environ, **settings_env(settings)},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -144,8 +157,9 @@ def test_dismiss_from_the_page_is_stored_and_learned(
     alerting = [a for a in anomalies if _alerting(a) and a["review"]["status"] == "open"]
     assert alerting, "the demo data produced no medium/high anomaly"
     # the analyst picks the top window anomaly (the page sorts the queue the same way)
-    target = max(alerting, key=lambda a: (a["severity"] == "high", a["detector"] != "novelty",
-                                          a["score"]))  # fmt: skip
+    target = max(
+        alerting, key=lambda a: (a["severity"] == "high", a["detector"] != "novelty", a["score"])
+    )
     entity, target_id = target["entity"], target["_id"]
     incident = couch.get(settings.db_name("incidents"), target["incident_id"])
     assert incident is not None and target_id in incident["anomaly_ids"]
@@ -159,8 +173,9 @@ def test_dismiss_from_the_page_is_stored_and_learned(
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             external: list[str] = []
-            page.on("request", lambda r: None if r.url.startswith(api_url)
-                    else external.append(r.url))  # fmt: skip
+            page.on(
+                "request", lambda r: None if r.url.startswith(api_url) else external.append(r.url)
+            )
             page.goto(f"{api_url}/")
             expect(page.get_by_text("Enter an API key to load the queue.")).to_be_visible()
 
@@ -187,7 +202,8 @@ def test_dismiss_from_the_page_is_stored_and_learned(
             members = page.locator("#detail-anomalies > li")
             expect(members).to_have_count(incident["n_anomalies"])
             expect(page.locator(f'#detail-anomalies > li[data-id="{target_id}"]')).to_contain_text(
-                target["reasons"][0]["text"])  # fmt: skip
+                target["reasons"][0]["text"]
+            )
             expect(page.locator("#detail-profile dt").first).to_be_visible(timeout=30_000)
             chart = page.locator("#timeline-chart svg")
             expect(chart).to_be_visible(timeout=30_000)
@@ -244,9 +260,12 @@ def test_dismiss_from_the_page_is_stored_and_learned(
 
     dismissed_events = set(target["event_ids"])
     after = [a for a in couch.iter_all_docs(anomalies_db) if a.get("entity") == entity]
-    relearned = [a for a in after
-                 if a["model"]["version"] == head["active_version"]
-                 and dismissed_events & set(a["event_ids"])]  # fmt: skip
+    relearned = [
+        a
+        for a in after
+        if a["model"]["version"] == head["active_version"]
+        and dismissed_events & set(a["event_ids"])
+    ]
     assert not [a for a in relearned if _alerting(a)], relearned
     again = next(a for a in after if a["_id"] == target_id)
     assert again["review"]["status"] == "dismissed"  # a rescore never resets a human review

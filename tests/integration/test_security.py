@@ -89,14 +89,22 @@ def _make_user(couchdb: CouchServer, name: str, password: str) -> None:
 
 def _set_members(couchdb: CouchServer, db: str, names: list[str]) -> None:
     security = {"admins": {"names": [], "roles": []}, "members": {"names": names, "roles": []}}
-    reply = requests.put(f"{couchdb.url}/{db}/_security", json=security, auth=_admin(couchdb),
-                         timeout=30)  # fmt: skip
+    reply = requests.put(
+        f"{couchdb.url}/{db}/_security", json=security, auth=_admin(couchdb), timeout=30
+    )
     assert reply.ok, reply.text
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*COUCHWATCH, *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+    return subprocess.run(
+        [*COUCHWATCH, *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
 
 
 def _redis_dump(url: str) -> str:
@@ -143,10 +151,14 @@ def test_couchdb_requires_auth(
     assert requests.get(f"{couchdb.url}/{db}/_all_docs", timeout=30).status_code == 401
     # PouchDB Server lists database names to anyone (CouchDB 3: admin only); names only
     assert requests.get(f"{couchdb.url}/_all_dbs", timeout=30).status_code == 200
-    wrong = CouchClient(CouchTransport(couchdb.url, auth=(couchdb.user, "Wrong-pw-Jd20"),
-                                       retries=0))  # fmt: skip
-    for read in (lambda: wrong.db_info(db), lambda: wrong.get(db, "x"),
-                 lambda: list(wrong.iter_all_docs(db))):  # fmt: skip
+    wrong = CouchClient(
+        CouchTransport(couchdb.url, auth=(couchdb.user, "Wrong-pw-Jd20"), retries=0)
+    )
+    for read in (
+        lambda: wrong.db_info(db),
+        lambda: wrong.get(db, "x"),
+        lambda: list(wrong.iter_all_docs(db)),
+    ):
         with pytest.raises(Unauthorized) as caught:
             read()
         assert "401" in str(caught.value) and "Wrong-pw-Jd20" not in str(caught.value)
@@ -186,8 +198,13 @@ def secured(couchdb: CouchServer, tmp_path: Path) -> Iterator[tuple[Secured, Red
     with redis_server(tmp_path / "redis", password=REDIS_PW) as own_redis:
         _make_user(couchdb, MEMBER, MEMBER_PW)
         _make_user(couchdb, OUTSIDER, OUTSIDER_PW)
-        cfg = make_settings(couchdb, own_redis.url, couchdb_user=MEMBER,
-                            couchdb_password=MEMBER_PW, couchwatch_batch_size=2)  # fmt: skip
+        cfg = make_settings(
+            couchdb,
+            own_redis.url,
+            couchdb_user=MEMBER,
+            couchdb_password=MEMBER_PW,
+            couchwatch_batch_size=2,
+        )
         admin_cfg = cfg.model_copy(update={"couchdb_user": couchdb.user})
         admin = CouchClient(CouchTransport(couchdb.url, auth=_admin(couchdb)))
         ensure_schema(admin, admin_cfg)
@@ -216,10 +233,24 @@ def test_member_user_fleet_leaks_no_credentials(
         requests.put(f"{url}/{cfg.events_db}x", auth=(MEMBER, MEMBER_PW), timeout=30).status_code
         == 401
     )
-    assert requests.put(f"{url}/{cfg.events_db}/_design/evil", json={"views": {}},
-                        auth=(MEMBER, MEMBER_PW), timeout=30).status_code == 401  # fmt: skip
-    assert requests.put(f"{url}/{cfg.events_db}/_security", json={"members": {"names": []}},
-                        auth=(MEMBER, MEMBER_PW), timeout=30).status_code == 401  # fmt: skip
+    assert (
+        requests.put(
+            f"{url}/{cfg.events_db}/_design/evil",
+            json={"views": {}},
+            auth=(MEMBER, MEMBER_PW),
+            timeout=30,
+        ).status_code
+        == 401
+    )
+    assert (
+        requests.put(
+            f"{url}/{cfg.events_db}/_security",
+            json={"members": {"names": []}},
+            auth=(MEMBER, MEMBER_PW),
+            timeout=30,
+        ).status_code
+        == 401
+    )
     for where in (cfg.events_db, f"{cfg.events_db}/_all_docs", f"{cfg.db_name('models')}/_changes"):
         assert (
             requests.get(f"{url}/{where}", auth=(OUTSIDER, OUTSIDER_PW), timeout=30).status_code
@@ -232,8 +263,12 @@ def test_member_user_fleet_leaks_no_credentials(
     events_file.write_text("".join(json.dumps(e) + "\n" for e in scenario.events))
     env = settings_env(cfg)
     logs = tmp_path / "logs"
-    flower_env = {**{k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")}, **env,
-                  "FLOWER_USER": FLOWER_USER, "FLOWER_PASSWORD": FLOWER_PW}  # fmt: skip
+    flower_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FLOWER_")},
+        **env,
+        "FLOWER_USER": FLOWER_USER,
+        "FLOWER_PASSWORD": FLOWER_PW,
+    }
     logs.mkdir()
     with (
         flower_process(flower_env, free_port(), logs) as flower,
@@ -250,8 +285,9 @@ def test_member_user_fleet_leaks_no_credentials(
         app = fleet.app()
         plan = wait_run(member, cfg, app.send_task(PLAN, kwargs={"force": True}).id)
         scores = [wait_run(member, cfg, t) for t in plan["details"]["task_ids"]]
-        tplan = wait_run(member, cfg, app.send_task("couchwatch.plan_training",
-                                                     kwargs={"force": True}).id)  # fmt: skip
+        tplan = wait_run(
+            member, cfg, app.send_task("couchwatch.plan_training", kwargs={"force": True}).id
+        )
         trains = [wait_run(member, cfg, t, 240) for t in tplan["details"]["task_ids"]]
         whole = [[u, None, None] for u in users]
         rescore = wait_run(member, cfg, app.send_task(SCORE, args=[whole]).id)
@@ -267,8 +303,9 @@ def test_member_user_fleet_leaks_no_credentials(
             def __reduce__(self) -> tuple[object, tuple[str]]:
                 return (os.system, (f"touch {marker}",))
 
-        ModelStore(member, cfg.db_name("models")).save(users[0], "req-evil",
-                                                       pickle.dumps(Planted()), {})  # fmt: skip
+        ModelStore(member, cfg.db_name("models")).save(
+            users[0], "req-evil", pickle.dumps(Planted()), {}
+        )
         evil = wait_run(member, cfg, app.send_task(SCORE, args=[[[users[0], None, None]]]).id)
         assert evil["details"].get("unsafe_models") == [users[0]], evil
         assert evil["outcome"] == "succeeded" and not marker.exists()
@@ -310,10 +347,12 @@ def test_member_user_fleet_leaks_no_credentials(
     _assert_clean(
         "quarantine", json.dumps(list(sec.admin.iter_all_docs(cfg.db_name("quarantine"))))
     )
-    print(f"\n[security] member fleet: {len(runs)} runs succeeded; planted pickle refused "
-          f"({evil['details']['unsafe_models']}); induced error {broken['error'][:80]!r}; "
-          f"{len(log_files)} logs, {len(all_runs)} run records, {len(tasks)} Flower tasks, "
-          f"{len(redis_text)} bytes of Redis clean")  # fmt: skip
+    print(
+        f"\n[security] member fleet: {len(runs)} runs succeeded; planted pickle refused "
+        f"({evil['details']['unsafe_models']}); induced error {broken['error'][:80]!r}; "
+        f"{len(log_files)} logs, {len(all_runs)} run records, {len(tasks)} Flower tasks, "
+        f"{len(redis_text)} bytes of Redis clean"
+    )
 
 
 # --- 3. webhook signatures -------------------------------------------------------------------
@@ -355,17 +394,39 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("tls")
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return cert, key
 
 
 def _message() -> Message:
-    return Message(subject="[couchwatch] high: user000", text="unusual login", html="<p>x</p>",
-                   payload={"anomaly": "a-1"}, delivery_id="d:a-1:email")  # fmt: skip
+    return Message(
+        subject="[couchwatch] high: user000",
+        text="unusual login",
+        html="<p>x</p>",
+        payload={"anomaly": "a-1"},
+        delivery_id="d:a-1:email",
+    )
 
 
 def test_smtp_starttls_and_ssl_are_used_and_verified(
@@ -376,12 +437,19 @@ def test_smtp_starttls_and_ssl_are_used_and_verified(
     context.load_cert_chain(cert, key)
 
     def config(port: int, **kw: Any) -> SmtpConfig:
-        return SmtpConfig(host="127.0.0.1", port=port, sender="cw@test.local",
-                          recipients=("ops@test.local",), timeout_s=10, **kw)  # fmt: skip
+        return SmtpConfig(
+            host="127.0.0.1",
+            port=port,
+            sender="cw@test.local",
+            recipients=("ops@test.local",),
+            timeout_s=10,
+            **kw,
+        )
 
     inbox = _Inbox()
-    starttls = Controller(inbox, hostname="127.0.0.1", port=free_port(), tls_context=context,
-                          require_starttls=True)  # fmt: skip
+    starttls = Controller(
+        inbox, hostname="127.0.0.1", port=free_port(), tls_context=context, require_starttls=True
+    )
     implicit = Controller(inbox, hostname="127.0.0.1", port=free_port(), ssl_context=context)
     plain_inbox = _Inbox()
     plain = Controller(plain_inbox, hostname="127.0.0.1", port=free_port())
@@ -424,18 +492,32 @@ def test_bad_producer_requests_never_reach_the_queue(
     producer.producer_app.cache_clear()
     now = datetime.now(UTC)
     bad: list[tuple[Any, Any, Any]] = [
-        ("x" * 257, None, None), ("", None, None), (" alice", None, None), ("a\nb", None, None),
-        ("a\x00b", None, None), (True, None, None), (None, None, None), (1.5, None, None),
-        (["alice"], None, None), ({"$ne": None}, None, None), (2**53, None, None),
-        ("alice", "NaN", None), ("alice", "inf", None), ("alice", 1e308, None),
-        ("alice", "yesterday", None), ("alice", "2026-01-01T00:00:00", None),  # no offset
-        ("alice", "1999-12-31T23:59:59Z", None), ("alice", -1, None),
+        ("x" * 257, None, None),
+        ("", None, None),
+        (" alice", None, None),
+        ("a\nb", None, None),
+        ("a\x00b", None, None),
+        (True, None, None),
+        (None, None, None),
+        (1.5, None, None),
+        (["alice"], None, None),
+        ({"$ne": None}, None, None),
+        (2**53, None, None),
+        ("alice", "NaN", None),
+        ("alice", "inf", None),
+        ("alice", 1e308, None),
+        ("alice", "yesterday", None),
+        ("alice", "2026-01-01T00:00:00", None),  # no offset
+        ("alice", "1999-12-31T23:59:59Z", None),
+        ("alice", -1, None),
         ("alice", None, (now + timedelta(days=3)).isoformat()),
         ("alice", "2026-01-02T00:00:00Z", "2026-01-01T00:00:00Z"),  # start after end
         ("alice", now - timedelta(days=400), now),  # range too long
         ("alice", datetime(2026, 1, 1), None),  # naive datetime
-        ("alice", True, None), ("alice", ["2026-01-01"], None), ("alice", "9" * 5000, None),
-    ]  # fmt: skip
+        ("alice", True, None),
+        ("alice", ["2026-01-01"], None),
+        ("alice", "9" * 5000, None),
+    ]
     try:
         before = {q: broker.llen(q) for q in QUEUES}, broker.dbsize()
         for entity, start, end in bad:

@@ -57,8 +57,12 @@ def test_whole_worker_sigkill_is_requeued_to_the_other_worker_within_a_minute(
 ) -> None:
     defaults = Settings(_env_file=None)  # type: ignore[call-arg]
     with _services(couchdb, redis_service, 11) as (settings, couch):
-        for name in ("celery_task_soft_time_limit_s", "celery_task_time_limit_s",
-                     "celery_visibility_timeout_s", "couchwatch_worker_heartbeat_s"):  # fmt: skip
+        for name in (
+            "celery_task_soft_time_limit_s",
+            "celery_task_time_limit_s",
+            "celery_visibility_timeout_s",
+            "couchwatch_worker_heartbeat_s",
+        ):
             assert getattr(settings, name, None) == getattr(defaults, name, None), name
         scenario = _recent_demo(users=15, days=10)
         _store(couch, settings, scenario.events)
@@ -97,9 +101,10 @@ def test_whole_worker_sigkill_is_requeued_to_the_other_worker_within_a_minute(
             run = wait_run(couch, settings, task_id, timeout_s=BOUND_S - picked_up_s)
             finished_s = time.monotonic() - killed_at
             requeue_lines = [
-                line for line in other_log.read_text(errors="replace").splitlines()
+                line
+                for line in other_log.read_text(errors="replace").splitlines()
                 if "missed its heartbeats" in line
-            ]  # fmt: skip
+            ]
             unacked_after = broker.hlen("unacked")
 
         assert run["outcome"] == "succeeded", run
@@ -112,14 +117,17 @@ def test_whole_worker_sigkill_is_requeued_to_the_other_worker_within_a_minute(
             head = couch.get(settings.db_name("models"), head_id(user))
             assert head is not None, user
             assert len(head["versions"]) == 1, (user, head["versions"])
-        models = [d for d in couch.iter_all_docs(settings.db_name("models"))
-                  if d.get("type") == "model"]  # fmt: skip
+        models = [
+            d for d in couch.iter_all_docs(settings.db_name("models")) if d.get("type") == "model"
+        ]
         assert len(models) == len(users)
         assert {m["request_id"] for m in models} == {task_id}
-        print(f"\n[whole-worker kill -9] {holder} killed mid-batch ({len(users)} entities); "
-              f"requeued and received by {other} {picked_up_s:.1f}s after the kill, batch "
-              f"finished {finished_s:.1f}s after it (training {run['duration_s']:.1f}s); "
-              f"visibility timeout {settings.visibility_timeout_s}s")  # fmt: skip
+        print(
+            f"\n[whole-worker kill -9] {holder} killed mid-batch ({len(users)} entities); "
+            f"requeued and received by {other} {picked_up_s:.1f}s after the kill, batch "
+            f"finished {finished_s:.1f}s after it (training {run['duration_s']:.1f}s); "
+            f"visibility timeout {settings.visibility_timeout_s}s"
+        )
 
 
 def test_a_live_worker_busy_for_longer_than_the_heartbeat_ttl_keeps_its_batch(
@@ -153,6 +161,8 @@ def test_a_live_worker_busy_for_longer_than_the_heartbeat_ttl_keeps_its_batch(
         assert not any("missed its heartbeats" in t for t in texts.values())
         heads = [couch.get(settings.db_name("models"), head_id(u)) for u in users]
         assert all(h is not None and len(h["versions"]) == 1 for h in heads)
-        print(f"\n[busy worker] {holder} trained {len(users)} entities for "
-              f"{run['duration_s']:.1f}s with heartbeats every 1 s (dead after 3 s): "
-              f"received once, nothing requeued")  # fmt: skip
+        print(
+            f"\n[busy worker] {holder} trained {len(users)} entities for "
+            f"{run['duration_s']:.1f}s with heartbeats every 1 s (dead after 3 s): "
+            f"received once, nothing requeued"
+        )

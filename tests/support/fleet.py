@@ -29,12 +29,28 @@ class WorkerFleet:
     def start(self, name: str, queues: str = "plan,train,score,notify") -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-             "-n", f"{name}@testhost", "-Q", queues, "--concurrency=1", "--loglevel=INFO",
-             "--without-mingle", "--without-gossip"],
-            env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers.celery_app",
+                "worker",
+                "-n",
+                f"{name}@testhost",
+                "-Q",
+                queues,
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal the whole worker (main process and its pool children)."""
@@ -84,8 +100,9 @@ def poison_fit_env(entity: str) -> dict[str, str]:
 
 
 @contextmanager
-def worker_fleet(settings: Settings, env: dict[str, str], logs: Path,
-                 names: tuple[str, ...] = ("w1", "w2")) -> Iterator[WorkerFleet]:  # fmt: skip
+def worker_fleet(
+    settings: Settings, env: dict[str, str], logs: Path, names: tuple[str, ...] = ("w1", "w2")
+) -> Iterator[WorkerFleet]:
     logs.mkdir(parents=True, exist_ok=True)
     fleet = WorkerFleet(settings, {**os.environ, **env}, logs)
     try:

@@ -70,11 +70,22 @@ class RedisServer:
 
 def _spawn_pouchdb(port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [str(POUCHDB_BIN), "-p", str(port), "-o", "127.0.0.1", "-d", str(data_dir),
-         "-c", str(data_dir / "config.json"), "-n"],
-        stdout=(data_dir / "stdout.log").open("ab"), stderr=subprocess.STDOUT,
+        [
+            str(POUCHDB_BIN),
+            "-p",
+            str(port),
+            "-o",
+            "127.0.0.1",
+            "-d",
+            str(data_dir),
+            "-c",
+            str(data_dir / "config.json"),
+            "-n",
+        ],
+        stdout=(data_dir / "stdout.log").open("ab"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
 
 
 @contextmanager
@@ -91,9 +102,13 @@ def couch_server(tmp: Path) -> Iterator[CouchServer]:
     (tmp / "config.json").write_text(json.dumps(config))
     port = free_port()
     server = CouchServer(
-        f"http://127.0.0.1:{port}", ADMIN_USER, ADMIN_PASSWORD,
-        _spawn_pouchdb(port, tmp), tmp, port,
-    )  # fmt: skip
+        f"http://127.0.0.1:{port}",
+        ADMIN_USER,
+        ADMIN_PASSWORD,
+        _spawn_pouchdb(port, tmp),
+        tmp,
+        port,
+    )
     try:
         _wait_http(server.url, (ADMIN_USER, ADMIN_PASSWORD))
         yield server
@@ -108,11 +123,26 @@ def _spawn_redis(
     if binary is None:
         raise ServiceMissing("redis-server not found: apt-get install redis-server")
     return subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-         "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction", *options],
-        stdout=(data_dir / "redis.log").open("ab"), stderr=subprocess.STDOUT,
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+            *options,
+        ],
+        stdout=(data_dir / "redis.log").open("ab"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
 
 
 @contextmanager

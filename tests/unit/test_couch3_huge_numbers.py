@@ -36,14 +36,21 @@ D5000 = "1" + "0" * 5000
 
 
 def settings() -> Settings:
-    return Settings(_env_file=None, couchwatch_events_db="events", couchwatch_db_prefix="cw_",
-                    couchdb_user="u", couchdb_password="p")  # type: ignore[call-arg]  # fmt: skip
+    return Settings(
+        _env_file=None,
+        couchwatch_events_db="events",
+        couchwatch_db_prefix="cw_",
+        couchdb_user="u",
+        couchdb_password="p",
+    )  # type: ignore[call-arg]
 
 
 def _doc(doc_id: str, extra: str) -> str:
     """A document as CouchDB 3 serialises it (`extra`: raw JSON members, digits verbatim)."""
-    return (f'{{"_id":"{doc_id}","_rev":"{rev(1, doc_id[-1])}","user_id":"alice",'
-            f'"timestamp":"{T}","type":"login"{extra}}}')  # fmt: skip
+    return (
+        f'{{"_id":"{doc_id}","_rev":"{rev(1, doc_id[-1])}","user_id":"alice",'
+        f'"timestamp":"{T}","type":"login"{extra}}}'
+    )
 
 
 DOCS = {
@@ -54,8 +61,7 @@ DOCS = {
     "huge-5000": _doc("huge-5000", f',"latency_ms":{D5000}'),
     "good-2": _doc("good-2", ',"bytes_sent":1024'),
 }
-BIG_STAMP = (f'{{"_id":"big-stamp","_rev":"{rev(1, "s")}","user_id":"alice",'
-             f'"timestamp":{D400}}}')  # fmt: skip
+BIG_STAMP = f'{{"_id":"big-stamp","_rev":"{rev(1, "s")}","user_id":"alice","timestamp":{D400}}}'
 
 
 def changes_body(with_5000: bool = True) -> bytes:

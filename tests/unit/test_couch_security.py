@@ -30,12 +30,22 @@ pytestmark = pytest.mark.unit
 
 # --- recorded CouchDB 3.3 reply shapes ------------------------------------------------------
 
-SESSION_ADMIN = (200, {"ok": True, "userCtx": {"name": USER, "roles": ["_admin"]},
-                       "info": {"authentication_handlers": ["cookie", "default"],
-                                "authenticated": "default"}})  # fmt: skip
-SESSION_MEMBER = (200, {"ok": True, "userCtx": {"name": "cw-fleet", "roles": ["couchwatch"]},
-                        "info": {"authentication_handlers": ["cookie", "default"],
-                                 "authenticated": "default"}})  # fmt: skip
+SESSION_ADMIN = (
+    200,
+    {
+        "ok": True,
+        "userCtx": {"name": USER, "roles": ["_admin"]},
+        "info": {"authentication_handlers": ["cookie", "default"], "authenticated": "default"},
+    },
+)
+SESSION_MEMBER = (
+    200,
+    {
+        "ok": True,
+        "userCtx": {"name": "cw-fleet", "roles": ["couchwatch"]},
+        "info": {"authentication_handlers": ["cookie", "default"], "authenticated": "default"},
+    },
+)
 # `[couchdb] default_security = admin_only` (the CouchDB 3 default) on a new database
 ADMIN_ONLY = (200, {"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}})
 EVERYONE = (200, {})  # `default_security = everyone`, CouchDB 2, PouchDB Server
@@ -47,9 +57,11 @@ NO_DB = (404, {"error": "not_found", "reason": "Database does not exist."})
 
 def settings(**values: Any) -> Settings:
     base: dict[str, Any] = {
-        "couchdb_url": "http://couch.test:5984", "couchdb_user": USER,
-        "couchdb_password": PASSWORD, "couchwatch_events_db": "events",
-    }  # fmt: skip
+        "couchdb_url": "http://couch.test:5984",
+        "couchdb_user": USER,
+        "couchdb_password": PASSWORD,
+        "couchwatch_events_db": "events",
+    }
     return Settings(_env_file=None, **{**base, **values})  # type: ignore[arg-type]
 
 
@@ -60,8 +72,11 @@ def test_a_new_couchdb3_database_gets_the_admin_and_the_fleet() -> None:
     session, get, put = adapter.sent
     assert (session.method, session.path) == ("GET", "/_session")
     assert (get.method, get.path, put.method, put.path) == (
-        "GET", "/events/_security", "PUT", "/events/_security",
-    )  # fmt: skip
+        "GET",
+        "/events/_security",
+        "PUT",
+        "/events/_security",
+    )
     assert put.json == {
         "admins": {"roles": ["_admin"], "names": [USER]},
         "members": {"roles": ["_admin", "couchwatch"], "names": [USER, "cw-fleet"]},
@@ -79,12 +94,16 @@ def test_a_database_already_secured_is_not_written_again() -> None:
 
 def test_an_open_database_is_closed_and_operator_grants_are_kept() -> None:
     cfg = settings()
-    theirs = {"members": {"names": ["ops"], "roles": ["readers"]},
-              "admins": {"names": [], "roles": []}, "couchdb_auth_only": True}  # fmt: skip
+    theirs = {
+        "members": {"names": ["ops"], "roles": ["readers"]},
+        "admins": {"names": [], "roles": []},
+        "couchdb_auth_only": True,
+    }
     client, adapter = make_client([SESSION_ADMIN, EVERYONE, PUT_OK, (200, theirs), PUT_OK])
     assert secure_databases(client, cfg, ["events", "couchwatch_runs"]) == [
-        "events", "couchwatch_runs",
-    ]  # fmt: skip
+        "events",
+        "couchwatch_runs",
+    ]
     opened, kept = adapter.sent[2].json, adapter.sent[4].json
     assert opened["members"] == {"names": [USER], "roles": ["_admin", "couchwatch"]}
     assert kept["members"] == {"names": ["ops", USER], "roles": ["readers", "_admin", "couchwatch"]}

@@ -119,10 +119,16 @@ def service_aucs(generator: str) -> tuple[float, ...]:
 
 
 USER_SCENARIOS = [
-    ("scenarios", "sparse"), ("scenarios", "shifts"), ("scenarios", "travel"),
-    ("scenarios", "devices"), ("scenarios", "mixed"),
-    ("shapes", "sparse"), ("shapes", "shifts"), ("shapes", "travel"), ("shapes", "mixed"),
-]  # fmt: skip
+    ("scenarios", "sparse"),
+    ("scenarios", "shifts"),
+    ("scenarios", "travel"),
+    ("scenarios", "devices"),
+    ("scenarios", "mixed"),
+    ("shapes", "sparse"),
+    ("shapes", "shifts"),
+    ("shapes", "travel"),
+    ("shapes", "mixed"),
+]
 FLOORS: dict[tuple[str, str], tuple[float, float]] = {
     # (incident recall, entity-hour precision) pooled over 3 seeds, all severities
     case: (0.90, 0.80)

@@ -58,17 +58,28 @@ def test_rows_come_from_the_scored_results_and_anomalies_from_their_flags(scenar
     assert (combined["window_end"] > combined["entity"].map(cutoffs)).all()
     # every anomaly the fleet wrote is one of the flagged rows it scored
     flagged = combined[combined["flagged"]]
-    starts = {(e, pd.Timestamp(t)) for e, t in zip(flagged["entity"], flagged["window_start"],
-                                                    strict=True)}  # fmt: skip
+    starts = {
+        (e, pd.Timestamp(t))
+        for e, t in zip(flagged["entity"], flagged["window_start"], strict=True)
+    }
     assert run.anomalies
     assert all((a["entity"], pd.Timestamp(a["window_start"])) in starts for a in run.anomalies)
     assert len(run.anomalies) == len(flagged)
 
 
 def _anomaly(entity: str, start: str, end: str, severity: str, n: int) -> dict[str, object]:
-    return {"_id": f"a{n}", "type": "anomaly", "entity": entity, "entity_field": "user_id",
-            "detector": "combined", "window_start": start, "window_end": end, "score": 0.99,
-            "severity": severity, "reasons": [{"text": f"reason {n}"}]}  # fmt: skip
+    return {
+        "_id": f"a{n}",
+        "type": "anomaly",
+        "entity": entity,
+        "entity_field": "user_id",
+        "detector": "combined",
+        "window_start": start,
+        "window_end": end,
+        "score": 0.99,
+        "severity": severity,
+        "reasons": [{"text": f"reason {n}"}],
+    }
 
 
 def test_alert_figures_count_entity_hours_and_incidents_per_severity() -> None:

@@ -81,8 +81,13 @@ def test_an_alternate_id_taken_by_other_content_is_an_id_mismatch(
 ) -> None:
     real = valid(country="DE")
     salt = id_salt(couch, DB)  # someone who could read the salt squats the alternate id too
-    couch.bulk_docs(DB, [{**valid(country="KP"), "_id": real["_id"]},
-                         {**valid(country="RU"), "_id": alternate_id(salt, real)}])  # fmt: skip
+    couch.bulk_docs(
+        DB,
+        [
+            {**valid(country="KP"), "_id": real["_id"]},
+            {**valid(country="RU"), "_id": alternate_id(salt, real)},
+        ],
+    )
     (out,) = store(couch, DB, [real])
     assert out.status == "id_mismatch" and str(out.reason).startswith("id_mismatch: ")
 
@@ -97,11 +102,18 @@ def test_the_salt_is_random_per_database_created_once_and_kept(couch: MemoryCouc
 
 
 def test_ingest_reports_conflicts_and_stores_the_real_event(couch: MemoryCouchClient) -> None:
-    cfg = Settings(_env_file=None, couchwatch_events_db=DB, couchwatch_db_prefix="cw_",
-                   couchdb_user="u", couchdb_password="p")  # type: ignore[call-arg]  # fmt: skip
+    cfg = Settings(
+        _env_file=None,
+        couchwatch_events_db=DB,
+        couchwatch_db_prefix="cw_",
+        couchdb_user="u",
+        couchdb_password="p",
+    )  # type: ignore[call-arg]
     couch.ensure_db(cfg.db_name("quarantine"))
-    lines = [{"user_id": "alice", "timestamp": f"2026-03-01T10:0{i}:00Z", "type": "login"}
-             for i in range(3)]  # fmt: skip
+    lines = [
+        {"user_id": "alice", "timestamp": f"2026-03-01T10:0{i}:00Z", "type": "login"}
+        for i in range(3)
+    ]
     ids = [valid(timestamp=e["timestamp"])["_id"] for e in lines]
     couch.bulk_docs(DB, [{**valid(type="squat"), "_id": ids[1]}])
     data = "".join(json.dumps(e) + "\n" for e in lines).encode()

@@ -29,15 +29,27 @@ pytestmark = pytest.mark.unit
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def anomaly(i: int, *, entity: str = "alice", severity: str = "high", score: float = 0.9,
-            review: str = "open") -> dict[str, Any]:  # fmt: skip
+def anomaly(
+    i: int,
+    *,
+    entity: str = "alice",
+    severity: str = "high",
+    score: float = 0.9,
+    review: str = "open",
+) -> dict[str, Any]:
     return {
-        "_id": f"anomaly:{i}", "type": "anomaly", "entity": entity, "entity_field": "user_id",
-        "severity": severity, "score": score, "detector": "window",
+        "_id": f"anomaly:{i}",
+        "type": "anomaly",
+        "entity": entity,
+        "entity_field": "user_id",
+        "severity": severity,
+        "score": score,
+        "detector": "window",
         "window_start": f"2024-05-01T{i % 24:02d}:00:00.000Z",
         "window_end": f"2024-05-01T{i % 24:02d}:15:00.000Z",
-        "reasons": [{"text": f"reason {i}"}], "review": {"status": review},
-    }  # fmt: skip
+        "reasons": [{"text": f"reason {i}"}],
+        "review": {"status": review},
+    }
 
 
 def test_severity_threshold() -> None:
@@ -46,8 +58,12 @@ def test_severity_threshold() -> None:
 
 
 def test_notifiable_filters_and_ranks() -> None:
-    docs = [anomaly(1, score=0.7), anomaly(2, severity="medium"), anomaly(3, score=0.99),
-            anomaly(4, review="dismissed")]  # fmt: skip
+    docs = [
+        anomaly(1, score=0.7),
+        anomaly(2, severity="medium"),
+        anomaly(3, score=0.99),
+        anomaly(4, review="dismissed"),
+    ]
     docs.append({"_id": "x", "type": "run", "severity": "high"})
     assert [a["_id"] for a in notifiable(docs, "high")] == ["anomaly:3", "anomaly:1"]
     assert len(notifiable(docs, "medium")) == 3
@@ -55,8 +71,9 @@ def test_notifiable_filters_and_ranks() -> None:
 
 def test_one_now_rest_in_digest_per_stream() -> None:
     windows = MemoryWindows(limit=1, window_s=600)
-    chosen = notifiable([anomaly(i, score=0.9 - i / 100) for i in range(4)]
-                        + [anomaly(9, entity="bob")], "high")  # fmt: skip
+    chosen = notifiable(
+        [anomaly(i, score=0.9 - i / 100) for i in range(4)] + [anomaly(9, entity="bob")], "high"
+    )
     plans = []
     for key, (channel, items) in group_by_stream(chosen, ["email"]).items():
         plans += plan_stream(items, channel, windows.claim(key, len(items), NOW), NOW)
@@ -92,30 +109,53 @@ def test_ids_are_deterministic_per_anomaly_and_channel() -> None:
 
 
 def test_digest_groups() -> None:
-    docs = [new_notification(anomaly(i), channel="email", target="smtp://h", now=NOW,
-                             mode="digest" if i else "immediate", due_at=NOW)
-            for i in range(3)]  # fmt: skip
-    docs.append(new_notification(anomaly(7, entity="bob"), channel="email", target="smtp://h",
-                                 mode="digest", due_at=NOW, now=NOW))  # fmt: skip
+    docs = [
+        new_notification(
+            anomaly(i),
+            channel="email",
+            target="smtp://h",
+            now=NOW,
+            mode="digest" if i else "immediate",
+            due_at=NOW,
+        )
+        for i in range(3)
+    ]
+    docs.append(
+        new_notification(
+            anomaly(7, entity="bob"),
+            channel="email",
+            target="smtp://h",
+            mode="digest",
+            due_at=NOW,
+            now=NOW,
+        )
+    )
     sizes = sorted(len(g) for g in digest_groups(docs))
     assert sizes == [1, 1, 2]
 
 
 def test_backoff_doubles_and_caps() -> None:
-    assert [backoff_s(n, base_s=60, max_s=600) for n in (1, 2, 3, 4, 5)] == [
-        60, 120, 240, 480, 600]  # fmt: skip
+    assert [backoff_s(n, base_s=60, max_s=600) for n in (1, 2, 3, 4, 5)] == [60, 120, 240, 480, 600]
 
 
 def test_outcomes_pending_then_failed_then_sent() -> None:
-    doc = new_notification(anomaly(1), channel="email", target="smtp://h", mode="immediate",
-                           due_at=NOW, now=NOW)  # fmt: skip
+    doc = new_notification(
+        anomaly(1), channel="email", target="smtp://h", mode="immediate", due_at=NOW, now=NOW
+    )
     assert (doc["status"], doc["attempts"], doc["last_error"]) == ("pending", 0, None)
-    kw: dict[str, Any] = {"delivery": doc["_id"], "size": 1, "max_attempts": 3, "base_s": 10,
-                          "max_s": 100}  # fmt: skip
+    kw: dict[str, Any] = {
+        "delivery": doc["_id"],
+        "size": 1,
+        "max_attempts": 3,
+        "base_s": 10,
+        "max_s": 100,
+    }
     first = after_attempt(doc, now=NOW, error="smtp://h: ConnectionRefusedError", **kw)
     assert first["status"] == "pending" and first["attempts"] == 1
-    assert first["last_error"].startswith("smtp://h") and first["next_attempt_at"] > doc[
-        "next_attempt_at"]  # fmt: skip
+    assert (
+        first["last_error"].startswith("smtp://h")
+        and first["next_attempt_at"] > doc["next_attempt_at"]
+    )
     third = after_attempt(after_attempt(first, now=NOW, error="x", **kw), now=NOW, error="y", **kw)
     assert (
         third["status"] == "failed" and third["attempts"] == 3 and third["next_attempt_at"] is None

@@ -30,12 +30,19 @@ HINT = "couchwatch review {id} confirm|dismiss"
 def _anomaly(minute: int, severity: str = "high", **extra: Any) -> dict[str, Any]:
     start = f"2024-05-01T03:{minute:02d}:00.000Z"
     return {
-        "_id": anomaly_id("alice", "combined", start), "type": "anomaly", "entity": "alice",
-        "entity_field": "user_id", "detector": "novelty" if minute else "combined",
-        "window_start": start, "window_end": start, "score": 0.9 + minute / 1000,
-        "severity": severity, "reasons": [{"feature": "f", "text": f"reason {minute}"}],
-        "review": {"status": "open"}, **extra,
-    }  # fmt: skip
+        "_id": anomaly_id("alice", "combined", start),
+        "type": "anomaly",
+        "entity": "alice",
+        "entity_field": "user_id",
+        "detector": "novelty" if minute else "combined",
+        "window_start": start,
+        "window_end": start,
+        "score": 0.9 + minute / 1000,
+        "severity": severity,
+        "reasons": [{"feature": "f", "text": f"reason {minute}"}],
+        "review": {"status": "open"},
+        **extra,
+    }
 
 
 def _incident(*minutes: int, severity: str = "high") -> dict[str, Any]:
@@ -61,8 +68,9 @@ def test_an_incident_notifies_once_per_severity_and_never_below_one_sent() -> No
     assert covering_keys(medium) == [f"{medium['_id']}@medium", f"{medium['_id']}@high"]
     assert covering_keys(high) == [f"{high['_id']}@high"]
     assert covering_keys(_anomaly(0)) == [_anomaly(0)["_id"]]
-    doc = new_notification(high, channel="email", target="smtp", mode="immediate", due_at=NOW,
-                           now=NOW)  # fmt: skip
+    doc = new_notification(
+        high, channel="email", target="smtp", mode="immediate", due_at=NOW, now=NOW
+    )
     assert doc["incident_id"] == high["_id"] and doc["anomaly"]["kind"] == "incident"
     assert doc["anomaly"]["n_anomalies"] == 2
 
@@ -78,10 +86,15 @@ def test_incident_message_shows_span_size_reasons_and_review_hint() -> None:
     incident = _incident(0, 15, 30)
     msg = render("notification:x", [summarize(incident)], hint=HINT)
     assert msg.subject == "[couchwatch] high incident: user_id alice (score 0.93, 3 anomalies)"
-    for part in ("2024-05-01T03:00:00.000Z to 2024-05-01T03:30:00.000Z", "3 anomalies",
-                 "(combined, novelty)", "reason 30", "reason 0",
-                 f"couchwatch review {incident['_id']} confirm|dismiss",
-                 f"Incident:  {incident['_id']}"):  # fmt: skip
+    for part in (
+        "2024-05-01T03:00:00.000Z to 2024-05-01T03:30:00.000Z",
+        "3 anomalies",
+        "(combined, novelty)",
+        "reason 30",
+        "reason 0",
+        f"couchwatch review {incident['_id']} confirm|dismiss",
+        f"Incident:  {incident['_id']}",
+    ):
         assert part in msg.text, part
     assert msg.text.index("reason 30") < msg.text.index("reason 0")  # highest score first
     assert msg.payload["type"] == "couchwatch.incident" and msg.payload["anomalies"] == []

@@ -21,20 +21,33 @@ HINT = "couchwatch review {id} confirm|dismiss"
 
 def _anomaly(i: int = 1, entity: str = "alice") -> dict[str, object]:
     return {
-        "_id": f"anomaly:{i}", "entity": entity, "entity_field": "user_id", "detector": "login",
-        "severity": "high", "score": 0.934, "window_start": "2024-05-01T03:00:00.000Z",
+        "_id": f"anomaly:{i}",
+        "entity": entity,
+        "entity_field": "user_id",
+        "detector": "login",
+        "severity": "high",
+        "score": 0.934,
+        "window_start": "2024-05-01T03:00:00.000Z",
         "window_end": "2024-05-01T03:15:00.000Z",
-        "reasons": [{"text": "country UA never seen in 212 logins (usual: US 98%)"},
-                    {"text": "<script>alert(1)</script> user agent"}],
-    }  # fmt: skip
+        "reasons": [
+            {"text": "country UA never seen in 212 logins (usual: US 98%)"},
+            {"text": "<script>alert(1)</script> user agent"},
+        ],
+    }
 
 
 def test_single_message_content() -> None:
     msg = render("notification:abc", [summarize(_anomaly())], hint=HINT)
     assert "user_id alice" in msg.subject and "high" in msg.subject and "0.93" in msg.subject
     review = "couchwatch review anomaly:1 confirm|dismiss"
-    for part in ("user_id alice", "2024-05-01T03:00:00.000Z", "0.93", "high",
-                 "country UA never seen in 212 logins", review):  # fmt: skip
+    for part in (
+        "user_id alice",
+        "2024-05-01T03:00:00.000Z",
+        "0.93",
+        "high",
+        "country UA never seen in 212 logins",
+        review,
+    ):
         assert part in msg.text, part
     assert "&lt;script&gt;" in msg.html and "<script>" not in msg.html
     assert msg.payload["type"] == "couchwatch.anomaly" and msg.payload["id"] == "notification:abc"
@@ -70,8 +83,14 @@ class _Session:
 
 def test_webhook_signs_exact_body() -> None:
     session = _Session()
-    channel = WebhookChannel("webhook:1", "https://hooks.example.org/T0/B0/tok", "sec",
-                             timeout_s=3, session=session, clock=lambda: 1000.0)  # type: ignore[arg-type]  # fmt: skip
+    channel = WebhookChannel(
+        "webhook:1",
+        "https://hooks.example.org/T0/B0/tok",
+        "sec",
+        timeout_s=3,
+        session=session,
+        clock=lambda: 1000.0,
+    )  # type: ignore[arg-type]
     msg = render("notification:abc", [summarize(_anomaly())], hint=HINT)
     channel.send(msg)
     _, kw = session.calls[0]
@@ -81,13 +100,17 @@ def test_webhook_signs_exact_body() -> None:
     assert verify_signature("sec", kw["headers"][HEADER], body, now=1001)  # type: ignore[index,arg-type]
 
 
-@pytest.mark.parametrize("session", [
-    _Session(status=500),
-    _Session(exc=requests.ConnectionError("Max retries exceeded with url: /T0/B0/tok (sec)")),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "session",
+    [
+        _Session(status=500),
+        _Session(exc=requests.ConnectionError("Max retries exceeded with url: /T0/B0/tok (sec)")),
+    ],
+)
 def test_webhook_errors_hide_url_and_secret(session: _Session) -> None:
-    channel = WebhookChannel("webhook:1", "https://hooks.example.org/T0/B0/tok", "sec",
-                             timeout_s=3, session=session)  # type: ignore[arg-type]  # fmt: skip
+    channel = WebhookChannel(
+        "webhook:1", "https://hooks.example.org/T0/B0/tok", "sec", timeout_s=3, session=session
+    )  # type: ignore[arg-type]
     with pytest.raises(DeliveryError) as info:
         channel.send(render("n", [summarize(_anomaly())], hint=HINT))
     text = str(info.value)
@@ -97,8 +120,12 @@ def test_webhook_errors_hide_url_and_secret(session: _Session) -> None:
 
 def test_settings_mask_notification_secrets() -> None:
     urls = "https://hooks.example.org/T0/tok,http://h:1/x"
-    s = Settings(_env_file=None, couchwatch_smtp_password="pw-123",  # type: ignore[arg-type]
-                 couchwatch_webhook_secret="whs-456", couchwatch_webhook_urls=urls)  # fmt: skip
+    s = Settings(
+        _env_file=None,
+        couchwatch_smtp_password="pw-123",  # type: ignore[arg-type]
+        couchwatch_webhook_secret="whs-456",
+        couchwatch_webhook_urls=urls,
+    )
     shown = repr(s.masked()) + repr(s)
     assert "pw-123" not in shown and "whs-456" not in shown and "tok" not in shown
     assert s.couchwatch_webhook_urls == ["https://hooks.example.org/T0/tok", "http://h:1/x"]

@@ -29,11 +29,19 @@ EVIL = "mallory\r\nBcc: all@example.com\x85<!channel> & <https://x.test|click>\u
 
 def anomaly(i: int, entity: Any = "alice", **summary: Any) -> dict[str, Any]:
     return {
-        "_id": f"anomaly:{i}", "type": "anomaly", "entity": entity, "entity_field": "user_id",
-        "detector": "login", "severity": "high", "score": 0.9, "confidence": 1.0,
-        "window_start": f"2026-03-01T0{i}:00:00.000Z", "window_end": f"2026-03-01T0{i}:15:00.000Z",
-        "reasons": [{"text": "country <b>KP</b> & never seen\r\nforged line"}], **summary,
-    }  # fmt: skip
+        "_id": f"anomaly:{i}",
+        "type": "anomaly",
+        "entity": entity,
+        "entity_field": "user_id",
+        "detector": "login",
+        "severity": "high",
+        "score": 0.9,
+        "confidence": 1.0,
+        "window_start": f"2026-03-01T0{i}:00:00.000Z",
+        "window_end": f"2026-03-01T0{i}:15:00.000Z",
+        "reasons": [{"text": "country <b>KP</b> & never seen\r\nforged line"}],
+        **summary,
+    }
 
 
 def test_printable_escapes_controls_separators_and_bidi_but_not_text() -> None:
@@ -75,24 +83,35 @@ class Flaky(RecordingChannel):
 
 
 def test_unbuildable_notifications_fail_with_their_reason_and_the_others_are_sent() -> None:
-    cfg = Settings(_env_file=None, couchwatch_events_db="events", couchwatch_db_prefix="cw_",
-                   couchdb_user="u", couchdb_password="p",
-                   couchwatch_notify_max_attempts=5)  # type: ignore[call-arg]  # fmt: skip
+    cfg = Settings(
+        _env_file=None,
+        couchwatch_events_db="events",
+        couchwatch_db_prefix="cw_",
+        couchdb_user="u",
+        couchdb_password="p",
+        couchwatch_notify_max_attempts=5,
+    )  # type: ignore[call-arg]
     couch = MemoryCouchClient()
     ensure_schema(couch, cfg)
     channel = Flaky("email", "smtp://127.0.0.1:25")
     docs = []
     specs = [("bob", {"score": "n/a"}), ("refused", {}), ("carol", {}), ("alice", {})]
     for i, (entity, summary) in enumerate(specs):
-        doc = new_notification(anomaly(i, entity), channel="email", target=channel.target,
-                               mode="immediate", due_at=NOW - timedelta(minutes=10 - i),
-                               now=NOW - timedelta(hours=1))  # fmt: skip
+        doc = new_notification(
+            anomaly(i, entity),
+            channel="email",
+            target=channel.target,
+            mode="immediate",
+            due_at=NOW - timedelta(minutes=10 - i),
+            now=NOW - timedelta(hours=1),
+        )
         doc["anomaly"].update(summary)
         docs.append(doc)
     assert not couch.bulk_docs(cfg.db_name("notifications"), docs).failed
 
-    result = notify_pending(couch, cfg, channels=[channel], now=NOW,
-                            windows=MemoryWindows(limit=10, window_s=60))  # fmt: skip
+    result = notify_pending(
+        couch, cfg, channels=[channel], now=NOW, windows=MemoryWindows(limit=10, window_s=60)
+    )
 
     after = {d["entity"]: d for d in couch.iter_all_docs(cfg.db_name("notifications"))}
     assert sorted(m.payload["entity"] for m in channel.sent) == ["alice", "carol"]
@@ -110,8 +129,13 @@ def test_unbuildable_notifications_fail_with_their_reason_and_the_others_are_sen
 def test_the_smtp_channel_reports_an_unbuildable_mail_as_a_message_error() -> None:
     msg = render("notification:1", [summarize(anomaly(1))], hint=HINT)
     broken = Message(msg.delivery_id, "subject\r\nBcc: x@y", msg.text, msg.html, msg.payload)
-    config = SmtpConfig(host="127.0.0.1", port=9, sender="cw@test.local",
-                        recipients=("ops@test.local",), password="pw-123")  # fmt: skip
+    config = SmtpConfig(
+        host="127.0.0.1",
+        port=9,
+        sender="cw@test.local",
+        recipients=("ops@test.local",),
+        password="pw-123",
+    )
     channel = SmtpChannel(config)
     with pytest.raises(MessageError, match="e-mail could not be built: ValueError") as caught:
         channel.send(broken)  # never connects: port 9 is not listened on

@@ -19,13 +19,22 @@ pytestmark = pytest.mark.unit
 
 def test_seed_windows_are_dense_and_zero_filled() -> None:
     events = [
-        {"user_id": "a", "timestamp": "2026-01-01T00:01:00Z", "bytes_sent": 100,
-         "latency_ms": 10.0, "status_code": 200},
-        {"user_id": "a", "timestamp": "2026-01-01T00:05:00Z", "bytes_sent": 50,
-         "latency_ms": 30.0, "status_code": 500},
-        {"user_id": "a", "timestamp": "2026-01-01T01:02:00Z", "bytes_sent": 7,
-         "status_code": 401},
-    ]  # fmt: skip
+        {
+            "user_id": "a",
+            "timestamp": "2026-01-01T00:01:00Z",
+            "bytes_sent": 100,
+            "latency_ms": 10.0,
+            "status_code": 200,
+        },
+        {
+            "user_id": "a",
+            "timestamp": "2026-01-01T00:05:00Z",
+            "bytes_sent": 50,
+            "latency_ms": 30.0,
+            "status_code": 500,
+        },
+        {"user_id": "a", "timestamp": "2026-01-01T01:02:00Z", "bytes_sent": 7, "status_code": 401},
+    ]
     windows = seed_windows(events)
     assert list(windows.columns) == ["entity", "window_start", *SEED_FEATURES]
     assert len(windows) == 5  # 00:00, 00:15, 00:30, 00:45, 01:00
@@ -66,8 +75,13 @@ def test_only_the_test_split_is_scored(small_run) -> None:
 
 def test_seed_global_is_deterministic_and_scores_night_traffic_higher() -> None:
     def event(ts: str) -> dict[str, object]:
-        return {"user_id": "a", "timestamp": ts, "bytes_sent": 1000, "latency_ms": 50.0,
-                "status_code": 200}  # fmt: skip
+        return {
+            "user_id": "a",
+            "timestamp": ts,
+            "bytes_sent": 1000,
+            "latency_ms": 50.0,
+            "status_code": 200,
+        }
 
     normal = [
         event(f"2026-01-0{d}T{h:02d}:{m:02d}:00Z")

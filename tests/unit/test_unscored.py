@@ -62,14 +62,16 @@ def test_the_planner_holds_events_nothing_can_score_and_counts_a_replay_once() -
 def test_with_a_population_or_a_model_the_planner_enqueues() -> None:
     fleet, _ = _fleet()
     db = fleet.settings.db_name("models")
-    fleet.couch.upsert(db, {"_id": registry_id("user0"), "type": "entity", "entity": "user0",
-                            "model_version": 1})  # fmt: skip
+    fleet.couch.upsert(
+        db, {"_id": registry_id("user0"), "type": "entity", "entity": "user0", "model_version": 1}
+    )
     sent = Sent()
     result = plan_scoring(fleet, sent)  # no population: user1 waits, user0 has a model
     assert [item[0] for _, (batch,) in sent for item in batch] == ["user0"]
     assert result.deferred_entities == 1 and waiting_of(_registry(fleet, "user0")) is None
-    fleet.couch.upsert(db, {"_id": detection.POPULATION_ID,
-                            "profile": {"format": detection.POPULATION_FORMAT}})  # fmt: skip
+    fleet.couch.upsert(
+        db, {"_id": detection.POPULATION_ID, "profile": {"format": detection.POPULATION_FORMAT}}
+    )
     _ingest(fleet, history("user2", days=3, seed=5), "more")
     sent.clear()
     assert plan_scoring(fleet, sent).deferred_entities == 0
@@ -123,13 +125,20 @@ def test_clearing_leaves_events_added_after_the_enqueue_and_the_sweep_scores_the
     db = fleet.settings.db_name("models")
     seen = waiting_of(_registry(fleet, "user0"))
     assert seen is not None
-    await_model(fleet, "user0", ["2026-04-01T00:00:00.000Z"], span="s9", start="2026-04-01",
-                until=None)  # fmt: skip
+    await_model(
+        fleet, "user0", ["2026-04-01T00:00:00.000Z"], span="s9", start="2026-04-01", until=None
+    )
     score_waiting(fleet, {"user0": seen}, Sent())  # enqueued what it saw: the rest stays
     assert waiting_of(_registry(fleet, "user0")) == (seen[0], seen[1] + 1)
     # user0 has a usable model and is not due: plan_training's sweep enqueues its scoring
-    fleet.couch.upsert(db, {**_registry(fleet, "user0"), "model_version": 1,
-                            "last_trained_at": "9999-01-01T00:00:00.000Z"})  # fmt: skip
+    fleet.couch.upsert(
+        db,
+        {
+            **_registry(fleet, "user0"),
+            "model_version": 1,
+            "last_trained_at": "9999-01-01T00:00:00.000Z",
+        },
+    )
     sent = Sent()
     result = plan_training(fleet, sent)
     assert result.waiting_entities == 1 and result.waiting_events == seen[1] + 1

@@ -53,8 +53,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.broker = broker
     app.state.keys = KeyVerifier(couch, settings.db_name("apikeys"))
     app.state.metrics = ApiMetrics(settings, couch, broker)
-    for module in (routes_events, routes_anomalies, routes_incidents, routes_jobs, routes_entities,
-                   routes_ops):  # fmt: skip
+    for module in (
+        routes_events,
+        routes_anomalies,
+        routes_incidents,
+        routes_jobs,
+        routes_entities,
+        routes_ops,
+    ):
         app.include_router(module.router)
     app.include_router(review_page)  # the review page at `/` and its static assets
     app.add_middleware(BodyLimit, max_bytes=settings.couchwatch_api_max_body_bytes)

@@ -37,8 +37,9 @@ def require(scope: str) -> Callable[..., ApiKey]:
     ) -> ApiKey:
         presented = _presented(request, header)
         if not presented:
-            raise HTTPException(401, "missing API key (X-API-Key header)",
-                                headers={"WWW-Authenticate": "ApiKey"})  # fmt: skip
+            raise HTTPException(
+                401, "missing API key (X-API-Key header)", headers={"WWW-Authenticate": "ApiKey"}
+            )
         key = request.app.state.keys.verify(presented)
         if key is None:
             raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "ApiKey"})

@@ -59,8 +59,9 @@ def docs_router(assets: Path) -> APIRouter:
 
     @router.get("/docs")
     def docs() -> Response:
-        return FileResponse(STATIC_DIR / "docs.html", media_type="text/html; charset=utf-8",
-                            headers=headers)  # fmt: skip
+        return FileResponse(
+            STATIC_DIR / "docs.html", media_type="text/html; charset=utf-8", headers=headers
+        )
 
     @router.get("/docs/assets/{name}")
     def asset(name: str) -> Response:

@@ -62,13 +62,15 @@ def store_events(
     written = event_store.store(client, settings.events_db, events)
     for index, row in zip(positions, written, strict=True):
         if row.status in ("stored", "duplicate", "conflict"):
-            results[index] = ItemResult(index, row.status, id=row.id, reason=row.reason,
-                                        conflict_with=row.original_id)  # fmt: skip
+            results[index] = ItemResult(
+                index, row.status, id=row.id, reason=row.reason, conflict_with=row.original_id
+            )
         else:  # refused by CouchDB, or `id_mismatch`
             reason = str(row.reason)[:300]
             quarantined.append(quarantine_doc(_record(index, items[index]), reason, source, now))
-            results[index] = ItemResult(index, "quarantined", id=row.id, reason=reason,
-                                        conflict_with=row.original_id)  # fmt: skip
+            results[index] = ItemResult(
+                index, "quarantined", id=row.id, reason=reason, conflict_with=row.original_id
+            )
     if quarantined:
         failed = client.bulk_docs(settings.db_name("quarantine"), quarantined).failed
         if failed:

@@ -33,11 +33,21 @@ class StoreCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         for name, doc, suffix, view, label in (
-            ("couchwatch_anomalies", "Anomalies stored, by severity.", "anomalies",
-             "by_severity", "severity"),
-            ("couchwatch_notifications", "Notifications, by delivery status.", "notifications",
-             "by_status", "status"),
-        ):  # fmt: skip
+            (
+                "couchwatch_anomalies",
+                "Anomalies stored, by severity.",
+                "anomalies",
+                "by_severity",
+                "severity",
+            ),
+            (
+                "couchwatch_notifications",
+                "Notifications, by delivery status.",
+                "notifications",
+                "by_status",
+                "status",
+            ),
+        ):
             family = GaugeMetricFamily(name, doc, labels=[label])
             for key, count in self._view(self.settings.db_name(suffix), view):
                 family.add_metric([str(key)], count)
@@ -81,9 +91,11 @@ class ApiMetrics:
     def __init__(self, settings: Settings, couch: CouchClient, broker: redis.Redis) -> None:
         self.registry = CollectorRegistry()
         self.ingested = Counter(
-            "couchwatch_api_events", "Events posted to the API, by outcome.", ["result"],
+            "couchwatch_api_events",
+            "Events posted to the API, by outcome.",
+            ["result"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.registry.register(StoreCollector(settings, couch, broker))
 
     def count_ingested(self, results: list[ItemResult]) -> None:

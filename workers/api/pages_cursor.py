@@ -95,14 +95,16 @@ def anomaly_page(
     upper: Doc = {"$lt": flt.until} if flt.until else {}
     if cursor is not None:
         window, last_id = decode_cursor(flt, cursor)
-        docs += _collect(client, db, name, prefix, window, extra, want, after_id=last_id,
-                         key_field=key_field)  # fmt: skip
+        docs += _collect(
+            client, db, name, prefix, window, extra, want, after_id=last_id, key_field=key_field
+        )
         upper = {"$lt": window}
     if len(docs) < want:
         bound: Doc = {**upper}
         bound["$gte" if flt.since else "$gt"] = flt.since if flt.since else None
-        docs += _collect(client, db, name, prefix, bound, extra, want - len(docs),
-                         key_field=key_field)  # fmt: skip
+        docs += _collect(
+            client, db, name, prefix, bound, extra, want - len(docs), key_field=key_field
+        )
     page = docs[:limit]
     more = len(docs) > limit and bool(page)
     return page, encode_cursor(flt, page[-1], key_field) if more else None
@@ -133,8 +135,11 @@ def _collect(
         rows = raw
         if after_id is not None:  # server collation order: drop up to and including the cursor
             ids = [d["_id"] for d in raw]
-            rows = raw[ids.index(after_id) + 1 :] if after_id in ids else [
-                d for d in raw if d["_id"] < after_id]  # fmt: skip
+            rows = (
+                raw[ids.index(after_id) + 1 :]
+                if after_id in ids
+                else [d for d in raw if d["_id"] < after_id]
+            )
         fresh = [d for d in rows if all(_field(d, k) == v for k, v in extra.items())]
         located = after_id is None or len(raw) < limit or after_id in {d["_id"] for d in raw}
         if located and (len(fresh) >= want or len(raw) < limit):

@@ -24,8 +24,14 @@ WINDOW_S = 15 * 60  # the engine's scoring window (EngineConfig.window = 15min)
 TOP = 5
 
 Doc = dict[str, Any]
-DEVICES = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("Windows", "Windows"),
-           ("Mac OS X", "Mac"), ("Linux", "Linux"))  # fmt: skip
+DEVICES = (
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("Android", "Android"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "Mac"),
+    ("Linux", "Linux"),
+)
 
 
 def recent_events(
@@ -48,8 +54,9 @@ def recent_events(
         },
     )
     now = datetime.now(UTC)
-    return [d for d in docs if not isinstance(validate_event(d, entity_field=field, now=now),
-                                              Rejection)]  # fmt: skip
+    return [
+        d for d in docs if not isinstance(validate_event(d, entity_field=field, now=now), Rejection)
+    ]
 
 
 def _top(values: Iterable[Any]) -> list[dict[str, Any]]:

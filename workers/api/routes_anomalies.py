@@ -90,8 +90,14 @@ def post_review(
 ) -> dict[str, Any]:
     """Confirm, dismiss or reopen; returns the updated anomaly. Training learns from it."""
     try:
-        doc = review_anomaly(couch, settings.db_name("anomalies"), anomaly_id, body.status,
-                             note=body.note, by=f"api:{key.name or key.key_id}")  # fmt: skip
+        doc = review_anomaly(
+            couch,
+            settings.db_name("anomalies"),
+            anomaly_id,
+            body.status,
+            note=body.note,
+            by=f"api:{key.name or key.key_id}",
+        )
     except UnknownAnomaly:
         raise HTTPException(404, "no such anomaly") from None
     return public(doc)

@@ -70,9 +70,14 @@ def _anomalies(
     end: str | None = None,
 ) -> list[dict[str, Any]]:
     docs = couch.iter_by_key(
-        settings.db_name("anomalies"), selector={"entity": str(entity)}, key_field="window_start",
-        start=start, end=end, sort_prefix=("entity",), index=("by-entity", "by-entity"),
-    )  # fmt: skip
+        settings.db_name("anomalies"),
+        selector={"entity": str(entity)},
+        key_field="window_start",
+        start=start,
+        end=end,
+        sort_prefix=("entity",),
+        index=("by-entity", "by-entity"),
+    )
     return [public(d) for d in islice(docs, 5000)]
 
 
@@ -119,8 +124,11 @@ def timeline(
         raise HTTPException(400, f"since {start} must be before until {end}")
     if _parse(end) - _parse(start) > MAX_TIMELINE:
         raise HTTPException(400, f"timeline range is at most {MAX_TIMELINE.days} days")
-    events = list(islice(iter_entity_events(couch, settings, ident, start=start, end=end),
-                         TIMELINE_MAX_EVENTS))  # fmt: skip
+    events = list(
+        islice(
+            iter_entity_events(couch, settings, ident, start=start, end=end), TIMELINE_MAX_EVENTS
+        )
+    )
     anomalies = _anomalies(couch, settings, ident, start, end)
     _head, meta = _model(couch, settings, ident)
     reviews = [

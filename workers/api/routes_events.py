@@ -60,6 +60,14 @@ def post_events(
         duplicates=counts["duplicate"],
         conflicts=counts["conflict"],
         quarantined=len(results) - sum(counts.values()),
-        items=[ItemOut(index=r.index, status=r.status, id=r.id, reason=r.reason,  # type: ignore[arg-type]
-                       conflict_with=r.conflict_with) for r in results],
-    )  # fmt: skip
+        items=[
+            ItemOut(
+                index=r.index,
+                status=r.status,  # type: ignore[arg-type]
+                id=r.id,
+                reason=r.reason,
+                conflict_with=r.conflict_with,
+            )
+            for r in results
+        ],
+    )

@@ -39,9 +39,14 @@ def list_incidents(
     start, end = parse_range(since, until)
     flt = AnomalyFilter(entity=entity, severity=severity, status=status, since=start, until=end)
     return list_page(
-        couch, settings.db_name("incidents"), flt, limit=limit, cursor=cursor,
-        key_field="start", also={"superseded_by": None},
-    )  # fmt: skip
+        couch,
+        settings.db_name("incidents"),
+        flt,
+        limit=limit,
+        cursor=cursor,
+        key_field="start",
+        also={"superseded_by": None},
+    )
 
 
 @router.get("/{incident_id}")
@@ -66,8 +71,14 @@ def post_review(
 ) -> dict[str, Any]:
     """Confirm, dismiss or reopen the incident and all its anomalies; returns the incident."""
     try:
-        doc = review_incident(couch, settings, incident_id, body.status, note=body.note,
-                              by=f"api:{key.name or key.key_id}")  # fmt: skip
+        doc = review_incident(
+            couch,
+            settings,
+            incident_id,
+            body.status,
+            note=body.note,
+            by=f"api:{key.name or key.key_id}",
+        )
     except UnknownIncident:
         raise HTTPException(404, "no such incident") from None
     return public(doc)

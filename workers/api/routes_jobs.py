@@ -47,8 +47,9 @@ def _call(fn: Any, *args: Any) -> str:
 @router.post("/rescore", status_code=202, response_model=JobOut)
 def rescore(body: RescoreIn, _: Ingest) -> JobOut:
     """Enqueue a rescore of the entity over [since, until); idempotent, keeps reviews."""
-    return JobOut(job_id=_call(client.rescore, body.entity, body.since, body.until),
-                  state="PENDING")  # fmt: skip
+    return JobOut(
+        job_id=_call(client.rescore, body.entity, body.since, body.until), state="PENDING"
+    )
 
 
 @router.post("/train", status_code=202, response_model=JobOut)

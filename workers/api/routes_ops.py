@@ -53,5 +53,6 @@ def healthz(request: Request, _: AnyKey) -> JSONResponse:
 def metrics(request: Request, _: Read) -> Response:
     """Prometheus text: API events by outcome, anomalies by severity, notifications by
     status, queue lengths."""
-    return Response(request.app.state.metrics.render(),
-                    media_type="text/plain; version=0.0.4; charset=utf-8")  # fmt: skip
+    return Response(
+        request.app.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -11,8 +11,14 @@ from workers.couch.errors import CouchError
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--workers", "processes", type=int, default=1, show_default=True,
-              help="uvicorn worker processes.")  # fmt: skip
+@click.option(
+    "--workers",
+    "processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="uvicorn worker processes.",
+)
 def api(host: str, port: int, processes: int) -> None:
     """Serve the HTTP API (docs/api.md); every request needs an API key."""
     import uvicorn
@@ -25,8 +31,15 @@ def api(host: str, port: int, processes: int) -> None:
             swagger_ui_dir()
         except DocsUnavailable as exc:
             fail(str(exc))
-    uvicorn.run("workers.api.app:app_from_env", factory=True, host=host, port=port,
-                workers=processes, proxy_headers=False, log_level="info")  # fmt: skip
+    uvicorn.run(
+        "workers.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        proxy_headers=False,
+        log_level="info",
+    )
 
 
 @click.group()
@@ -35,9 +48,14 @@ def apikey() -> None:
 
 
 @apikey.command("create")
-@click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["ingest", "read", "review", "admin"]),
-              help="Scope (repeatable); admin implies all.")  # fmt: skip
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["ingest", "read", "review", "admin"]),
+    help="Scope (repeatable); admin implies all.",
+)
 @click.option("--name", default="", help="Who or what uses the key (shown in reviews).")
 def create(scopes: tuple[str, ...], name: str) -> None:
     """Create a key and print it once."""

@@ -39,8 +39,10 @@ def _planner_task_ids(couch: CouchClient, settings: Settings, plan_id: str) -> l
                 fail(f"planner {plan_id} {doc['outcome']}: {doc.get('error')}")
             waiting = doc.get("details", {}).get("unscored_deferred")
             if waiting:
-                click.echo(f"  {waiting['events']} events of {waiting['entities']} entities wait "
-                           "for their first models (nothing to score them with yet)")  # fmt: skip
+                click.echo(
+                    f"  {waiting['events']} events of {waiting['entities']} entities wait "
+                    "for their first models (nothing to score them with yet)"
+                )
             return list(doc.get("details", {}).get("task_ids", []))
         time.sleep(0.5)
     fail("the planner did not run within 600s: are workers up? (couchwatch status)")
@@ -63,21 +65,28 @@ def demo(users: int, days: int, seed: int, top: int) -> None:
         sample = resources.files("workers") / "data" / "sample_events.jsonl"
         with sample.open("rb") as stream:
             report = ingest_stream(couch, settings, stream, fmt="jsonl", source="sample")
-        click.echo(f"sample ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
-                   f"rejected {report.rejected}")  # fmt: skip
-        start = (datetime.now(UTC) - timedelta(days=days)).replace(hour=0, minute=0, second=0,
-                                                                   microsecond=0)  # fmt: skip
+        click.echo(
+            f"sample ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
+            f"rejected {report.rejected}"
+        )
+        start = (datetime.now(UTC) - timedelta(days=days)).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
         scenario = generate_demo(users=users, days=days, seed=seed, start=start)
         events_path, labels_path = write_demo(out, scenario)
         events = sorted(scenario.events, key=lambda e: e["timestamp"])
         cutoff = int(len(events) * 0.7)
-        click.echo(f"demo scenario ({users} users, {days} days, {len(events)} events): "
-                   f"the first 70% is history, the rest arrives after training")  # fmt: skip
+        click.echo(
+            f"demo scenario ({users} users, {days} days, {len(events)} events): "
+            f"the first 70% is history, the rest arrives after training"
+        )
         _ingest_events(couch, settings, events[:cutoff], str(events_path))
 
         click.echo("planning (entity registry from _changes) ...")
-        _wait_runs(_planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True])),
-                   timeout_s=1800)  # fmt: skip
+        _wait_runs(
+            _planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True])),
+            timeout_s=1800,
+        )
         click.echo("training one model per entity on the workers ...")
         train_ids = _planner_task_ids(
             couch, settings, _send("couchwatch.plan_training", [None, True])
@@ -85,8 +94,10 @@ def demo(users: int, days: int, seed: int, top: int) -> None:
         _after_training(_wait_runs(train_ids, timeout_s=1800))
         click.echo("new events arrive; the next planning pass scores only them ...")
         _ingest_events(couch, settings, events[cutoff:], str(events_path))
-        _wait_runs(_planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True])),
-                   timeout_s=1800)  # fmt: skip
+        _wait_runs(
+            _planner_task_ids(couch, settings, _send("couchwatch.plan_scoring", [True])),
+            timeout_s=1800,
+        )
         _show_top(couch, settings, top)
         _show_notifications(couch, settings)
     except CouchError as exc:
@@ -119,8 +130,10 @@ def _ingest_events(
 ) -> None:
     data = "".join(json.dumps(e) + "\n" for e in events).encode()
     report = ingest_stream(couch, settings, io.BytesIO(data), fmt="jsonl", source=source)
-    click.echo(f"  ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
-               f"rejected {report.rejected}")  # fmt: skip
+    click.echo(
+        f"  ingest: accepted {report.accepted}, duplicates {report.duplicates}, "
+        f"rejected {report.rejected}"
+    )
 
 
 def _show_notifications(couch: CouchClient, settings: Settings, timeout_s: float = 90) -> None:
@@ -141,12 +154,16 @@ def _show_notifications(couch: CouchClient, settings: Settings, timeout_s: float
     if by_status["pending"]:
         limit = settings.couchwatch_notify_rate_limit
         window = settings.couchwatch_notify_rate_window_s
-        click.echo(f"    pending ones wait for the per-entity rate limit ({limit} per "
-                   f"{window:.0f} s) and go out as a digest")  # fmt: skip
+        click.echo(
+            f"    pending ones wait for the per-entity rate limit ({limit} per "
+            f"{window:.0f} s) and go out as a digest"
+        )
     mails = received(Path(settings.couchwatch_state_dir))
     if mails:
-        click.echo(f"local SMTP sink received {len(mails)} messages "
-                   f"({mail_dir(Path(settings.couchwatch_state_dir))}):")  # fmt: skip
+        click.echo(
+            f"local SMTP sink received {len(mails)} messages "
+            f"({mail_dir(Path(settings.couchwatch_state_dir))}):"
+        )
         for message in mails[:8]:
             click.echo(f"    to {message.to}: {message.subject}")
 
@@ -159,8 +176,7 @@ def _show_top(couch: CouchClient, settings: Settings, top: int) -> None:
     for d in docs[:top]:
         who = printable(f"{d['entity_field']}={d['entity']}")
         head = f"{d['severity'].upper():<6} {d['score']:.2f}  {who}"
-        click.echo(f"\n{head}"
-                   f"  {d['window_start'][:16]}Z  ({d['detector']})")  # fmt: skip
+        click.echo(f"\n{head}  {d['window_start'][:16]}Z  ({d['detector']})")
         for reason in d.get("reasons", [])[:3]:
             click.echo(f"    - {printable(reason['text'])}")
         click.echo(f"    review: couchwatch review {d['_id']} confirm|dismiss --note ...")

@@ -181,8 +181,9 @@ def evaluate(
     if missed:
         click.echo(f"\nmissed by {COMBINED}:")
         for incident in missed:
-            click.echo(printable(f"  {incident.entity} {incident.kind} "
-                                 f"{incident.start.isoformat()}"))  # fmt: skip
+            click.echo(
+                printable(f"  {incident.entity} {incident.kind} {incident.start.isoformat()}")
+            )
     rows = scored[scored["detector"] == COMBINED]
     if scores_out is not None:
         try:

@@ -31,8 +31,14 @@ def _span(start: str, end: str) -> str:
 @click.option("--since", default=None, help="ISO 8601; incidents starting at or after this.")
 @click.option("--top", type=int, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def incidents(entity: str | None, severity: str | None, status: str | None, since: str | None,
-              top: int, as_json: bool) -> None:  # fmt: skip
+def incidents(
+    entity: str | None,
+    severity: str | None,
+    status: str | None,
+    since: str | None,
+    top: int,
+    as_json: bool,
+) -> None:
     """List incidents, highest severity then score first."""
     settings = settings_or_fail()
     couch = couch_or_fail(settings)
@@ -47,23 +53,36 @@ def incidents(entity: str | None, severity: str | None, status: str | None, sinc
     db = settings.db_name("incidents")
     try:
         if entity is not None:  # index-backed: only this entity's incidents are read
-            docs = list(couch.iter_by_key(
-                db, selector={"entity": entity}, key_field="start", sort_prefix=("entity",),
-                index=("page-entity", "page-entity"),
-            ))  # fmt: skip
+            docs = list(
+                couch.iter_by_key(
+                    db,
+                    selector={"entity": entity},
+                    key_field="start",
+                    sort_prefix=("entity",),
+                    index=("page-entity", "page-entity"),
+                )
+            )
         else:
             docs = list(couch.iter_all_docs(db))
     except CouchError as exc:
         fail(str(exc))
     docs = [
-        d for d in docs
-        if d.get("type") == "incident" and not d.get("superseded_by")
+        d
+        for d in docs
+        if d.get("type") == "incident"
+        and not d.get("superseded_by")
         and (severity is None or d.get("severity") == severity)
         and (status is None or (d.get("review") or {}).get("status") == status)
         and (floor is None or str(d.get("start")) >= floor)
-    ]  # fmt: skip
-    docs.sort(key=lambda d: (severity_rank(d.get("severity")), d.get("score") or 0.0,
-                             str(d.get("start"))), reverse=True)  # fmt: skip
+    ]
+    docs.sort(
+        key=lambda d: (
+            severity_rank(d.get("severity")),
+            d.get("score") or 0.0,
+            str(d.get("start")),
+        ),
+        reverse=True,
+    )
     docs = docs[:top]
     if as_json:
         click.echo(json.dumps(docs, indent=2, default=str))
@@ -71,8 +90,11 @@ def incidents(entity: str | None, severity: str | None, status: str | None, sinc
     for d in docs:
         span = _span(str(d["start"]), str(d["end"]))
         n = d.get("n_anomalies", 0)
-        click.echo(f"{printable(d['severity']):<6} {float(d.get('score') or 0):.2f} "
-                   f"{printable(d['entity']):<14} {printable(span)} {n:>3} anomalies  "
-                   f"{printable(_first_reason(d))}")  # fmt: skip
-        click.echo(printable(f"      id {d['_id']}   review: "
-                             f"{(d.get('review') or {}).get('status')}"))  # fmt: skip
+        click.echo(
+            f"{printable(d['severity']):<6} {float(d.get('score') or 0):.2f} "
+            f"{printable(d['entity']):<14} {printable(span)} {n:>3} anomalies  "
+            f"{printable(_first_reason(d))}"
+        )
+        click.echo(
+            printable(f"      id {d['_id']}   review: {(d.get('review') or {}).get('status')}")
+        )

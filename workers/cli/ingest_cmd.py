@@ -19,8 +19,13 @@ from workers.settings import Settings
 
 @click.command()
 @click.argument("source", type=click.Path(allow_dash=True, dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["auto", "jsonl", "csv"]), default="auto",
-              help="Input format; auto picks csv for *.csv, else JSON Lines.")  # fmt: skip
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "jsonl", "csv"]),
+    default="auto",
+    help="Input format; auto picks csv for *.csv, else JSON Lines.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def ingest(source: str, fmt: str, quiet: bool) -> None:
     """Validate events from SOURCE (JSON Lines or CSV, '-' for stdin) and store them."""
@@ -43,9 +48,13 @@ def ingest(source: str, fmt: str, quiet: bool) -> None:
     click.echo(
         f"accepted {report.accepted}, duplicates {report.duplicates}, rejected {report.rejected}"
         + (f" (quarantined in {settings.db_name('quarantine')})" if report.rejected else "")
-        + (f", id conflicts {report.conflicts} (their id held a different event: stored under "
-           "new ids)" if report.conflicts else "")
-    )  # fmt: skip
+        + (
+            f", id conflicts {report.conflicts} (their id held a different event: stored under "
+            "new ids)"
+            if report.conflicts
+            else ""
+        )
+    )
     for reason, count in sorted(report.reasons.items(), key=lambda kv: -kv[1])[:10]:
         click.echo(f"  {count:>6}  {printable(reason)}")
 
@@ -59,8 +68,9 @@ def _run(
     size: int | None,
     quiet: bool,
 ) -> IngestReport:
-    with tqdm(total=size, unit="B", unit_scale=True, disable=quiet or None,
-              file=sys.stderr, desc="ingest") as bar:  # fmt: skip
+    with tqdm(
+        total=size, unit="B", unit_scale=True, disable=quiet or None, file=sys.stderr, desc="ingest"
+    ) as bar:
         position = [0]
 
         def advance(_: int) -> None:

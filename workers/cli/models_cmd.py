@@ -43,10 +43,15 @@ def list_models(entity: str | None) -> None:
             head = store.head(_entity(store, entity))
             heads = [head] if head else []
         else:
-            heads = list(store.client.iter_by_key(
-                store.db, selector={"type": "model_head"}, key_field="entity",
-                sort_prefix=("type",), index=("by-type-entity", "by-type-entity"),
-            ))  # fmt: skip
+            heads = list(
+                store.client.iter_by_key(
+                    store.db,
+                    selector={"type": "model_head"},
+                    key_field="entity",
+                    sort_prefix=("type",),
+                    index=("by-type-entity", "by-type-entity"),
+                )
+            )
     except CouchError as exc:
         fail(str(exc))
     if not heads:
@@ -54,8 +59,10 @@ def list_models(entity: str | None) -> None:
     click.echo(f"{'entity':<24} {'active':>6}  {'kept':<12} updated")
     for head in heads:
         kept = ",".join(str(v["version"]) for v in head.get("versions", []))
-        click.echo(f"{printable(head['entity']):<24} {head.get('active_version')!s:>6}  "
-                   f"{kept:<12} {printable(head.get('updated_at', ''))}")  # fmt: skip
+        click.echo(
+            f"{printable(head['entity']):<24} {head.get('active_version')!s:>6}  "
+            f"{kept:<12} {printable(head.get('updated_at', ''))}"
+        )
 
 
 @models.command()

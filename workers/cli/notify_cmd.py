@@ -32,11 +32,14 @@ def notifications(failed_only: bool, last: int, as_json: bool) -> None:
     for d in docs:
         a = d.get("anomaly") or {}
         when = d.get("sent_at") or d.get("next_attempt_at") or ""
-        click.echo(printable(
-            f"{d['created_at'][:19]} {d['status']:<7} {d['mode']:<9} {d['channel']:<20} "
-            f"attempts {d.get('attempts', 0)}  {a.get('severity')} {_score(a)} "
-            f"{printable(d.get('entity')):<14} {'sent' if d.get('sent_at') else 'due'} "
-            f"{str(when)[:19]}"))  # fmt: skip
+        click.echo(
+            printable(
+                f"{d['created_at'][:19]} {d['status']:<7} {d['mode']:<9} {d['channel']:<20} "
+                f"attempts {d.get('attempts', 0)}  {a.get('severity')} {_score(a)} "
+                f"{printable(d.get('entity')):<14} {'sent' if d.get('sent_at') else 'due'} "
+                f"{str(when)[:19]}"
+            )
+        )
         kind = "incident" if d.get("incident_id") else "anomaly"
         click.echo(f"      {kind} {printable(d['anomaly_id'])}")
         if d.get("last_error"):

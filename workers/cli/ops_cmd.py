@@ -72,8 +72,10 @@ def train(entities: tuple[str, ...], all_: bool, force: bool, wait: bool) -> Non
     result = plan_training(fleet, _send, entities=known or None, force=force)
     click.echo(f"enqueued {result.batches} training batches for {result.entities} entities")
     if result.score_task_ids:
-        click.echo(f"enqueued scoring of {result.waiting_events} waiting events of "
-                   f"{result.waiting_entities} trained entities")  # fmt: skip
+        click.echo(
+            f"enqueued scoring of {result.waiting_events} waiting events of "
+            f"{result.waiting_entities} trained entities"
+        )
     if wait and (result.task_ids or result.score_task_ids):
         runs = _wait_runs(result.task_ids + result.score_task_ids, timeout_s=3600)
         _after_training(runs)
@@ -84,10 +86,16 @@ def _update_registry(fleet: Any) -> None:
     a model (or a population to compare them with) get their new events scored, as beat's next
     pass would; the others' events wait for their first model (`workers/unscored.py`)."""
     plan = _plan_scoring(fleet)
-    waiting = (f"; {plan.deferred_events} events of {plan.deferred_entities} entities wait for "
-               "their first model" if plan.deferred_entities else "")  # fmt: skip
-    click.echo(f"registry: {plan.events} new events of {plan.entities} entities "
-               f"({plan.batches} scoring batches enqueued{waiting})")  # fmt: skip
+    waiting = (
+        f"; {plan.deferred_events} events of {plan.deferred_entities} entities wait for "
+        "their first model"
+        if plan.deferred_entities
+        else ""
+    )
+    click.echo(
+        f"registry: {plan.events} new events of {plan.entities} entities "
+        f"({plan.batches} scoring batches enqueued{waiting})"
+    )
 
 
 def _plan_scoring(fleet: Any) -> Any:
@@ -113,8 +121,10 @@ def _after_training(runs: list[dict[str, Any]]) -> None:
     kept = sum(int(r.get("details", {}).get("kept_as_history_events", 0)) for r in runs)
     held = sum(len(r.get("details", {}).get("kept_as_history", {})) for r in runs)
     if kept:
-        click.echo(f"first models: {kept} events of {held} entities kept as history (trained "
-                   "on, not scored; COUCHWATCH_SCORE_FIRST_HISTORY=true scores them)")  # fmt: skip
+        click.echo(
+            f"first models: {kept} events of {held} entities kept as history (trained "
+            "on, not scored; COUCHWATCH_SCORE_FIRST_HISTORY=true scores them)"
+        )
     ids = [t for r in runs for t in r.get("details", {}).get("unscored_task_ids", [])]
     if ids:
         events = sum(int(r["details"].get("unscored_enqueued_events", 0)) for r in runs)
@@ -136,8 +146,10 @@ def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
     fleet = current()
     if entities:
         items = [[e, None, None] for e in known_entities(fleet, entities)]
-        ids = [_send("couchwatch.score_entities", [b])
-               for b in batches(items, fleet.settings.couchwatch_batch_size)]  # fmt: skip
+        ids = [
+            _send("couchwatch.score_entities", [b])
+            for b in batches(items, fleet.settings.couchwatch_batch_size)
+        ]
     else:
         ids = _plan_scoring(fleet).task_ids
     click.echo(f"enqueued {len(ids)} scoring batches")
@@ -175,8 +187,9 @@ def _send(name: str, args: list[Any]) -> str:
 @click.option("--since", default=None, help="ISO 8601; anomalies whose window starts after.")
 @click.option("--top", type=int, default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def anomalies(entity: str | None, severity: str | None, since: str | None, top: int,
-              as_json: bool) -> None:  # fmt: skip
+def anomalies(
+    entity: str | None, severity: str | None, since: str | None, top: int, as_json: bool
+) -> None:
     """List anomalies, highest score first."""
     settings = settings_or_fail()
     couch = couch_or_fail(settings)
@@ -195,10 +208,15 @@ def anomalies(entity: str | None, severity: str | None, since: str | None, top: 
     try:
         db = settings.db_name("anomalies")
         if entity is not None:  # index-backed: only this entity's anomalies are read
-            docs = list(couch.iter_by_key(
-                db, selector={"entity": entity}, key_field="window_start",
-                sort_prefix=("entity",), index=("by-entity", "by-entity"),
-            ))  # fmt: skip
+            docs = list(
+                couch.iter_by_key(
+                    db,
+                    selector={"entity": entity},
+                    key_field="window_start",
+                    sort_prefix=("entity",),
+                    index=("by-entity", "by-entity"),
+                )
+            )
         else:
             docs = list(couch.iter_all_docs(db))
     except CouchError as exc:
@@ -211,11 +229,14 @@ def anomalies(entity: str | None, severity: str | None, since: str | None, top: 
         return
     for d in docs:
         first = (d.get("reasons") or [{}])[0].get("text", "")
-        click.echo(f"{d['score']:.2f} {printable(d['severity']):<6} {printable(d['entity']):<14} "
-                   f"{printable(d['window_start'])[:16]} {printable(d['detector']):<9} "
-                   f"{printable(first)}")  # fmt: skip
-        click.echo(printable(f"      id {d['_id']}   review: "
-                             f"{(d.get('review') or {}).get('status')}"))  # fmt: skip
+        click.echo(
+            f"{d['score']:.2f} {printable(d['severity']):<6} {printable(d['entity']):<14} "
+            f"{printable(d['window_start'])[:16]} {printable(d['detector']):<9} "
+            f"{printable(first)}"
+        )
+        click.echo(
+            printable(f"      id {d['_id']}   review: {(d.get('review') or {}).get('status')}")
+        )
 
 
 def _matches(doc: dict[str, Any], selector: dict[str, Any]) -> bool:
@@ -246,8 +267,9 @@ def review(anomaly_id: str, decision: str, note: str, by: str) -> None:
     try:
         if is_incident_id(anomaly_id):
             doc = review_incident(couch, settings, anomaly_id, status, note=note, by=by)
-            click.echo(printable(f"{doc['_id']}: {status} "
-                                 f"({len(doc.get('anomaly_ids') or [])} anomalies)"))  # fmt: skip
+            click.echo(
+                printable(f"{doc['_id']}: {status} ({len(doc.get('anomaly_ids') or [])} anomalies)")
+            )
             return
         review_anomaly(couch, settings.db_name("anomalies"), anomaly_id, status, note=note, by=by)
     except (UnknownAnomaly, UnknownIncident):
@@ -266,6 +288,8 @@ def runs(last: int) -> None:
     for r in recent_runs(couch, settings.db_name("runs"), last=last):
         err = f"  {printable(r['error'])}" if r.get("error") else ""
         bad = f"  {len(r['entity_errors'])} entity errors" if r.get("entity_errors") else ""
-        click.echo(f"{r['finished_at'][:19]} {r['task'].split('.')[-1]:<15} {r['outcome']:<9} "
-                   f"entities {r['entity_count']:>4} in {r['events_in']:>6} out {r['docs_out']:>4}"
-                   f" {r['duration_s']:>7.2f}s {r.get('worker', '')}{err}{bad}")  # fmt: skip
+        click.echo(
+            f"{r['finished_at'][:19]} {r['task'].split('.')[-1]:<15} {r['outcome']:<9} "
+            f"entities {r['entity_count']:>4} in {r['events_in']:>6} out {r['docs_out']:>4}"
+            f" {r['duration_s']:>7.2f}s {r.get('worker', '')}{err}{bad}"
+        )

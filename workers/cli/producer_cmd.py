@@ -12,14 +12,28 @@ from workers.cli.common import fail, settings_or_fail
 
 @click.command()
 @click.argument("entity")
-@click.option("--since", default=None, metavar="T",
-              help="Start (inclusive): ISO 8601 with offset, or epoch seconds.")  # fmt: skip
-@click.option("--until", default=None, metavar="T",
-              help="End (exclusive): ISO 8601 with offset, or epoch seconds.")  # fmt: skip
+@click.option(
+    "--since",
+    default=None,
+    metavar="T",
+    help="Start (inclusive): ISO 8601 with offset, or epoch seconds.",
+)
+@click.option(
+    "--until",
+    default=None,
+    metavar="T",
+    help="End (exclusive): ISO 8601 with offset, or epoch seconds.",
+)
 @click.option("--numeric", is_flag=True, help="ENTITY is an integer id (events store a number).")
 @click.option("--wait", is_flag=True, help="Wait for the job; exit 1 unless it succeeded.")
-@click.option("--timeout", "timeout_s", type=float, default=300.0, show_default=True,
-              help="With --wait: seconds to wait.")  # fmt: skip
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=float,
+    default=300.0,
+    show_default=True,
+    help="With --wait: seconds to wait.",
+)
 def rescore(
     entity: str, since: str | None, until: str | None, numeric: bool, wait: bool, timeout_s: float
 ) -> None:

@@ -88,8 +88,9 @@ def status() -> None:
 
 @click.command()
 @click.option("--port", type=int, default=None, help="Port (default FLOWER_PORT, 5555).")
-@click.option("--local-only", is_flag=True,
-              help="Allow running without credentials; binds to 127.0.0.1 only.")  # fmt: skip
+@click.option(
+    "--local-only", is_flag=True, help="Allow running without credentials; binds to 127.0.0.1 only."
+)
 def flower(port: int | None, local_only: bool) -> None:
     """Run Flower against the broker in the foreground, with basic auth from the settings."""
     settings = settings_or_fail()

@@ -134,8 +134,12 @@ class MemoryTransport(CouchTransport):
             del self.dbs[name]
             return {"ok": True}
         db = self.dbs[name]
-        return {"db_name": name, "doc_count": len(db.docs), "doc_del_count": len(db.deleted),
-                "update_seq": _seq_text(db.seq)}  # fmt: skip
+        return {
+            "db_name": name,
+            "doc_count": len(db.docs),
+            "doc_del_count": len(db.deleted),
+            "update_seq": _seq_text(db.seq),
+        }
 
     def _get(self, db: _Database, doc_id: str, *, attachments: bool) -> Doc:
         stored = db.docs.get(doc_id)
@@ -145,8 +149,9 @@ class MemoryTransport(CouchTransport):
         doc = _roundtrip(stored)
         atts = db.attachments.get(doc_id)
         if atts:
-            doc["_attachments"] = {name: _attachment_stub(a, inline=attachments)
-                                   for name, a in atts.items()}  # fmt: skip
+            doc["_attachments"] = {
+                name: _attachment_stub(a, inline=attachments) for name, a in atts.items()
+            }
         return doc
 
     def _write(self, db: _Database, doc: Doc, rev: str | None) -> Doc:
@@ -252,8 +257,14 @@ class MemoryTransport(CouchTransport):
                         row["doc"] = self._get(db, key, attachments=False)
                     rows.append(row)
                 elif key in db.deleted:
-                    rows.append({"id": key, "key": key, "doc": None,
-                                 "value": {"rev": db.deleted[key], "deleted": True}})  # fmt: skip
+                    rows.append(
+                        {
+                            "id": key,
+                            "key": key,
+                            "doc": None,
+                            "value": {"rev": db.deleted[key], "deleted": True},
+                        }
+                    )
                 else:
                     rows.append({"key": key, "error": "not_found"})
             return {"total_rows": len(db.docs), "rows": rows}
@@ -272,8 +283,10 @@ class MemoryTransport(CouchTransport):
 
     def _find(self, db: _Database, query: Doc) -> Doc:
         selector = query.get("selector") or {}
-        sort = [next(iter(s.items())) if isinstance(s, dict) else (s, "asc")
-                for s in query.get("sort", [])]  # fmt: skip
+        sort = [
+            next(iter(s.items())) if isinstance(s, dict) else (s, "asc")
+            for s in query.get("sort", [])
+        ]
         docs = [
             d
             for doc_id, d in sorted(db.docs.items())
@@ -283,8 +296,9 @@ class MemoryTransport(CouchTransport):
         ]
         if sort:
             descending = sort[0][1] == "desc"
-            docs.sort(key=lambda d: tuple(collate(field_value(d, f)) for f, _ in sort),
-                      reverse=descending)  # fmt: skip
+            docs.sort(
+                key=lambda d: tuple(collate(field_value(d, f)) for f, _ in sort), reverse=descending
+            )
         offset = _bookmark_offset(query.get("bookmark"))
         limit = int(query.get("limit", FIND_DEFAULT_LIMIT))
         page = docs[offset : offset + limit]
@@ -319,8 +333,11 @@ class MemoryTransport(CouchTransport):
                 )
             results.append(row)
         last = page[-1][0] if page else max(since, 0)
-        return {"results": results, "last_seq": _seq_text(last),
-                "pending": len(changed) - len(page)}  # fmt: skip
+        return {
+            "results": results,
+            "last_seq": _seq_text(last),
+            "pending": len(changed) - len(page),
+        }
 
 
 def _md5(data: bytes) -> Any:
@@ -328,8 +345,11 @@ def _md5(data: bytes) -> Any:
 
 
 def _attachment_stub(att: Doc, *, inline: bool) -> Doc:
-    stub: Doc = {"content_type": att["content_type"], "digest": att["digest"],
-                 "revpos": att["revpos"]}  # fmt: skip
+    stub: Doc = {
+        "content_type": att["content_type"],
+        "digest": att["digest"],
+        "revpos": att["revpos"],
+    }
     if inline:
         stub["data"] = base64.b64encode(att["data"]).decode()
     else:

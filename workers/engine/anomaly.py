@@ -19,9 +19,16 @@ ANOMALY_ID_PREFIX = "anomaly:"
 REVIEW_STATUSES = ("open", "confirmed", "dismissed")
 SEVERITIES = ("low", "medium", "high")
 SCORED_FIELDS = (
-    "score", "threshold", "severity", "confidence", "reasons", "model", "detector_scores",
-    "event_ids", "window_end",
-)  # fmt: skip
+    "score",
+    "threshold",
+    "severity",
+    "confidence",
+    "reasons",
+    "model",
+    "detector_scores",
+    "event_ids",
+    "window_end",
+)
 
 
 def iso_utc(value: Any) -> str:

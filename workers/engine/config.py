@@ -14,8 +14,12 @@ from .errors import ConfigError
 from .features import window_timedelta
 
 WINDOW_DETECTORS: tuple[str, ...] = (
-    "robust_zscore", "time_of_day", "seasonal", "isolation_forest", "one_class_svm",
-)  # fmt: skip
+    "robust_zscore",
+    "time_of_day",
+    "seasonal",
+    "isolation_forest",
+    "one_class_svm",
+)
 EVENT_DETECTORS: tuple[str, ...] = ("novelty",)
 KNOWN_DETECTORS: tuple[str, ...] = WINDOW_DETECTORS + EVENT_DETECTORS
 COMBINATIONS: tuple[str, ...] = ("max", "fisher")

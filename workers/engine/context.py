@@ -17,8 +17,15 @@ import pandas as pd
 from ua_parser import parse as parse_user_agent
 
 CONTEXT_FIELDS: tuple[str, ...] = (
-    "country", "region", "city", "ip_prefix", "asn", "browser", "os", "device",
-)  # fmt: skip
+    "country",
+    "region",
+    "city",
+    "ip_prefix",
+    "asn",
+    "browser",
+    "os",
+    "device",
+)
 """Categorical login-context fields, in profile order."""
 
 CONTEXT_COLUMNS: tuple[str, ...] = ("event_id", "timestamp", *CONTEXT_FIELDS, "local_hour")

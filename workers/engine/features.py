@@ -35,26 +35,56 @@ __all__ = [
 ]
 
 CATEGORICAL_FIELDS: tuple[str, ...] = (
-    "type", "ip_address", "country", "region", "city", "asn", "user_agent", "endpoint", "tz",
-)  # fmt: skip
+    "type",
+    "ip_address",
+    "country",
+    "region",
+    "city",
+    "asn",
+    "user_agent",
+    "endpoint",
+    "tz",
+)
 NUMERIC_FIELDS: tuple[str, ...] = (
-    "status_code", "bytes_sent", "latency_ms", "utc_offset_minutes",
-)  # fmt: skip
+    "status_code",
+    "bytes_sent",
+    "latency_ms",
+    "utc_offset_minutes",
+)
 FAILED_LOGIN_CODES = (401, 403)
 
 WINDOW_FEATURES: tuple[str, ...] = (
-    "events", "logins", "failed_logins", "failed_login_ratio",
-    "status_4xx", "status_5xx", "ratio_4xx", "ratio_5xx",
-    "bytes_sum", "bytes_max", "latency_mean", "latency_p95",
-    "distinct_endpoints", "distinct_ips", "new_endpoints",
-)  # fmt: skip
+    "events",
+    "logins",
+    "failed_logins",
+    "failed_login_ratio",
+    "status_4xx",
+    "status_5xx",
+    "ratio_4xx",
+    "ratio_5xx",
+    "bytes_sum",
+    "bytes_max",
+    "latency_mean",
+    "latency_p95",
+    "distinct_endpoints",
+    "distinct_ips",
+    "new_endpoints",
+)
 """Window feature columns, in model order. Time of day is not a feature: the time-of-day model
 (:mod:`workers.engine.detectors.time_of_day`) scores it in the entity's local time."""
 
-COUNT_FEATURES: frozenset[str] = frozenset({
-    "events", "logins", "failed_logins", "status_4xx", "status_5xx",
-    "distinct_endpoints", "distinct_ips", "new_endpoints",
-})  # fmt: skip
+COUNT_FEATURES: frozenset[str] = frozenset(
+    {
+        "events",
+        "logins",
+        "failed_logins",
+        "status_4xx",
+        "status_5xx",
+        "distinct_endpoints",
+        "distinct_ips",
+        "new_endpoints",
+    }
+)
 RATIO_FEATURES: frozenset[str] = frozenset({"failed_login_ratio", "ratio_4xx", "ratio_5xx"})
 MIN_SCALE: dict[str, float] = {
     **dict.fromkeys(COUNT_FEATURES, 1.0),
@@ -62,8 +92,11 @@ MIN_SCALE: dict[str, float] = {
 }
 """Smallest robust scale per feature in its own units: one extra count, a quarter of a ratio."""
 RELATIVE_MIN_SCALE: dict[str, float] = {
-    "bytes_sum": 0.5, "bytes_max": 0.5, "latency_mean": 0.25, "latency_p95": 0.25,
-}  # fmt: skip
+    "bytes_sum": 0.5,
+    "bytes_max": 0.5,
+    "latency_mean": 0.25,
+    "latency_p95": 0.25,
+}
 """Smallest robust scale as a share of the median (default 0.1): bytes are heavy-tailed."""
 
 
@@ -98,14 +131,20 @@ FEATURE_GROUPS: dict[str, str] = {
 }
 """Correlated features share a group; the z-score detector corrects for groups, not features."""
 LOGGED_FEATURES: frozenset[str] = COUNT_FEATURES | {
-    "bytes_sum", "bytes_max", "latency_mean", "latency_p95",
-}  # fmt: skip
+    "bytes_sum",
+    "bytes_max",
+    "latency_mean",
+    "latency_p95",
+}
 """Features modeled on the ``log1p`` scale by the z-score detector (a doubling is one step)."""
 Z_MIN_SCALE: dict[str, float] = {
     **dict.fromkeys(COUNT_FEATURES, 0.35),
     **dict.fromkeys(RATIO_FEATURES, 0.1),
-    "bytes_sum": 0.5, "bytes_max": 0.5, "latency_mean": 0.15, "latency_p95": 0.15,
-}  # fmt: skip
+    "bytes_sum": 0.5,
+    "bytes_max": 0.5,
+    "latency_mean": 0.15,
+    "latency_p95": 0.15,
+}
 """Smallest scale per feature in the z-score detector's units (log1p for logged features)."""
 
 

@@ -28,9 +28,17 @@ INCIDENT_ID_PREFIX = "incident:"
 DEFAULT_GAP_S = 3600.0
 MAX_REASONS = 5
 CONTENT_FIELDS = (
-    "entity_field", "start", "end", "anomaly_ids", "n_anomalies", "severity", "score",
-    "detectors", "reasons", "superseded_by",
-)  # fmt: skip
+    "entity_field",
+    "start",
+    "end",
+    "anomaly_ids",
+    "n_anomalies",
+    "severity",
+    "score",
+    "detectors",
+    "reasons",
+    "superseded_by",
+)
 _RANK = {name: i for i, name in enumerate(SEVERITIES)}
 
 

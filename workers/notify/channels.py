@@ -32,20 +32,33 @@ def channels_from_settings(settings: Settings) -> list[Channel]:
     out: list[Channel] = []
     if settings.couchwatch_smtp_host and settings.couchwatch_smtp_to:
         password = settings.couchwatch_smtp_password
-        out.append(SmtpChannel(SmtpConfig(
-            host=settings.couchwatch_smtp_host, port=settings.couchwatch_smtp_port,
-            sender=settings.couchwatch_smtp_from, recipients=tuple(settings.couchwatch_smtp_to),
-            starttls=settings.couchwatch_smtp_starttls, ssl=settings.couchwatch_smtp_ssl,
-            user=settings.couchwatch_smtp_user,
-            password=password.get_secret_value() if password else None,
-            timeout_s=settings.couchwatch_smtp_timeout_s,
-        )))  # fmt: skip
+        out.append(
+            SmtpChannel(
+                SmtpConfig(
+                    host=settings.couchwatch_smtp_host,
+                    port=settings.couchwatch_smtp_port,
+                    sender=settings.couchwatch_smtp_from,
+                    recipients=tuple(settings.couchwatch_smtp_to),
+                    starttls=settings.couchwatch_smtp_starttls,
+                    ssl=settings.couchwatch_smtp_ssl,
+                    user=settings.couchwatch_smtp_user,
+                    password=password.get_secret_value() if password else None,
+                    timeout_s=settings.couchwatch_smtp_timeout_s,
+                )
+            )
+        )
     secret = settings.couchwatch_webhook_secret
     for url in settings.couchwatch_webhook_urls:
         if secret is None:  # the settings refuse this combination; never send unsigned
             continue
-        out.append(WebhookChannel(webhook_channel_name(url), url, secret.get_secret_value(),
-                                  timeout_s=settings.couchwatch_webhook_timeout_s))  # fmt: skip
+        out.append(
+            WebhookChannel(
+                webhook_channel_name(url),
+                url,
+                secret.get_secret_value(),
+                timeout_s=settings.couchwatch_webhook_timeout_s,
+            )
+        )
     return out
 
 

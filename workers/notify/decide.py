@@ -45,13 +45,20 @@ def notifiable(anomalies: Iterable[Mapping[str, Any]], minimum: str) -> list[Map
     """Anomalies or incidents that reach `minimum` severity and are not already dismissed by a
     person, highest score first (ties: earlier window or start, then id)."""
     chosen = [
-        a for a in anomalies
-        if a.get("type") in ("anomaly", "incident") and reaches(a.get("severity"), minimum)
+        a
+        for a in anomalies
+        if a.get("type") in ("anomaly", "incident")
+        and reaches(a.get("severity"), minimum)
         and (a.get("review") or {}).get("status") != "dismissed"
-    ]  # fmt: skip
-    return sorted(chosen, key=lambda a: (-float(a.get("score") or 0.0),
-                                         str(a.get("window_start") or a.get("start")),
-                                         a["_id"]))  # fmt: skip
+    ]
+    return sorted(
+        chosen,
+        key=lambda a: (
+            -float(a.get("score") or 0.0),
+            str(a.get("window_start") or a.get("start")),
+            a["_id"],
+        ),
+    )
 
 
 def stream_key(channel: str, entity: Any) -> str:
@@ -77,10 +84,11 @@ def plan_stream(
     """The first `window.granted` anomalies go out now; the rest wait for one digest that is
     due when the window reopens."""
     return [
-        Plan(a, channel, "immediate", now) if i < window.granted
+        Plan(a, channel, "immediate", now)
+        if i < window.granted
         else Plan(a, channel, "digest", window.reopens_at)
         for i, a in enumerate(anomalies)
-    ]  # fmt: skip
+    ]
 
 
 def digest_groups(docs: Iterable[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:

@@ -140,14 +140,20 @@ def backoff_s(attempts: int, *, base_s: float, max_s: float) -> float:
 def leased(doc: Mapping[str, Any], *, now: datetime, lease_s: float) -> Doc:
     """`doc` claimed for sending: due again only after `lease_s` (if the sender dies)."""
     stamp = canonical_timestamp(now)
-    return {**doc, "next_attempt_at": canonical_timestamp(now + timedelta(seconds=lease_s)),
-            "updated_at": stamp}  # fmt: skip
+    return {
+        **doc,
+        "next_attempt_at": canonical_timestamp(now + timedelta(seconds=lease_s)),
+        "updated_at": stamp,
+    }
 
 
 def deferred(doc: Mapping[str, Any], *, until: datetime, now: datetime) -> Doc:
     """`doc` postponed to `until` without counting an attempt (its rate window is closed)."""
-    return {**doc, "next_attempt_at": canonical_timestamp(until),
-            "updated_at": canonical_timestamp(now)}  # fmt: skip
+    return {
+        **doc,
+        "next_attempt_at": canonical_timestamp(until),
+        "updated_at": canonical_timestamp(now),
+    }
 
 
 def after_attempt(
@@ -168,14 +174,20 @@ def after_attempt(
     attempts = int(doc.get("attempts") or 0) + 1
     out = {**doc, "attempts": attempts, "updated_at": canonical_timestamp(now)}
     if error is None:
-        out.update(status="sent", sent_at=canonical_timestamp(now), next_attempt_at=None,
-                   delivery_id=delivery, digest_size=size if size > 1 else None)  # fmt: skip
+        out.update(
+            status="sent",
+            sent_at=canonical_timestamp(now),
+            next_attempt_at=None,
+            delivery_id=delivery,
+            digest_size=size if size > 1 else None,
+        )
         return out
     out["last_error"] = error[:MAX_ERROR_CHARS]
     if permanent or attempts >= max_attempts:
         out.update(status="failed", next_attempt_at=None)
     else:
         wait = backoff_s(attempts, base_s=base_s, max_s=max_s)
-        out.update(status="pending",
-                   next_attempt_at=canonical_timestamp(now + timedelta(seconds=wait)))  # fmt: skip
+        out.update(
+            status="pending", next_attempt_at=canonical_timestamp(now + timedelta(seconds=wait))
+        )
     return out

@@ -101,25 +101,34 @@ def render(delivery_id: str, anomalies: Sequence[Mapping[str, Any]], *, hint: st
     if len(anomalies) == 1:
         kind = "incident" if _is_incident(first) else "anomaly"
         size = f", {_what(first).split(' (')[0]}" if _is_incident(first) else ""
-        subject = (f"[couchwatch] {first.get('severity')} {kind}: {_who(first)} "
-                   f"(score {float(first.get('score') or 0):.2f}{size})")  # fmt: skip
+        subject = (
+            f"[couchwatch] {first.get('severity')} {kind}: {_who(first)} "
+            f"(score {float(first.get('score') or 0):.2f}{size})"
+        )
         head = f"couchwatch found unusual behaviour for {_who(first)}."
-        slack_head = (f":rotating_light: *{slack_escape(first.get('severity'))}* {kind} for "
-                      f"*{slack_escape(_who(first))}*")  # fmt: skip
+        slack_head = (
+            f":rotating_light: *{slack_escape(first.get('severity'))}* {kind} for "
+            f"*{slack_escape(_who(first))}*"
+        )
     else:
         subject = f"[couchwatch] digest: {len(anomalies)} {noun} for {_who(first)}"
-        head = (f"couchwatch found {len(anomalies)} more {noun} for {_who(first)} while "
-                "its notifications were rate-limited.")  # fmt: skip
-        slack_head = (f":rotating_light: digest: *{len(anomalies)}* {noun} for "
-                      f"*{slack_escape(_who(first))}*")  # fmt: skip
+        head = (
+            f"couchwatch found {len(anomalies)} more {noun} for {_who(first)} while "
+            "its notifications were rate-limited."
+        )
+        slack_head = (
+            f":rotating_light: digest: *{len(anomalies)}* {noun} for *{slack_escape(_who(first))}*"
+        )
     blocks = ["\n".join(_lines(a, hint)) for a in shown]
     tail = [f"... and {more} more: couchwatch {noun} --entity {printable(first.get('entity'))}"]
     tail = tail if more else []
     text = "\n\n".join([head, *blocks, *tail]) + "\n"
-    body_html = (f"<html><body><p>{html.escape(head)}</p><hr>"
-                 + "<hr>".join(_html_block(a, hint) for a in shown)
-                 + "".join(f"<p>{html.escape(t)}</p>" for t in tail)
-                 + "</body></html>")  # fmt: skip
+    body_html = (
+        f"<html><body><p>{html.escape(head)}</p><hr>"
+        + "<hr>".join(_html_block(a, hint) for a in shown)
+        + "".join(f"<p>{html.escape(t)}</p>" for t in tail)
+        + "</body></html>"
+    )
     slack_lines = [slack_head] + [
         f"• {slack_escape(_when(a))}{' ' + slack_escape(_what(a)) if _is_incident(a) else ''} "
         f"score {float(a.get('score') or 0):.2f}: "

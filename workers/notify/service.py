@@ -89,20 +89,32 @@ def notify_anomalies(
     alerts = incident_alerts(couch, settings, list(found.values()))
     chosen = notifiable(alerts, settings.couchwatch_notify_severity)
     by_name = {c.name: c for c in channels}
-    existing = couch.get_many(db, [notification_id(k, c) for a in chosen
-                                   for k in covering_keys(a) for c in by_name])  # fmt: skip
+    existing = couch.get_many(
+        db, [notification_id(k, c) for a in chosen for k in covering_keys(a) for c in by_name]
+    )
     docs: list[Doc] = []
     for key, (channel, items) in group_by_stream(chosen, list(by_name)).items():
-        fresh = [a for a in items if not any(notification_id(k, channel) in existing
-                                             for k in covering_keys(a))]  # fmt: skip
+        fresh = [
+            a
+            for a in items
+            if not any(notification_id(k, channel) in existing for k in covering_keys(a))
+        ]
         result.duplicates += len(items) - len(fresh)
         if not fresh:
             continue
         for plan in plan_stream(fresh, channel, windows.claim(key, len(fresh), now), now):
             due = now + timedelta(seconds=LEASE_S) if plan.mode == "immediate" else plan.due_at
             target = by_name[channel].target
-            docs.append(new_notification(plan.anomaly, channel=channel, mode=plan.mode,
-                                         target=target, due_at=due, now=now))  # fmt: skip
+            docs.append(
+                new_notification(
+                    plan.anomaly,
+                    channel=channel,
+                    mode=plan.mode,
+                    target=target,
+                    due_at=due,
+                    now=now,
+                )
+            )
     written = _write(couch, db, docs)  # a conflict: another task created it first (theirs)
     result.created = len(written)
     result.deferred = sum(1 for d in written if d["mode"] == "digest")
@@ -150,11 +162,20 @@ def notify_pending(
     """Send up to `limit` due pending notifications (digests, retries, abandoned sends)."""
     result = NotifyResult()
     db = settings.db_name("notifications")
-    due = list(islice(couch.iter_by_key(
-        db, selector={"status": "pending"}, key_field="next_attempt_at",
-        end=canonical_timestamp(now + timedelta(milliseconds=1)), sort_prefix=("status",),
-        index=DUE_INDEX, page_size=min(limit, 500),
-    ), limit))  # fmt: skip
+    due = list(
+        islice(
+            couch.iter_by_key(
+                db,
+                selector={"status": "pending"},
+                key_field="next_attempt_at",
+                end=canonical_timestamp(now + timedelta(milliseconds=1)),
+                sort_prefix=("status",),
+                index=DUE_INDEX,
+                page_size=min(limit, 500),
+            ),
+            limit,
+        )
+    )
     mine = _write(couch, db, [leased(d, now=now, lease_s=LEASE_S) for d in due])
     by_name = {c.name: c for c in channels}
     _deliver(couch, settings, mine, channels=by_name, windows=windows, now=now, result=result)
@@ -188,19 +209,31 @@ def _deliver(
             error, permanent = f"channel {first['channel']} is no longer configured", False
         else:
             error, permanent = _attempt(channel, group, delivery_id(ids), settings)
-        outcomes = [after_attempt(
-            d, now=now, error=error, delivery=delivery_id(ids), size=len(group),
-            max_attempts=settings.couchwatch_notify_max_attempts,
-            base_s=settings.couchwatch_notify_backoff_s,
-            max_s=settings.couchwatch_notify_backoff_max_s, permanent=permanent,
-        ) for d in group]  # fmt: skip
+        outcomes = [
+            after_attempt(
+                d,
+                now=now,
+                error=error,
+                delivery=delivery_id(ids),
+                size=len(group),
+                max_attempts=settings.couchwatch_notify_max_attempts,
+                base_s=settings.couchwatch_notify_backoff_s,
+                max_s=settings.couchwatch_notify_backoff_max_s,
+                permanent=permanent,
+            )
+            for d in group
+        ]
         if error is None:
             result.sent += 1
         else:
             result.failed_attempts += 1
             result.gave_up += sum(1 for d in outcomes if d["status"] == "failed")
-            log.warning("notification %s not delivered (attempt %d): %s",
-                        delivery_id(ids), outcomes[0]["attempts"], error)  # fmt: skip
+            log.warning(
+                "notification %s not delivered (attempt %d): %s",
+                delivery_id(ids),
+                outcomes[0]["attempts"],
+                error,
+            )
         _write(couch, db, outcomes)
 
 
@@ -215,8 +248,9 @@ def _attempt(
     delivery failure, or an unexpected error of the channel, is retried with backoff.
     """
     try:
-        message = render(delivery, [d["anomaly"] for d in group],
-                         hint=settings.couchwatch_notify_review_hint)  # fmt: skip
+        message = render(
+            delivery, [d["anomaly"] for d in group], hint=settings.couchwatch_notify_review_hint
+        )
     except Exception as exc:  # the stored summary itself is unusable
         return f"message could not be built: {printable(describe(exc))}", True
     try:
@@ -247,8 +281,11 @@ def _write(couch: CouchClient, db: str, docs: Sequence[Doc]) -> list[Doc]:
 
 def windows_for(settings: Settings, client: Any) -> RedisWindows:
     """The Redis rate windows configured by the settings."""
-    return RedisWindows(client, limit=settings.couchwatch_notify_rate_limit,
-                        window_s=settings.couchwatch_notify_rate_window_s)  # fmt: skip
+    return RedisWindows(
+        client,
+        limit=settings.couchwatch_notify_rate_limit,
+        window_s=settings.couchwatch_notify_rate_window_s,
+    )
 
 
 def recent_notifications(
@@ -263,9 +300,10 @@ def recent_notifications(
         selector = {"status": "failed", "created_at": {"$gt": None}}
         sort = [{"status": "desc"}, {"created_at": "desc"}]
         index = ["by-status-created", "by-status-created"]
-    docs, _ = couch.find_page(settings.db_name("notifications"),
-                              {"selector": selector, "sort": sort, "use_index": index,
-                               "limit": last})  # fmt: skip
+    docs, _ = couch.find_page(
+        settings.db_name("notifications"),
+        {"selector": selector, "sort": sort, "use_index": index, "limit": last},
+    )
     return docs
 
 

@@ -62,8 +62,9 @@ class WebhookChannel:
         parts = urlsplit(self.url)
         secrets = (self.url, self._secret, parts.netloc, parts.path, parts.query)
         try:
-            reply = self.session.post(self.url, data=body, headers=headers,
-                                      timeout=self.timeout_s, allow_redirects=False)  # fmt: skip
+            reply = self.session.post(
+                self.url, data=body, headers=headers, timeout=self.timeout_s, allow_redirects=False
+            )
         except requests.RequestException as exc:
             cause = describe(exc, tuple(s for s in secrets if len(s) > 1))
             raise DeliveryError(f"{self.target}: {cause}") from None

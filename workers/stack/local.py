@@ -107,13 +107,18 @@ def child_env(settings: Settings) -> dict[str, str]:
 def flower_argv(settings: Settings, *, port: int | None = None) -> list[str]:
     """The command line that runs Flower (credentials travel in the environment, not argv)."""
     return [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "flower",
         f"--address={settings.flower_address}",
         f"--port={port or settings.flower_port}",
         "--max_tasks=10000",  # tasks kept in memory (with their args): bounded
         "--persistent=False",  # never write task args to a state file on disk
         "--purge_offline_workers=60",
-    ]  # fmt: skip
+    ]
 
 
 def flower_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
@@ -128,8 +133,16 @@ def flower_env(settings: Settings, base: dict[str, str]) -> dict[str, str]:
 
 def api_argv(settings: Settings) -> list[str]:
     """The command line that serves the HTTP API and the review page for the local stack."""
-    return [sys.executable, "-m", "workers.cli.main", "api",
-            "--host", API_ADDRESS, "--port", str(settings.couchwatch_api_port)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "workers.cli.main",
+        "api",
+        "--host",
+        API_ADDRESS,
+        "--port",
+        str(settings.couchwatch_api_port),
+    ]
 
 
 def api_url(settings: Settings) -> str:
@@ -139,9 +152,19 @@ def api_url(settings: Settings) -> str:
 
 def worker_argv(name: str, queues: str = "plan,train,score,notify") -> list[str]:
     return [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
-        "-n", f"{name}@%h", "-Q", queues, "--concurrency=1", "--loglevel=INFO",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "worker",
+        "-n",
+        f"{name}@%h",
+        "-Q",
+        queues,
+        "--concurrency=1",
+        "--loglevel=INFO",
+    ]
 
 
 def up(settings: Settings, root: Path, *, say: Callable[[str], None] = print) -> None:
@@ -158,30 +181,59 @@ def up(settings: Settings, root: Path, *, say: Callable[[str], None] = print) ->
         ):
             say(f"smtp: using the server already at {host}:{settings.couchwatch_smtp_port}")
         else:
-            _ensure(state, "smtp", mail.sink_argv(settings, state), env,
-                    settings.couchwatch_smtp_port, root, say)  # fmt: skip
-        wait_for(lambda: port_open(host, settings.couchwatch_smtp_port), timeout_s=30,
-                 what="SMTP sink", log=str(state / "logs" / "smtp.log"))  # fmt: skip
+            _ensure(
+                state,
+                "smtp",
+                mail.sink_argv(settings, state),
+                env,
+                settings.couchwatch_smtp_port,
+                root,
+                say,
+            )
+        wait_for(
+            lambda: port_open(host, settings.couchwatch_smtp_port),
+            timeout_s=30,
+            what="SMTP sink",
+            log=str(state / "logs" / "smtp.log"),
+        )
     for name in WORKERS:
         _ensure(state, name, worker_argv(name), env, None, root, say)
     beat_file = state / "celerybeat-schedule"
     beat_argv = [
-        sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
-        "-s", str(beat_file), "--loglevel=INFO",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.celery_app",
+        "beat",
+        "-s",
+        str(beat_file),
+        "--loglevel=INFO",
+    ]
     _ensure(state, "beat", beat_argv, env, None, root, say)
     flower = _ensure(
-        state, "flower", flower_argv(settings), flower_env(settings, env), settings.flower_port,
-        root, say,
-    )  # fmt: skip
+        state,
+        "flower",
+        flower_argv(settings),
+        flower_env(settings, env),
+        settings.flower_port,
+        root,
+        say,
+    )
     if flower:
         wait_for(
             lambda: port_open(settings.flower_address, settings.flower_port),
-            timeout_s=30, what="Flower", log=str(state / "logs" / "flower.log"),
-        )  # fmt: skip
+            timeout_s=30,
+            what="Flower",
+            log=str(state / "logs" / "flower.log"),
+        )
     if _ensure(state, "api", api_argv(settings), env, settings.couchwatch_api_port, root, say):
-        wait_for(lambda: port_open(API_ADDRESS, settings.couchwatch_api_port), timeout_s=60,
-                 what="API", log=str(state / "logs" / "api.log"))  # fmt: skip
+        wait_for(
+            lambda: port_open(API_ADDRESS, settings.couchwatch_api_port),
+            timeout_s=60,
+            what="API",
+            log=str(state / "logs" / "api.log"),
+        )
 
 
 def down(settings: Settings, root: Path, *, say: Callable[[str], None] = print) -> list[str]:
@@ -299,13 +351,27 @@ def up_couchdb(
         data.mkdir(parents=True, exist_ok=True)
         data.chmod(0o700)  # its files hold every document and the users' password hashes
         _write_pouchdb_config(data / "config.json", creds)
-        argv = [str(server), "-p", str(port), "-o", host, "-d", str(data),
-                "-c", str(data / "config.json"), "-n"]  # fmt: skip
+        argv = [
+            str(server),
+            "-p",
+            str(port),
+            "-o",
+            host,
+            "-d",
+            str(data),
+            "-c",
+            str(data / "config.json"),
+            "-n",
+        ]
         # umask 077: PouchDB Server rewrites config.json (the admin hash) through a temp file
         # and writes its databases (documents, `_users` password hashes): all private
         _ensure(state, "couchdb", argv, env, port, root, say, umask=0o077)
-    wait_for(lambda: _couch_health(settings)[0], timeout_s=60, what="CouchDB",
-             log=str(state / "logs" / "couchdb.log"))  # fmt: skip
+    wait_for(
+        lambda: _couch_health(settings)[0],
+        timeout_s=60,
+        what="CouchDB",
+        log=str(state / "logs" / "couchdb.log"),
+    )
 
 
 def _up_redis(
@@ -323,11 +389,28 @@ def _up_redis(
             raise MissingPrerequisite("redis-server not found: apt-get install redis-server")
         data = state / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "--port", str(port), "--bind", host, "--dir", str(data),
-                "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"]  # fmt: skip
+        argv = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            host,
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxmemory-policy",
+            "noeviction",
+        ]
         _ensure(state, "redis", argv, env, port, state.parent, say)
-    wait_for(lambda: _redis_health(settings)[0], timeout_s=30, what="Redis",
-             log=str(state / "logs" / "redis.log"))  # fmt: skip
+    wait_for(
+        lambda: _redis_health(settings)[0],
+        timeout_s=30,
+        what="Redis",
+        log=str(state / "logs" / "redis.log"),
+    )
 
 
 def _write_pouchdb_config(path: Path, creds: tuple[str, str]) -> None:

@@ -27,10 +27,16 @@ def sink_argv(settings: Settings, state: Path) -> list[str]:
     """aiosmtpd on the configured local port, storing messages in `<state>/mail` (Maildir)."""
     host = settings.couchwatch_smtp_host or "127.0.0.1"
     return [
-        sys.executable, "-m", "aiosmtpd", "-n",
-        "-l", f"{host}:{settings.couchwatch_smtp_port}",
-        "-c", "aiosmtpd.handlers.Mailbox", str(mail_dir(state)),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "aiosmtpd",
+        "-n",
+        "-l",
+        f"{host}:{settings.couchwatch_smtp_port}",
+        "-c",
+        "aiosmtpd.handlers.Mailbox",
+        str(mail_dir(state)),
+    ]
 
 
 @dataclass(frozen=True)

@@ -144,11 +144,17 @@ def service_events(
         size = np.round(1500 * np.exp(rng.normal(0, 0.8, len(win))))
         endpoint = rng.choice(["/api/a", "/api/b", "/api/c"], size=len(win))
         for i in range(len(win)):
-            events.append({
-                "_id": f"{name}-{i}", "service": name, "timestamp": _iso(int(stamp[i])),
-                "latency_ms": float(lat[i]), "status_code": int(status[i]),
-                "bytes_sent": float(size[i]), "endpoint": str(endpoint[i]),
-            })  # fmt: skip
+            events.append(
+                {
+                    "_id": f"{name}-{i}",
+                    "service": name,
+                    "timestamp": _iso(int(stamp[i])),
+                    "latency_ms": float(lat[i]),
+                    "status_code": int(status[i]),
+                    "bytes_sent": float(size[i]),
+                    "endpoint": str(endpoint[i]),
+                }
+            )
     return events, labels
 
 

@@ -29,15 +29,29 @@ def iso(ts: datetime) -> str:
 
 
 def login(
-    user: str, ts: datetime, n: int, *, place: dict[str, str] = HOME, ua: str = CHROME_WIN,
-    ip: str = "73.15.20.9", status: int = 200,
-) -> dict[str, Any]:  # fmt: skip
+    user: str,
+    ts: datetime,
+    n: int,
+    *,
+    place: dict[str, str] = HOME,
+    ua: str = CHROME_WIN,
+    ip: str = "73.15.20.9",
+    status: int = 200,
+) -> dict[str, Any]:
     """One login event."""
     return {
-        "_id": f"{user}-login-{n}", "user_id": user, "timestamp": iso(ts), "type": "login",
-        "ip_address": ip, **place, "user_agent": ua, "endpoint": "/login",
-        "status_code": status, "bytes_sent": 800, "latency_ms": 110.0,
-    }  # fmt: skip
+        "_id": f"{user}-login-{n}",
+        "user_id": user,
+        "timestamp": iso(ts),
+        "type": "login",
+        "ip_address": ip,
+        **place,
+        "user_agent": ua,
+        "endpoint": "/login",
+        "status_code": status,
+        "bytes_sent": 800,
+        "latency_ms": 110.0,
+    }
 
 
 def history(
@@ -59,14 +73,19 @@ def history(
                 t += timedelta(seconds=int(rng.integers(20, 120)))
                 events.append(
                     {
-                        "_id": f"{user}-req-{n}", "user_id": user, "timestamp": iso(t),
-                        "type": "request", "ip_address": "73.15.20.9", **HOME,
+                        "_id": f"{user}-req-{n}",
+                        "user_id": user,
+                        "timestamp": iso(t),
+                        "type": "request",
+                        "ip_address": "73.15.20.9",
+                        **HOME,
                         "user_agent": CHROME_WIN,
                         "endpoint": ENDPOINTS[int(rng.integers(len(ENDPOINTS)))],
-                        "status_code": 200, "bytes_sent": float(rng.lognormal(9.0, 0.3)),
+                        "status_code": 200,
+                        "bytes_sent": float(rng.lognormal(9.0, 0.3)),
                         "latency_ms": float(rng.lognormal(4.5, 0.2)),
                     }
-                )  # fmt: skip
+                )
                 n += 1
     return events
 
@@ -82,6 +101,12 @@ def metric_stream(
         latency = float(rng.lognormal(4.0, 0.15))
         if spike_at is not None and spike_at <= i < spike_at + 6:
             latency *= 12.0
-        out.append({"_id": f"{service}-{i}", "service": service, "timestamp": iso(t),
-                    "latency_ms": latency})  # fmt: skip
+        out.append(
+            {
+                "_id": f"{service}-{i}",
+                "service": service,
+                "timestamp": iso(t),
+                "latency_ms": latency,
+            }
+        )
     return out

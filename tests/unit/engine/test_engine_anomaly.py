@@ -17,12 +17,20 @@ ODD = ["$gt", "../_all_docs", "%2F", "ünï/cödé", "a b?c#d", ""]
 
 def _doc(entity: str = "alice", score: float = 0.9999, now: datetime | None = None) -> dict:
     return make_anomaly(
-        entity=entity, entity_field="user_id", detector="combined",
-        window_start="2026-03-02T10:00:00+02:00", window_end="2026-03-02T08:15:00Z",
-        event_ids=["e1", "e2"], score=score, threshold=0.999, severity="low",
-        confidence=0.8, reasons=[{"feature": "events", "value": 9, "expected": 3, "text": "t"}],
-        model={"id": "m", "version": 3}, now=now or datetime(2026, 3, 3, tzinfo=UTC),
-    )  # fmt: skip
+        entity=entity,
+        entity_field="user_id",
+        detector="combined",
+        window_start="2026-03-02T10:00:00+02:00",
+        window_end="2026-03-02T08:15:00Z",
+        event_ids=["e1", "e2"],
+        score=score,
+        threshold=0.999,
+        severity="low",
+        confidence=0.8,
+        reasons=[{"feature": "events", "value": 9, "expected": 3, "text": "t"}],
+        model={"id": "m", "version": 3},
+        now=now or datetime(2026, 3, 3, tzinfo=UTC),
+    )
 
 
 @pytest.mark.parametrize("entity", ODD)
@@ -54,13 +62,17 @@ def test_document_contract_fields() -> None:
         "created_at",
         "updated_at",
     ):
-        assert key in doc  # fmt: skip
+        assert key in doc
 
 
 def test_rescore_updates_scores_but_keeps_review_and_created_at() -> None:
     stored = {**_doc(), "_rev": "2-abc"}
-    stored["review"] = {"status": "dismissed", "by": "ops", "at": "2026-03-04T00:00:00.000Z",
-                        "note": "new phone"}  # fmt: skip
+    stored["review"] = {
+        "status": "dismissed",
+        "by": "ops",
+        "at": "2026-03-04T00:00:00.000Z",
+        "note": "new phone",
+    }
     rescored = _doc(score=0.99999, now=datetime(2026, 3, 9, tzinfo=UTC))
     merged = merge_anomaly(stored, rescored)
     assert merged["score"] == 0.99999 and merged["_rev"] == "2-abc"

@@ -128,10 +128,14 @@ def test_robust_zscore_is_deterministic_and_round_trips_its_state() -> None:
     rng = np.random.default_rng(3)
     X = np.abs(rng.normal(50.0, 10.0, size=(200, 4)))
     kwargs = {
-        "logged": (0, 1), "two_sided": (3,), "min_scale": (0.35, 0.35, 0.0, 0.0),
-        "prior_center": (3.0, 3.0, 40.0, 40.0), "prior_scale": (1.0, 1.0, 5.0, 5.0),
-        "prior_strength": 10.0, "dof": 10.0,
-    }  # fmt: skip
+        "logged": (0, 1),
+        "two_sided": (3,),
+        "min_scale": (0.35, 0.35, 0.0, 0.0),
+        "prior_center": (3.0, 3.0, 40.0, 40.0),
+        "prior_scale": (1.0, 1.0, 5.0, 5.0),
+        "prior_strength": 10.0,
+        "dof": 10.0,
+    }
     a = RobustZScore(**kwargs).fit(X)  # type: ignore[arg-type]
     b = RobustZScore(**kwargs).fit(X)  # type: ignore[arg-type]
     probe = np.abs(rng.normal(50.0, 30.0, size=(50, 4)))

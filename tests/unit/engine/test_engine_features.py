@@ -34,15 +34,45 @@ def test_events_frame_parses_any_iso_offset_and_epoch_and_counts_bad_rows() -> N
 
 def test_window_features_cover_active_windows_only_with_counts() -> None:
     events = [
-        {"_id": "1", "user_id": "u", "timestamp": "2026-03-02T09:01:00Z", "type": "login",
-         "status_code": 401, "endpoint": "/login", "ip_address": "1.1.1.1"},
-        {"_id": "2", "user_id": "u", "timestamp": "2026-03-02T09:02:00Z", "type": "login",
-         "status_code": 200, "endpoint": "/login", "ip_address": "1.1.1.2"},
-        {"_id": "3", "user_id": "u", "timestamp": "2026-03-02T09:03:00Z", "type": "request",
-         "status_code": 503, "endpoint": "/a", "bytes_sent": 100, "latency_ms": 10},
-        {"_id": "4", "user_id": "u", "timestamp": "2026-03-02T15:00:00Z", "type": "request",
-         "status_code": 200, "endpoint": "/a", "bytes_sent": 300, "latency_ms": 30},
-    ]  # fmt: skip
+        {
+            "_id": "1",
+            "user_id": "u",
+            "timestamp": "2026-03-02T09:01:00Z",
+            "type": "login",
+            "status_code": 401,
+            "endpoint": "/login",
+            "ip_address": "1.1.1.1",
+        },
+        {
+            "_id": "2",
+            "user_id": "u",
+            "timestamp": "2026-03-02T09:02:00Z",
+            "type": "login",
+            "status_code": 200,
+            "endpoint": "/login",
+            "ip_address": "1.1.1.2",
+        },
+        {
+            "_id": "3",
+            "user_id": "u",
+            "timestamp": "2026-03-02T09:03:00Z",
+            "type": "request",
+            "status_code": 503,
+            "endpoint": "/a",
+            "bytes_sent": 100,
+            "latency_ms": 10,
+        },
+        {
+            "_id": "4",
+            "user_id": "u",
+            "timestamp": "2026-03-02T15:00:00Z",
+            "type": "request",
+            "status_code": 200,
+            "endpoint": "/a",
+            "bytes_sent": 300,
+            "latency_ms": 30,
+        },
+    ]
     w = window_features(events_frame(events), "15min", known_endpoints={"/login"})
     assert len(w) == 2  # six empty hours in between are not materialized
     first, second = w.iloc[0], w.iloc[1]
@@ -68,18 +98,35 @@ def test_metric_only_stream_yields_latency_features_and_nan_elsewhere() -> None:
 
 def test_login_context_parses_user_agent_and_ip_prefixes() -> None:
     events: list[dict[str, object]] = [
-        {"_id": "a", "user_id": "u", "timestamp": "2026-03-02T09:00:00Z", "type": "login",
-         "ip_address": "203.0.113.77", "country": "us", "user_agent": CHROME_WIN,
-         "utc_offset_minutes": -480},
-        {"_id": "b", "user_id": "u", "timestamp": "2026-03-02T10:00:00Z", "type": "LOGIN",
-         "ip_address": "2001:db8:1:2:3::4", "user_agent": FIREFOX_LINUX, "tz": "Europe/Kyiv"},
+        {
+            "_id": "a",
+            "user_id": "u",
+            "timestamp": "2026-03-02T09:00:00Z",
+            "type": "login",
+            "ip_address": "203.0.113.77",
+            "country": "us",
+            "user_agent": CHROME_WIN,
+            "utc_offset_minutes": -480,
+        },
+        {
+            "_id": "b",
+            "user_id": "u",
+            "timestamp": "2026-03-02T10:00:00Z",
+            "type": "LOGIN",
+            "ip_address": "2001:db8:1:2:3::4",
+            "user_agent": FIREFOX_LINUX,
+            "tz": "Europe/Kyiv",
+        },
         {"_id": "c", "user_id": "u", "timestamp": "2026-03-02T10:05:00Z", "type": "request"},
-    ]  # fmt: skip
+    ]
     ctx = login_context(events_frame(events))
     assert list(ctx["event_id"]) == ["a", "b"]
     a, b = ctx.iloc[0], ctx.iloc[1]
     assert (a["country"], a["ip_prefix"], a["browser"], a["os"]) == (
-        "US", "203.0.113.0/24", "Chrome", "Windows",
-    )  # fmt: skip
+        "US",
+        "203.0.113.0/24",
+        "Chrome",
+        "Windows",
+    )
     assert (b["ip_prefix"], b["browser"], b["os"]) == ("2001:db8:1:2::/64", "Firefox", "Linux")
     assert a["local_hour"] == 1.0 and b["local_hour"] == 12.0

@@ -31,7 +31,7 @@ from ._synth import (
     iso,
     login,
     metric_stream,
-)  # fmt: skip
+)
 
 pytestmark = pytest.mark.unit
 
@@ -56,8 +56,9 @@ def test_us_chrome_user_logging_in_from_ukraine_on_firefox_is_flagged_from_one_e
     attack = login("alice", LATER, 9999, place=KYIV, ua=FIREFOX_LINUX, ip="91.200.1.5")
     result = model.score([attack])
     assert len(result.logins) == 1 and bool(result.logins["flagged"].iloc[0])
-    docs = [d for d in result.to_anomalies(model_id="m1", model_version=1)
-            if d["detector"] == "novelty"]  # fmt: skip
+    docs = [
+        d for d in result.to_anomalies(model_id="m1", model_version=1) if d["detector"] == "novelty"
+    ]
     assert len(docs) == 1
     doc = docs[0]
     assert doc["event_ids"] == ["alice-login-9999"]
@@ -84,20 +85,29 @@ def test_ordinary_login_and_ordinary_day_are_not_flagged(alice_history: list[dic
 def _burst(at: datetime, n: int) -> list[dict]:
     """``n`` requests of 320 kB each, 30 s apart, from alice's usual place."""
     return [
-        {"_id": f"x{at:%d%H}-{i}", "user_id": "alice",
-         "timestamp": iso(at + timedelta(seconds=30 * i)), "type": "request",
-         "endpoint": "/api/orders", "status_code": 200, "bytes_sent": 8000.0 * 40,
-         "latency_ms": 90.0, "ip_address": "73.15.20.9", **HOME}
+        {
+            "_id": f"x{at:%d%H}-{i}",
+            "user_id": "alice",
+            "timestamp": iso(at + timedelta(seconds=30 * i)),
+            "type": "request",
+            "endpoint": "/api/orders",
+            "status_code": 200,
+            "bytes_sent": 8000.0 * 40,
+            "latency_ms": 90.0,
+            "ip_address": "73.15.20.9",
+            **HOME,
+        }
         for i in range(n)
-    ]  # fmt: skip
+    ]
 
 
 def test_bulk_download_window_is_flagged_with_a_bytes_reason(alice_history: list[dict]) -> None:
     model = fit_entity_model("alice", alice_history)
     result = model.score(_burst(LATER, 8))
     assert result.windows["flagged"].all()
-    docs = [d for d in result.to_anomalies(model_id="m1", model_version=1)
-            if d["detector"] != "novelty"]  # fmt: skip
+    docs = [
+        d for d in result.to_anomalies(model_id="m1", model_version=1) if d["detector"] != "novelty"
+    ]
     texts = " | ".join(r["text"] for r in docs[0]["reasons"])
     assert docs[0]["reasons"][0]["feature"].startswith("bytes")
     assert "x this user's usual" in texts and "(from 89 active windows)" in texts
@@ -163,8 +173,9 @@ def test_dismissed_login_abroad_counts_tenfold_and_stops_alerting(
     relearned = fit_entity_model("alice", [*alice_history, trip], feedback=feedback)
     plain = fit_entity_model("alice", [*alice_history, trip])
     assert relearned.novelty is not None and relearned.novelty.counts["country"]["UA"] == 10
-    again = login("alice", LATER + timedelta(days=1), 5001, place=KYIV, ua=FIREFOX_LINUX,
-                  ip="91.200.1.5")  # fmt: skip
+    again = login(
+        "alice", LATER + timedelta(days=1), 5001, place=KYIV, ua=FIREFOX_LINUX, ip="91.200.1.5"
+    )
     home = login("alice", LATER + timedelta(hours=12), 4999)
     scored = relearned.score([home, again]).logins
     assert not bool(scored["flagged"].iloc[1])
@@ -250,8 +261,9 @@ def test_sparse_entity_with_five_windows_is_scored_without_a_flood_of_flags(
 def test_score_from_uses_earlier_events_as_context_only(alice_history: list[dict]) -> None:
     model = fit_entity_model("alice", alice_history)
     first = login("alice", LATER, 1, place=KYIV, ua=FIREFOX_LINUX, ip="91.200.1.5")
-    probe = login("alice", LATER + timedelta(hours=3), 2, place=KYIV, ua=FIREFOX_LINUX,
-                  ip="91.200.1.5")  # fmt: skip
+    probe = login(
+        "alice", LATER + timedelta(hours=3), 2, place=KYIV, ua=FIREFOX_LINUX, ip="91.200.1.5"
+    )
     with_context = model.score([first, probe], score_from=LATER + timedelta(hours=1))
     alone = model.score([probe])
     assert with_context.logins["event_id"].tolist() == ["alice-login-2"]

@@ -146,10 +146,16 @@ def test_second_login_from_the_same_new_device_in_one_call_is_not_flagged(
     alice: EntityModel,
 ) -> None:
     attack = [
-        login("alice", LATER + timedelta(hours=3 * i), 9000 + i, place=KYIV, ua=FIREFOX_LINUX,
-              ip="91.200.1.5")
+        login(
+            "alice",
+            LATER + timedelta(hours=3 * i),
+            9000 + i,
+            place=KYIV,
+            ua=FIREFOX_LINUX,
+            ip="91.200.1.5",
+        )
         for i in range(3)
-    ]  # fmt: skip
+    ]
     scored = alice.score(attack).logins
     assert scored["flagged"].tolist() == [True, False, False]
     assert scored["score"].iloc[1] < scored["score"].iloc[0]
@@ -188,8 +194,9 @@ def test_impossible_travel_is_its_own_fact_with_a_reason(alice: EntityModel) -> 
     assert set(detail.facts) == {"place", "network", "travel"}  # 91.200.1.5 is a new network too
     assert result.logins["flagged"].tolist() == [False, True]
     assert result.logins["severity"].iloc[1] == "high"  # three facts
-    doc = next(d for d in result.to_anomalies(model_id="m", model_version=1)
-               if d["detector"] == "novelty")  # fmt: skip
+    doc = next(
+        d for d in result.to_anomalies(model_id="m", model_version=1) if d["detector"] == "novelty"
+    )
     travel = next(r for r in doc["reasons"] if r["feature"] == "travel")
     assert travel["value"] == "US->UA"
     assert travel["text"].startswith("login from UA 30 min after a login from US;")

@@ -77,15 +77,17 @@ def test_entity_model_flags_credential_stuffing_not_one_typo() -> None:
     at = START + timedelta(days=31, hours=16)
     typo = [login("alice", at, 1, status=401)]
     stuffing = [
-        login("alice", at + timedelta(days=1, seconds=20 * i), 100 + i,
-              status=401 if i < 20 else 200)
+        login(
+            "alice", at + timedelta(days=1, seconds=20 * i), 100 + i, status=401 if i < 20 else 200
+        )
         for i in range(25)
-    ]  # fmt: skip
+    ]
     assert not model.score(typo).windows["flagged"].any()
     result = model.score(stuffing)
     assert result.windows["flagged"].any()
-    doc = next(d for d in result.to_anomalies(model_id="m", model_version=1)
-               if d["detector"] != "novelty")  # fmt: skip
+    doc = next(
+        d for d in result.to_anomalies(model_id="m", model_version=1) if d["detector"] != "novelty"
+    )
     rate = next(r for r in doc["reasons"] if r["feature"] == "failed_login_rate")
     assert rate["text"].startswith("20 failed logins of 25 logins in the window (80%);")
     assert "usual for this user" in rate["text"] and rate["p"] < 1e-6

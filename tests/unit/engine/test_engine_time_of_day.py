@@ -37,9 +37,14 @@ def _local_ns(hours: range, *, days: int = 42, weekend: bool = False) -> np.ndar
 
 
 def _events(
-    user: str, hours: range, *, days: int = 28, offset_min: int | None = None,
-    tz: str | None = None, shift_h: int = 0,
-) -> list[dict[str, Any]]:  # fmt: skip
+    user: str,
+    hours: range,
+    *,
+    days: int = 28,
+    offset_min: int | None = None,
+    tz: str | None = None,
+    shift_h: int = 0,
+) -> list[dict[str, Any]]:
     """Two requests in each of ``hours`` local on weekdays; UTC = local - ``shift_h``."""
     out = []
     for d in range(days):
@@ -57,9 +62,15 @@ def _request(
     user: str, t: datetime, key: str, *, offset_min: int | None = None, tz: str | None = None
 ) -> dict[str, Any]:
     event: dict[str, Any] = {
-        "_id": f"{user}-{key}", "user_id": user, "timestamp": iso(t), "type": "request",
-        "endpoint": "/api/items", "status_code": 200, "bytes_sent": 5000.0, "latency_ms": 80.0,
-    }  # fmt: skip
+        "_id": f"{user}-{key}",
+        "user_id": user,
+        "timestamp": iso(t),
+        "type": "request",
+        "endpoint": "/api/items",
+        "status_code": 200,
+        "bytes_sent": 5000.0,
+        "latency_ms": 80.0,
+    }
     if offset_min is not None:
         event["utc_offset_minutes"] = offset_min
     if tz is not None:

@@ -93,10 +93,17 @@ def account_takeover(rng: np.random.Generator, p: Profile, ctx: Context) -> list
             medians = ENDPOINTS[endpoint]
         events.append(
             request_event(
-                rng, p.entity, t, endpoint=endpoint, medians=medians, ip=ip, place=place,
-                device=device, status=200,
+                rng,
+                p.entity,
+                t,
+                endpoint=endpoint,
+                medians=medians,
+                ip=ip,
+                place=place,
+                device=device,
+                status=200,
             )
-        )  # fmt: skip
+        )
     return events
 
 
@@ -116,11 +123,19 @@ def data_exfiltration(rng: np.random.Generator, p: Profile, ctx: Context) -> lis
         endpoint = EXFIL_ENDPOINTS[int(rng.integers(len(EXFIL_ENDPOINTS)))]
         events.append(
             request_event(
-                rng, p.entity, t, endpoint=endpoint, medians=ENDPOINTS[endpoint], ip=ip,
-                place=p.place, device=device, byte_factor=p.byte_scale * rng.uniform(20.0, 50.0),
-                latency_factor=p.latency_scale * 1.5, status=200,
+                rng,
+                p.entity,
+                t,
+                endpoint=endpoint,
+                medians=ENDPOINTS[endpoint],
+                ip=ip,
+                place=p.place,
+                device=device,
+                byte_factor=p.byte_scale * rng.uniform(20.0, 50.0),
+                latency_factor=p.latency_scale * 1.5,
+                status=200,
             )
-        )  # fmt: skip
+        )
     return events
 
 
@@ -167,10 +182,18 @@ def impossible_travel(rng: np.random.Generator, p: Profile, ctx: Context) -> lis
         endpoint = p.endpoints[int(rng.integers(len(p.endpoints)))]
         events.append(
             request_event(
-                rng, p.entity, t, endpoint=endpoint, medians=ENDPOINTS[endpoint], ip=ip,
-                place=place, device=device, byte_factor=p.byte_scale, status=200,
+                rng,
+                p.entity,
+                t,
+                endpoint=endpoint,
+                medians=ENDPOINTS[endpoint],
+                ip=ip,
+                place=place,
+                device=device,
+                byte_factor=p.byte_scale,
+                status=200,
             )
-        )  # fmt: skip
+        )
     return events
 
 

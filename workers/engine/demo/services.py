@@ -17,8 +17,16 @@ from workers.engine.demo.activity import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE,
 from workers.engine.demo.incidents import Context
 
 SERVICE_INCIDENT_KINDS: tuple[str, ...] = ("latency_regression", "error_burst", "traffic_spike")
-_NAMES = ("checkout-api", "search-api", "auth-service", "billing-worker", "inventory-api",
-          "notifications", "reports-api", "gateway")  # fmt: skip
+_NAMES = (
+    "checkout-api",
+    "search-api",
+    "auth-service",
+    "billing-worker",
+    "inventory-api",
+    "notifications",
+    "reports-api",
+    "gateway",
+)
 _ENDPOINTS = ("/v1/items", "/v1/orders", "/v1/health", "/v1/query", "/v1/batch", "/v1/users")
 
 

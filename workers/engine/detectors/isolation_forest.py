@@ -38,8 +38,13 @@ class CompactIsolationForest(WindowDetector):
     """
 
     _state_attrs: ClassVar[tuple[str, ...]] = (
-        "feature_", "value_", "right_", "offsets_", "depth_limit_", "norm_",
-    )  # fmt: skip
+        "feature_",
+        "value_",
+        "right_",
+        "offsets_",
+        "depth_limit_",
+        "norm_",
+    )
     _scale_floor: ClassVar[float] = 0.02
 
     def __init__(

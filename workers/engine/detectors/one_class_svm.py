@@ -31,8 +31,13 @@ class NystroemOneClassSVM(WindowDetector):
     """
 
     _state_attrs: ClassVar[tuple[str, ...]] = (
-        "center_", "scale_", "components_", "weights_", "offset_", "gamma_",
-    )  # fmt: skip
+        "center_",
+        "scale_",
+        "components_",
+        "weights_",
+        "offset_",
+        "gamma_",
+    )
     _scale_floor: ClassVar[float] = 0.05
 
     def __init__(

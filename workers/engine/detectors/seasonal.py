@@ -467,8 +467,22 @@ class SeasonalBaseline:
 
 
 _PARAMS = (
-    "features", "two_sided", "min_scale", "relative_min_scale", "window_s", "logged",
-    "directions_by_name", "prior_strength", "smoothing", "drift", "z_cap", "max_gap_windows",
-    "level_days", "trend_horizon_days", "unseen_day_scale", "ref_quantile", "holdout",
+    "features",
+    "two_sided",
+    "min_scale",
+    "relative_min_scale",
+    "window_s",
+    "logged",
+    "directions_by_name",
+    "prior_strength",
+    "smoothing",
+    "drift",
+    "z_cap",
+    "max_gap_windows",
+    "level_days",
+    "trend_horizon_days",
+    "unseen_day_scale",
+    "ref_quantile",
+    "holdout",
     "min_holdout_rows",
-)  # fmt: skip
+)

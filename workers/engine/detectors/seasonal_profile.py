@@ -44,8 +44,12 @@ SEASONAL_MIN_SCALE: dict[str, float] = {
 }
 """Smallest scale in feature units: one count, one percentage point of a ratio."""
 SEASONAL_RELATIVE_MIN_SCALE: dict[str, float] = {
-    "events": 0.05, "bytes_sum": 0.1, "bytes_max": 0.1, "latency_mean": 0.05, "latency_p95": 0.05,
-}  # fmt: skip
+    "events": 0.05,
+    "bytes_sum": 0.1,
+    "bytes_max": 0.1,
+    "latency_mean": 0.05,
+    "latency_p95": 0.05,
+}
 """Smallest scale as a share of the slot's expected value (default 0.05)."""
 
 
@@ -154,9 +158,12 @@ def binomial_z(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         above = np.where(k < n, betainc(k + 1.0, np.maximum(n - k, 1e-12), p), 0.0)
         log_pmf = (
-            gammaln(n + 1.0) - gammaln(k + 1.0) - gammaln(n - k + 1.0)
-            + k * np.log(p) + (n - k) * np.log1p(-p)
-        )  # fmt: skip
+            gammaln(n + 1.0)
+            - gammaln(k + 1.0)
+            - gammaln(n - k + 1.0)
+            + k * np.log(p)
+            + (n - k) * np.log1p(-p)
+        )
     tail = np.clip(above + 0.5 * np.exp(log_pmf), 1e-300, 1.0 - 1e-12)  # finite: |z| <= 37
     return -ndtri(tail)
 

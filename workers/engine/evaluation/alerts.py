@@ -136,8 +136,17 @@ def false_alerts(anomalies: Sequence[Mapping[str, Any]], labels: Labels) -> pd.D
             continue
         reasons = a.get("reasons") or []
         first = reasons[0].get("text", "") if reasons and isinstance(reasons[0], Mapping) else ""
-        rows.append((entity, a["window_start"], a["window_end"], a.get("severity"),
-                     a.get("detector"), float(a.get("score", math.nan)), first))  # fmt: skip
+        rows.append(
+            (
+                entity,
+                a["window_start"],
+                a["window_end"],
+                a.get("severity"),
+                a.get("detector"),
+                float(a.get("score", math.nan)),
+                first,
+            )
+        )
     frame = pd.DataFrame(rows, columns=list(FALSE_ALERT_COLUMNS))
     return frame.sort_values(["entity", "start"], kind="stable").reset_index(drop=True)
 
@@ -148,19 +157,38 @@ def _ratio(value: float) -> str:
 
 def format_alerts(reports: Mapping[str, AlertReport]) -> str:
     """A text table of :func:`alert_reports` (one line per severity level)."""
-    header = ["severity", "anomalies", "entity-hours", "true", "precision", "incidents", "true",
-              "precision", "labels found"]  # fmt: skip
+    header = [
+        "severity",
+        "anomalies",
+        "entity-hours",
+        "true",
+        "precision",
+        "incidents",
+        "true",
+        "precision",
+        "labels found",
+    ]
     rows = [
-        [r.level, str(r.n_anomalies), str(r.n_entity_hours), str(r.n_entity_hours_true),
-         _ratio(r.entity_hour_precision), str(r.n_incidents), str(r.n_incidents_true),
-         _ratio(r.incident_precision), f"{r.n_labels_found}/{r.n_labels}"]
+        [
+            r.level,
+            str(r.n_anomalies),
+            str(r.n_entity_hours),
+            str(r.n_entity_hours_true),
+            _ratio(r.entity_hour_precision),
+            str(r.n_incidents),
+            str(r.n_incidents_true),
+            _ratio(r.incident_precision),
+            f"{r.n_labels_found}/{r.n_labels}",
+        ]
         for r in reports.values()
-    ]  # fmt: skip
+    ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                         enumerate(zip(cells, widths, strict=True))).rstrip()  # fmt: skip
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
 
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), sep, *(line(r) for r in rows)]) + "\n"

@@ -200,9 +200,15 @@ def evaluate_events(
     :func:`run_evaluation`.
     """
     run = run_evaluation(
-        events, labels, entity_field=entity_field, train_until=train_until, settings=settings,
-        config=config, train_fraction=train_fraction, k=k,
-    )  # fmt: skip
+        events,
+        labels,
+        entity_field=entity_field,
+        train_until=train_until,
+        settings=settings,
+        config=config,
+        train_fraction=train_fraction,
+        k=k,
+    )
     return run.reports, run.scored, run.cutoffs
 
 

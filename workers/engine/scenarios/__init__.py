@@ -99,9 +99,12 @@ def _assemble(
     entity_field: str,
 ) -> DemoScenario:
     events, members, rows = number_events(
-        raw, id_prefix=f"{name}-{seed}", entity_field=entity_field,
-        incidents=len(incident_kinds), tag="benign",
-    )  # fmt: skip
+        raw,
+        id_prefix=f"{name}-{seed}",
+        entity_field=entity_field,
+        incidents=len(incident_kinds),
+        tag="benign",
+    )
     first_benign: dict[tuple[str, str], dict[str, Any]] = {}
     for entity, benign, doc in rows:
         if benign:

@@ -97,9 +97,15 @@ def data_exfiltration(rng: np.random.Generator, person: Person, span: Span) -> l
     pool = sorted(set(ENDPOINTS) - {"/dashboard"})
     n = int(rng.integers(12, 45))
     return session(
-        rng, person, ts, person.home, person.devices[0], n_requests=n, endpoints=pool,
+        rng,
+        person,
+        ts,
+        person.home,
+        person.devices[0],
+        n_requests=n,
+        endpoints=pool,
         byte_factor=factor,
-    )  # fmt: skip
+    )
 
 
 def credential_stuffing(rng: np.random.Generator, person: Person, span: Span) -> list[RawEvent]:

@@ -161,9 +161,13 @@ def inject(
 
     Modified events are returned, and so are added ones (which are also appended to ``events``).
     """
-    hours = {"latency_level_shift": rng.uniform(2, 8), "latency_spike": rng.uniform(0.5, 1.5),
-             "error_burst": rng.uniform(0.3, 1.5), "traffic_drop": rng.uniform(1, 4),
-             "traffic_spike": rng.uniform(0.5, 2)}[kind]  # fmt: skip
+    hours = {
+        "latency_level_shift": rng.uniform(2, 8),
+        "latency_spike": rng.uniform(0.5, 1.5),
+        "error_burst": rng.uniform(0.3, 1.5),
+        "traffic_drop": rng.uniform(1, 4),
+        "traffic_spike": rng.uniform(0.5, 2),
+    }[kind]
     lo, hi = _window(rng, service, span, float(hours))
     inside = [e for e in events if lo <= e["ts"] < hi]
     if kind == "latency_level_shift":
