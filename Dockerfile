@@ -6,6 +6,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY workers ./workers
 COPY scheduler ./scheduler
+COPY couchwatch ./couchwatch
 RUN pip install --no-cache-dir .
 RUN useradd --system --uid 10001 couchwatch
 USER couchwatch

@@ -11,9 +11,9 @@ from typing import Any
 
 from bench import data
 from bench.profiling import profiled
+from couchwatch.evaluate.run import evaluate_events, score_entities
 from workers.engine.context import ua_families
 from workers.engine.evaluation.labels import load_labels
-from workers.engine.evaluation.run import evaluate_events, score_entities
 from workers.engine.evaluation.split import DEFAULT_TRAIN_FRACTION, split_train_test, train_cutoffs
 from workers.engine.seed_pipeline import score_seed_global, score_seed_per_entity
 

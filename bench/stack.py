@@ -170,7 +170,7 @@ def beat(st: Stack) -> Iterator[subprocess.Popen[bytes]]:
                 "-m",
                 "celery",
                 "-A",
-                "workers.celery_app",
+                "couchwatch.celery",
                 "beat",
                 "-s",
                 str(st.logs / "beat-schedule"),

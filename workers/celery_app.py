@@ -1,7 +1,10 @@
-"""The one Celery app of couchwatch. Configured lazily from the settings object on first use.
+"""The fleet's Celery app: its configuration (`celery_config`, read lazily from the settings on
+first use) and the worker signals (engine check, heartbeat). The fleet's tasks (`workers.tasks`)
+bind to it.
 
-Start a worker for a subset of queues with, for example:
-    celery -A workers.celery_app worker -Q score,notify -n score1@%h
+Worker and beat processes load the composed app, which adds the planner tasks and the beat
+schedule of `scheduler/` (`couchwatch/celery.py`):
+    celery -A couchwatch.celery worker -Q score,notify -n score1@%h
 """
 
 from __future__ import annotations
@@ -96,11 +99,7 @@ app = Celery("couchwatch", include=["workers.tasks"])
 
 @app.on_configure.connect
 def _configure(sender: Celery, **_: Any) -> None:
-    from scheduler.beat import beat_schedule
-
-    settings = get_settings()
-    sender.conf.update(celery_config(settings))
-    sender.conf.beat_schedule = beat_schedule(settings)
+    sender.conf.update(celery_config(get_settings()))
 
 
 @worker_init.connect

@@ -1,4 +1,5 @@
-"""Celery tasks: thin adapters that parse ids, call one plain function and record the run.
+"""The fleet's Celery tasks (train, score, rescore, notify): thin adapters that parse ids, call one
+plain function and record the run. The planner tasks that beat sends live in `scheduler/tasks.py`.
 
 Policy per task: queue (by route), retries with exponential backoff and jitter on CouchDB/Redis
 unavailability, bounded `max_retries`; the final failure is recorded in the run record.
@@ -7,7 +8,6 @@ unavailability, bounded `max_retries`; the final failure is recorded in the run 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -17,9 +17,6 @@ from celery import Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from scheduler.beat import slot_key
-from scheduler.planning import plan_scoring_locked
-from scheduler.planning import plan_training as plan_training_fn
 from workers import fleet as fleet_module
 from workers import scoring, training
 from workers.celery_app import app
@@ -123,7 +120,7 @@ def train_entities(self: Task, entities: list[Entity]) -> None:
         self,
         ids,
         lambda f, run: training.train_entities(
-            f, ids, request_id=self.request.id or "local", run=run, enqueue=_send
+            f, ids, request_id=self.request.id or "local", run=run, enqueue=send
         ),
     )
 
@@ -164,7 +161,7 @@ NOTIFY_BATCH = 500
 def _enqueue_notify(anomaly_ids: list[str]) -> None:
     """Hand the anomalies just written to the notify queue (it dedupes and filters severity)."""
     for start in range(0, len(anomaly_ids), NOTIFY_BATCH):
-        _send("couchwatch.notify", [anomaly_ids[start : start + NOTIFY_BATCH]])
+        send("couchwatch.notify", [anomaly_ids[start : start + NOTIFY_BATCH]])
 
 
 def check_anomaly_ids(ids: Any) -> list[str]:
@@ -214,57 +211,6 @@ def notify_pending(self: Task) -> None:
     recorded(self, [], body)
 
 
-def _send(name: str, args: list[Any]) -> str:
+def send(name: str, args: list[Any]) -> str:
+    """Enqueue task `name` with `args` by name (no task code imported); return its id."""
     return str(app.send_task(name, args=args).id)
-
-
-def _claim_slot(fleet: Fleet, name: str, interval_s: float) -> bool:
-    return bool(
-        fleet.redis.set(
-            slot_key(name, interval_s, time.time()), "1", nx=True, ex=int(interval_s * 2) + 1
-        )
-    )
-
-
-@app.task(name="couchwatch.plan_scoring", base=FleetTask, bind=True)
-def plan_scoring(self: Task, force: bool = False) -> None:
-    """Enqueue scoring for entities with new events (once per schedule slot)."""
-
-    def body(fleet: Fleet, run: Run) -> None:
-        interval = fleet.settings.couchwatch_score_interval_s
-        if not force and not _claim_slot(fleet, "plan_scoring", interval):
-            run.details["skipped"] = "slot already planned (another beat?)"
-            return
-        result = plan_scoring_locked(fleet, _send, wait_s=0)
-        if result is None:
-            run.details["skipped"] = "another planner is running"
-            return
-        result.record_scoring(run)
-
-    recorded(self, [], body)
-
-
-@app.task(name="couchwatch.plan_training", base=FleetTask, bind=True)
-def plan_training(self: Task, entities: list[Entity] | None = None, force: bool = False) -> None:
-    """Enqueue training for entities that are due (or the given ones)."""
-
-    def body(fleet: Fleet, run: Run) -> None:
-        interval = fleet.settings.couchwatch_train_check_interval_s
-        if entities is None and not force and not _claim_slot(fleet, "plan_training", interval):
-            run.details["skipped"] = "slot already planned (another beat?)"
-            return
-        result = plan_training_fn(fleet, _send, entities=entities, force=force)
-        run.docs_out = result.batches
-        run.details.update(entities=result.entities, task_ids=result.task_ids)
-        if result.score_task_ids:
-            run.details["unscored_swept"] = {
-                "entities": result.waiting_entities,
-                "events": result.waiting_events,
-                "task_ids": result.score_task_ids,
-            }
-        if result.skipped:
-            run.details["skipped_entities"] = result.skipped
-
-    if entities is not None and not isinstance(entities, list):
-        raise TypeError("entities must be a list")
-    recorded(self, [e for e in entities or [] if not entity_problem(e)], body)

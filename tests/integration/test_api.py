@@ -16,20 +16,20 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from couchwatch.api.app import create_app
+from couchwatch.api.keys import create_key
+from couchwatch.stack.processes import free_port
 from scheduler import client as producer
 from tests.conftest import settings_env
 from tests.support.fleet import worker_fleet
 from tests.support.services import ROOT, terminate
 from tests.support.waiting import eventually
-from workers.api.app import create_app
-from workers.api.keys import create_key
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.anomaly import make_anomaly
 from workers.engine.demo_data import generate_demo
 from workers.fleet import registry_id
 from workers.settings import Settings, get_settings
-from workers.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -392,7 +392,7 @@ def test_schemathesis_finds_no_server_errors(
     env = {**os.environ, **settings_env(settings)}
     log = (tmp_path / "api.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli.main", "api", "--port", str(port)],
+        [sys.executable, "-m", "couchwatch.cli.main", "api", "--port", str(port)],
         env=env,
         cwd=ROOT,
         stdout=log,

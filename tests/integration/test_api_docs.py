@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from couchwatch.api.pages import SECURITY_HEADERS
+from couchwatch.stack.processes import free_port, port_open
 from tests.conftest import settings_env
 from tests.support.services import ROOT, terminate
 from tests.support.waiting import eventually
-from workers.api.pages import SECURITY_HEADERS
 from workers.settings import Settings
-from workers.stack.processes import free_port, port_open
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def api_process(env: dict[str, str], tmp: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp / f"api-{port}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli.main", "api", "--port", str(port)],
+        [sys.executable, "-m", "couchwatch.cli.main", "api", "--port", str(port)],
         env=env,
         cwd=ROOT,
         stdout=log,
@@ -94,7 +94,7 @@ def test_enabling_docs_needs_local_swagger_ui_and_then_serves_only_local_files(
     settings: Settings, tmp_path: Path
 ) -> None:
     refused = subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", "api", "--port", str(free_port())],
+        [sys.executable, "-m", "couchwatch.cli.main", "api", "--port", str(free_port())],
         env=_env(settings, COUCHWATCH_API_DOCS="true"),
         cwd=ROOT,
         capture_output=True,
@@ -109,7 +109,7 @@ def test_enabling_docs_needs_local_swagger_ui_and_then_serves_only_local_files(
     # release 1.1.0 ships Swagger UI 4.15.5, which cannot read OpenAPI 3.1 (refused)
     old_env = _bundle(tmp_path / "old", "swagger-ui-4.15.5", settings)
     too_old = subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", "api", "--port", str(free_port())],
+        [sys.executable, "-m", "couchwatch.cli.main", "api", "--port", str(free_port())],
         env=old_env,
         cwd=ROOT,
         capture_output=True,

@@ -383,7 +383,7 @@ def _cli(
     cfg: Settings, *args: str, env: dict[str, str] | None = None, timeout_s: float = 300
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", *args],
+        [sys.executable, "-m", "couchwatch.cli.main", *args],
         env={**os.environ, **settings_env(cfg), **(env or {})},
         cwd=ROOT,
         capture_output=True,

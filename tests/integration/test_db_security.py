@@ -25,13 +25,13 @@ from typing import Any
 import pytest
 import requests
 
+from couchwatch.stack import local, processes
+from couchwatch.stack.processes import free_port, port_open, wait_for
 from tests.conftest import settings_env
 from tests.support.services import ROOT, CouchServer
 from workers.couch.client import CouchClient
 from workers.couch.security import couchwatch_dbs, get_security, put_security
 from workers.settings import Settings
-from workers.stack import local, processes
-from workers.stack.processes import free_port, port_open, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +43,7 @@ APIKEY = {"type": "apikey", "scopes": ["admin"], "salt": "00", "hash": "ff", "na
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", *args],
+        [sys.executable, "-m", "couchwatch.cli.main", *args],
         env={**os.environ, **env},
         cwd=ROOT,
         capture_output=True,

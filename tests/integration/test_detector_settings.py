@@ -62,7 +62,7 @@ def test_a_worker_with_an_unknown_detector_refuses_to_start(settings: Settings) 
             "-m",
             "celery",
             "-A",
-            "workers.celery_app",
+            "couchwatch.celery",
             "worker",
             "-n",
             "bad@testhost",

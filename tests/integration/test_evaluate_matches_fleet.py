@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from couchwatch.evaluate.fleet import SCORE_TASK, TRAIN_TASK, run_through_fleet
 from scheduler.planning import plan_scoring, plan_training
 from tests.conftest import settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
@@ -25,7 +26,6 @@ from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
 from workers.engine.evaluation.split import train_cutoffs
-from workers.evaluate_fleet import SCORE_TASK, TRAIN_TASK, run_through_fleet
 from workers.fleet import Fleet
 from workers.ingest import ingest_stream
 from workers.settings import Settings

@@ -133,7 +133,7 @@ def _beat(env: dict[str, str], schedule: Path, log: Path) -> subprocess.Popen[by
             "-m",
             "celery",
             "-A",
-            "workers.celery_app",
+            "couchwatch.celery",
             "beat",
             "-s",
             str(schedule),

@@ -52,7 +52,7 @@ TRAIN, SCORE, PLAN = (
 
 def _cli(cfg: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", *args],
+        [sys.executable, "-m", "couchwatch.cli.main", *args],
         cwd=ROOT,
         capture_output=True,
         env={**os.environ, **settings_env(cfg)},

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from couchwatch.api.app import create_app
+from couchwatch.api.keys import create_key
+from couchwatch.cli.main import cli
 from tests.conftest import settings_env
-from workers.api.app import create_app
-from workers.api.keys import create_key
-from workers.cli.main import cli
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.anomaly import make_anomaly

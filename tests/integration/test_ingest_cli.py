@@ -60,7 +60,7 @@ def _write_file(path: Path, good: int) -> tuple[int, int]:
 def _ingest(settings: Settings, *args: str, stdin: bytes | None = None) -> str:
     env = {**os.environ, **settings_env(settings)}
     done = subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", "ingest", "--quiet", *args],
+        [sys.executable, "-m", "couchwatch.cli.main", "ingest", "--quiet", *args],
         input=stdin,
         capture_output=True,
         env=env,
@@ -111,7 +111,7 @@ def test_csv_and_stdin(tmp_path: Path, settings: Settings, couch: CouchClient) -
 def test_missing_file_is_one_clear_line(settings: Settings, tmp_path: Path) -> None:
     env = {**os.environ, **settings_env(settings)}
     done = subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", "ingest", str(tmp_path / "nope.jsonl")],
+        [sys.executable, "-m", "couchwatch.cli.main", "ingest", str(tmp_path / "nope.jsonl")],
         capture_output=True,
         env=env,
         timeout=60,

@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from couchwatch.stack.mail import received
+from couchwatch.stack.processes import free_port
 from tests.support.services import ROOT
-from workers.stack.mail import received
-from workers.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
 
 
 def _cli(env: dict[str, str], *args: str, timeout: int = 180) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", *args],
+        [sys.executable, "-m", "couchwatch.cli.main", *args],
         capture_output=True,
         env=env,
         cwd=ROOT,

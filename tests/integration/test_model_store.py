@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from couchwatch.cli.main import cli
 from scheduler.planning import due_for_training
 from tests.conftest import settings_env
 from workers import detection, scoring
-from workers.cli.main import cli
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine import persistence

@@ -308,7 +308,7 @@ def test_gives_up_after_max_attempts_and_cli_lists_failed(
         time.sleep(0.5)
     assert email["attempts"] == 3 and email["last_error"] and email["next_attempt_at"] is None
 
-    from workers.cli.main import cli
+    from couchwatch.cli.main import cli
     from workers.settings import get_settings
 
     for name, value in settings_env(nsettings).items():

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from click.testing import CliRunner
 
+from couchwatch.cli.main import cli
 from tests.conftest import settings_env
-from workers.cli.main import cli
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.anomaly import merge_anomaly

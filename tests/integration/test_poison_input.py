@@ -30,20 +30,20 @@ import httpx
 import pytest
 import redis
 
+from couchwatch.api.keys import create_key
+from couchwatch.stack.processes import free_port
 from tests.conftest import make_settings, settings_env
 from tests.support.fixtures import running_smtp, schema_couch
 from tests.support.fleet import WorkerFleet, worker_fleet
 from tests.support.receivers import HttpReceiver, SmtpSink
 from tests.support.services import ROOT, CouchServer, RedisServer, terminate
 from tests.support.waiting import eventually, wait_run
-from workers.api.keys import create_key
 from workers.couch.client import CouchClient
 from workers.engine.anomaly import make_anomaly
 from workers.events import validate_event
 from workers.fleet import registry_id
 from workers.notify.documents import new_notification
 from workers.settings import Settings
-from workers.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +73,7 @@ def _cli(
     cfg: Settings, *args: str, stdin: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli.main", *args],
+        [sys.executable, "-m", "couchwatch.cli.main", *args],
         input=stdin,
         env={**os.environ, **settings_env(cfg)},
         cwd=ROOT,
@@ -99,7 +99,7 @@ def api_server(cfg: Settings, logs: Path) -> Iterator[str]:
     port = free_port()
     log = (logs / "api.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli.main", "api", "--port", str(port)],
+        [sys.executable, "-m", "couchwatch.cli.main", "api", "--port", str(port)],
         env={**os.environ, **settings_env(cfg)},
         cwd=ROOT,
         stdout=log,

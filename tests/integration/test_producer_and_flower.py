@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import requests
 
+from couchwatch.stack.processes import free_port
 from scheduler import client
 from tests.conftest import settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
@@ -28,7 +29,6 @@ from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
 from workers.settings import Settings, get_settings
-from workers.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -20,16 +20,16 @@ from typing import Any
 import pytest
 import requests
 
+from couchwatch.api.keys import create_key
+from couchwatch.stack.processes import free_port
 from tests.conftest import settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
 from tests.support.services import ROOT, terminate
-from workers.api.keys import create_key
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
 from workers.model_store import head_id
 from workers.settings import Settings
-from workers.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ CHROMIUM_ARGS = [
 SCREENSHOT = os.environ.get("COUCHWATCH_REVIEW_SCREENSHOT")  # set to refresh docs/review-page.png
 RUN_API = (
     "import sys, uvicorn\n"
-    "from workers.api.app import create_app\n"
+    "from couchwatch.api.app import create_app\n"
     "from workers.settings import Settings\n"
     "uvicorn.run(create_app(Settings()), host='127.0.0.1', port=int(sys.argv[1]),"
     " log_level='info', access_log=False)\n"

@@ -35,6 +35,7 @@ import redis
 import requests
 from aiosmtpd.controller import Controller
 
+from couchwatch.stack.processes import free_port
 from scheduler import client as producer
 from tests.conftest import make_settings, settings_env
 from tests.integration.test_fleet_resilience import _recent_demo
@@ -53,7 +54,6 @@ from workers.notify.message import Message
 from workers.notify.signature import sign, verify_signature
 from workers.notify.smtp import SmtpChannel, SmtpConfig
 from workers.settings import DB_SUFFIXES, Settings, get_settings
-from workers.stack.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ PLAN, SCORE, TRAIN = (
     "couchwatch.score_entities",
     "couchwatch.train_entities",
 )
-COUCHWATCH = [sys.executable, "-m", "workers.cli.main"]
+COUCHWATCH = [sys.executable, "-m", "couchwatch.cli.main"]
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class WorkerFleet:
                 "-m",
                 "celery",
                 "-A",
-                "workers.celery_app",
+                "couchwatch.celery",
                 "worker",
                 "-n",
                 f"{name}@testhost",

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from workers.stack.processes import free_port
+from couchwatch.stack.processes import free_port
 
 
 class _Collect:

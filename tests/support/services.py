@@ -21,7 +21,7 @@ from typing import Any
 import redis
 import requests
 
-from workers.stack.processes import free_port
+from couchwatch.stack.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 POUCHDB_BIN = ROOT / "node_modules" / ".bin" / "pouchdb-server"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from couchwatch.cli.main import cli
 from workers.celery_app import QUEUES
-from workers.cli.main import cli
 from workers.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -40,7 +40,10 @@ def test_commands_name_real_modules_queues_and_cli(services: dict[str, Any]) -> 
         assert command, f"{name} has no command"
         if command[0] == "celery":
             module = command[command.index("-A") + 1]
-            assert hasattr(importlib.import_module(module), "app")
+            app = importlib.import_module(module).app
+            # the composed app: fleet tasks, planner tasks, and a schedule of registered tasks
+            assert {"couchwatch.plan_scoring", "couchwatch.train_entities"} <= set(app.tasks)
+            assert {entry["task"] for entry in app.conf.beat_schedule.values()} <= set(app.tasks)
             if "-Q" in command:
                 queues = command[command.index("-Q") + 1].split(",")
                 assert set(queues) <= set(QUEUES), queues
@@ -71,5 +74,7 @@ def test_env_example_lists_only_real_settings() -> None:
 
 def test_dockerfile_installs_like_the_readme() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert "pip install" in dockerfile and "COPY workers" in dockerfile
+    assert "pip install" in dockerfile
+    for package in ("couchwatch", "scheduler", "workers"):
+        assert f"COPY {package} ./{package}" in dockerfile
     assert "USER couchwatch" in dockerfile

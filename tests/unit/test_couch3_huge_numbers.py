@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from couchwatch.api.profile import recent_events, summarize
 from scheduler.planning import CHECKPOINT, plan_scoring
 from tests.unit.test_couch_client import SEQ_1, SEQ_12, Sent, make_client, rev
-from workers.api.profile import recent_events, summarize
 from workers.couch.transport import decode_json
 from workers.detection import POPULATION_ID
 from workers.engine.population import POPULATION_FORMAT

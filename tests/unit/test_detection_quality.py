@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from couchwatch.evaluate.fleet import run_through_fleet
 from tests.support.shapes import services_scenario, users_scenario
 from workers.engine.evaluation import evaluate_scores
 from workers.engine.evaluation.alerts import alert_reports
@@ -27,7 +28,6 @@ from workers.engine.evaluation.split import split_train_test, train_cutoffs
 from workers.engine.model import fit_entity_model
 from workers.engine.population import build_population
 from workers.engine.scenarios import generate_scenario
-from workers.evaluate_fleet import run_through_fleet
 from workers.settings import Settings
 
 pytestmark = pytest.mark.unit

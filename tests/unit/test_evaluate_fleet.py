@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from workers.cli import evaluate_cmd
-from workers.cli.evaluate_cmd import evaluate
+from couchwatch.cli import evaluate_cmd
+from couchwatch.cli.evaluate_cmd import evaluate
+from couchwatch.evaluate.fleet import SCORE_TASK, TRAIN_TASK, FleetRun, run_through_fleet
+from couchwatch.evaluate.run import COMBINED, fleet_rows
 from workers.engine.demo_data import generate_demo
 from workers.engine.evaluation import load_labels
 from workers.engine.evaluation.alerts import FALSE_ALERT_COLUMNS, alert_reports, false_alerts
-from workers.engine.evaluation.run import COMBINED, fleet_rows
 from workers.engine.evaluation.split import train_cutoffs
-from workers.evaluate_fleet import SCORE_TASK, TRAIN_TASK, FleetRun, run_through_fleet
 from workers.settings import Settings
 
 pytestmark = pytest.mark.unit

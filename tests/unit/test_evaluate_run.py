@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from workers.cli import evaluate_cmd
-from workers.cli.evaluate_cmd import demo_data, evaluate
+from couchwatch.cli import evaluate_cmd
+from couchwatch.cli.evaluate_cmd import demo_data, evaluate
+from couchwatch.evaluate.run import COMBINED, RUN_COLUMNS, combined_rows, evaluate_events
 from workers.engine.demo_data import generate_demo
 from workers.engine.evaluation import EvaluationReport, load_labels
-from workers.engine.evaluation.run import COMBINED, RUN_COLUMNS, combined_rows, evaluate_events
 from workers.settings import get_settings
 
 pytestmark = pytest.mark.unit

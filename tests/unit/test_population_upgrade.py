@@ -7,11 +7,11 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from couchwatch.evaluate.fleet import _ingest, memory_fleet
 from scheduler.planning import ensure_population, plan_scoring
 from tests.unit.engine._synth import history
 from workers import detection
 from workers.engine.population import POPULATION_FORMAT
-from workers.evaluate_fleet import _ingest, memory_fleet
 from workers.settings import Settings
 
 pytestmark = pytest.mark.unit

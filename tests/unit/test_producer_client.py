@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from couchwatch.cli.main import cli
+from couchwatch.stack import local
 from scheduler import client
 from scheduler.client import BadRequest, check_entity, parse_time, rescore_args
-from workers.cli.main import cli
 from workers.settings import Settings, get_settings
-from workers.stack import local
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +31,7 @@ def test_client_imports_and_builds_its_app_with_heavy_modules_blocked() -> None:
         for name in {HEAVY!r}:
             sys.modules[name] = None  # any import of them now raises ImportError
         from scheduler import client
-        from workers.cli import producer_cmd
+        from couchwatch.cli import producer_cmd
         args = client.rescore_args("alice", "2026-01-01T00:00:00+01:00", 1767225600)
         assert args == ["alice", "2025-12-31T23:00:00.000Z", "2026-01-01T00:00:00.000Z"], args
         try:
@@ -44,7 +44,7 @@ def test_client_imports_and_builds_its_app_with_heavy_modules_blocked() -> None:
         loaded = sorted(n for n in sys.modules if n.split(".")[0] in {HEAVY!r}
                         and sys.modules[n] is not None)
         assert not loaded, loaded
-        assert "workers.tasks" not in sys.modules
+        assert "workers.tasks" not in sys.modules and "scheduler.tasks" not in sys.modules
         print("ok")
     """)
     env = {"PATH": "/usr/bin:/bin", "REDIS_URL": "redis://127.0.0.1:1/0"}
@@ -188,7 +188,7 @@ def test_flower_password_is_shown_only_when_up_generated_it(
     assert settings.flower_password is not None
     generated = settings.flower_password.get_secret_value()
     assert local.generated_flower_password(tmp_path, settings) == generated
-    from workers.cli.stack_cmd import _flower_line
+    from couchwatch.cli.stack_cmd import _flower_line
 
     line = _flower_line(settings, tmp_path)  # stdout is not a terminal here: never shown
     assert generated not in line and "FLOWER_PASSWORD in .env" in line

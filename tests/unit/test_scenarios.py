@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from workers.cli.evaluate_cmd import demo_data
+from couchwatch.cli.evaluate_cmd import demo_data
 from workers.engine.demo_data import DemoScenario
 from workers.engine.evaluation.labels import load_labels
 from workers.engine.scenarios import SCENARIO_KINDS, SCENARIOS, generate_scenario

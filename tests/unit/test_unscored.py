@@ -10,10 +10,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from couchwatch.evaluate.fleet import _ingest, memory_fleet
 from scheduler.planning import CHECKPOINT, plan_scoring, plan_training
 from tests.unit.engine._synth import history
 from workers import detection
-from workers.evaluate_fleet import _ingest, memory_fleet
 from workers.fleet import Fleet, registry_id
 from workers.runs import Run
 from workers.settings import Settings

@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 import redis
 import requests
 
+from couchwatch.stack import mail, processes
+from couchwatch.stack.processes import port_open, wait_for
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
 from workers.couch.security import check_databases, describe
 from workers.settings import Settings
-from workers.stack import mail, processes
-from workers.stack.processes import port_open, wait_for
 
 WORKERS = ("worker1", "worker2")
 ORDER = ("couchdb", "redis", "smtp", *WORKERS, "beat", "flower", "api")
@@ -111,7 +111,7 @@ def flower_argv(settings: Settings, *, port: int | None = None) -> list[str]:
         "-m",
         "celery",
         "-A",
-        "workers.celery_app",
+        "couchwatch.celery",
         "flower",
         f"--address={settings.flower_address}",
         f"--port={port or settings.flower_port}",
@@ -136,7 +136,7 @@ def api_argv(settings: Settings) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "workers.cli.main",
+        "couchwatch.cli.main",
         "api",
         "--host",
         API_ADDRESS,
@@ -156,7 +156,7 @@ def worker_argv(name: str, queues: str = "plan,train,score,notify") -> list[str]
         "-m",
         "celery",
         "-A",
-        "workers.celery_app",
+        "couchwatch.celery",
         "worker",
         "-n",
         f"{name}@%h",
@@ -204,7 +204,7 @@ def up(settings: Settings, root: Path, *, say: Callable[[str], None] = print) ->
         "-m",
         "celery",
         "-A",
-        "workers.celery_app",
+        "couchwatch.celery",
         "beat",
         "-s",
         str(beat_file),

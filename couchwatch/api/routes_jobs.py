@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path
 from pydantic import BaseModel, Field, StrictInt, StrictStr
 
+from couchwatch.api.auth import Ingest, Read
+from couchwatch.api.deps import CouchDep, SettingsDep
 from scheduler import client
-from workers.api.auth import Ingest, Read
-from workers.api.deps import CouchDep, SettingsDep
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 Time = str | int | float | None

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
+from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 
 

@@ -1,6 +1,6 @@
 """The review web page: an analyst's queue of open anomalies, served by the API at ``/``.
 
-Plain HTML, one small ES module and one stylesheet from ``workers/api/static/`` (package data):
+Plain HTML, one small ES module and one stylesheet from ``couchwatch/api/static/`` (package data):
 no CDN, no build step. The page itself is public; everything it shows comes from the ``/v1``
 endpoints with the API key the analyst types in (kept in ``sessionStorage``).
 """
@@ -48,7 +48,7 @@ def review_page() -> Response:
 
 @router.get("/static/{name}")
 def static_asset(name: str) -> Response:
-    """One file of ``workers/api/static`` (flat directory, names checked: no traversal)."""
+    """One file of ``couchwatch/api/static`` (flat directory, names checked: no traversal)."""
     match = _ASSET.match(name)
     path = STATIC_DIR / name
     if match is None or not path.is_file():

@@ -9,7 +9,7 @@ from typing import IO
 import click
 from tqdm import tqdm
 
-from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
+from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_schema

@@ -7,9 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
-from workers.api.auth import Ingest
-from workers.api.deps import CouchDep, SettingsDep
-from workers.api.events_batch import store_events
+from couchwatch.api.auth import Ingest
+from couchwatch.api.deps import CouchDep, SettingsDep
+from couchwatch.api.events_batch import store_events
 
 router = APIRouter(prefix="/v1", tags=["events"])
 

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from workers.api.events_batch import ItemResult
+from couchwatch.api.events_batch import ItemResult
 from workers.celery_app import QUEUES
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError, NotFound

@@ -9,10 +9,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from workers.api.auth import Read
-from workers.api.deps import CouchDep, SettingsDep, parse_range
-from workers.api.profile import TIMELINE_MAX_EVENTS, bin_counts, recent_events, summarize
-from workers.api.routes_anomalies import public
+from couchwatch.api.auth import Read
+from couchwatch.api.deps import CouchDep, SettingsDep, parse_range
+from couchwatch.api.profile import TIMELINE_MAX_EVENTS, bin_counts, recent_events, summarize
+from couchwatch.api.routes_anomalies import public
 from workers.couch.client import CouchClient
 from workers.events import canonical_timestamp
 from workers.fleet import registry_id

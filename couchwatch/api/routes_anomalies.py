@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from workers.api.auth import Read, Review
-from workers.api.deps import CouchDep, SettingsDep, parse_range
-from workers.api.pages_cursor import AnomalyFilter, BadCursor, anomaly_page
+from couchwatch.api.auth import Read, Review
+from couchwatch.api.deps import CouchDep, SettingsDep, parse_range
+from couchwatch.api.pages_cursor import AnomalyFilter, BadCursor, anomaly_page
 from workers.couch.client import CouchClient
 from workers.review import MAX_NOTE_CHARS, UnknownAnomaly, review_anomaly
 

@@ -1,6 +1,6 @@
 """The API application: `create_app(settings)` wires the routers, auth, limits and errors.
 
-uvicorn --factory workers.api.app:app_from_env     # or: couchwatch api
+uvicorn --factory couchwatch.api.app:app_from_env     # or: couchwatch api
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from workers.api import (
+from couchwatch.api import (
     routes_anomalies,
     routes_entities,
     routes_events,
@@ -21,11 +21,11 @@ from workers.api import (
     routes_jobs,
     routes_ops,
 )
-from workers.api.docs_page import docs_router, swagger_ui_dir
-from workers.api.keys import KeyVerifier
-from workers.api.limits import BodyLimit
-from workers.api.metrics import ApiMetrics
-from workers.api.pages import router as review_page
+from couchwatch.api.docs_page import docs_router, swagger_ui_dir
+from couchwatch.api.keys import KeyVerifier
+from couchwatch.api.limits import BodyLimit
+from couchwatch.api.metrics import ApiMetrics
+from couchwatch.api.pages import router as review_page
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError, RetryableCouchError
 from workers.runs import describe

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from couchwatch.cli.common import couch_or_fail, fail, settings_or_fail
+from couchwatch.stack import local
 from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_schema
 from workers.couch.security import check_databases, describe
 from workers.settings import Settings, get_settings
-from workers.stack import local
 
 
 @click.command()

@@ -17,7 +17,7 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, Response
 
-from workers.api.pages import SECURITY_HEADERS, STATIC_DIR
+from couchwatch.api.pages import SECURITY_HEADERS, STATIC_DIR
 
 ASSETS = {  # the only files of the bundle served, and their types
     "swagger-ui-bundle.js": "text/javascript; charset=utf-8",

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
+from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.runs import recent_runs
 

@@ -17,16 +17,16 @@ from typing import Any
 
 import click
 
-from workers.api.keys import create_key
-from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
-from workers.cli.ops_cmd import _after_training, _send, _wait_runs
+from couchwatch.api.keys import create_key
+from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
+from couchwatch.cli.ops_cmd import _after_training, _send, _wait_runs
+from couchwatch.stack import local
+from couchwatch.stack.mail import mail_dir, received
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_database, ensure_schema
 from workers.ingest import ingest_stream
 from workers.settings import Settings
-from workers.stack import local
-from workers.stack.mail import mail_dir, received
 
 
 def _planner_task_ids(couch: CouchClient, settings: Settings, plan_id: str) -> list[str]:
@@ -62,7 +62,7 @@ def demo(users: int, days: int, seed: int, top: int) -> None:
     out = Path(settings.couchwatch_state_dir) / "demo"
     try:
         ensure_schema(couch, settings)
-        sample = resources.files("workers") / "data" / "sample_events.jsonl"
+        sample = resources.files("couchwatch") / "data" / "sample_events.jsonl"
         with sample.open("rb") as stream:
             report = ingest_stream(couch, settings, stream, fmt="jsonl", source="sample")
         click.echo(

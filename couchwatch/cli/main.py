@@ -6,17 +6,17 @@ import sys
 
 import click
 
-from workers.cli.api_cmd import api, apikey
-from workers.cli.common import fail, settings_or_fail
-from workers.cli.demo_cmd import demo
-from workers.cli.evaluate_cmd import demo_data, evaluate
-from workers.cli.incidents_cmd import incidents
-from workers.cli.ingest_cmd import ingest
-from workers.cli.models_cmd import models
-from workers.cli.notify_cmd import notifications
-from workers.cli.ops_cmd import anomalies, review, runs, score, train
-from workers.cli.producer_cmd import rescore
-from workers.cli.stack_cmd import down, flower, init, status, up
+from couchwatch.cli.api_cmd import api, apikey
+from couchwatch.cli.common import fail, settings_or_fail
+from couchwatch.cli.demo_cmd import demo
+from couchwatch.cli.evaluate_cmd import demo_data, evaluate
+from couchwatch.cli.incidents_cmd import incidents
+from couchwatch.cli.ingest_cmd import ingest
+from couchwatch.cli.models_cmd import models
+from couchwatch.cli.notify_cmd import notifications
+from couchwatch.cli.ops_cmd import anomalies, review, runs, score, train
+from couchwatch.cli.producer_cmd import rescore
+from couchwatch.cli.stack_cmd import down, flower, init, status, up
 
 
 @click.group()

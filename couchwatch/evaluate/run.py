@@ -1,7 +1,7 @@
 """Run couchwatch and the seed pipeline on labeled events, as ``couchwatch evaluate`` does.
 
 ``evaluate_events`` runs the fleet's own code on in-memory twins of CouchDB and Redis
-(:mod:`workers.evaluate_fleet`): per entity, the events before that entity's cutoff (default:
+(:mod:`couchwatch.evaluate.fleet`): per entity, the events before that entity's cutoff (default:
 the first 70% of its own span, see :func:`~workers.engine.evaluation.split.train_cutoffs`) are
 ingested, planned and trained on by the fleet's planners and ``train_entities``; the rest are
 ingested, planned and scored by ``score_entities``. Every score result the fleet computes is
@@ -101,7 +101,7 @@ def score_entities(
 ) -> pd.DataFrame:
     """Train before each entity's cutoff and score from it on, through the fleet on twins;
     rows of :data:`RUN_COLUMNS` (what ``bench/compute.py`` times)."""
-    from workers.evaluate_fleet import run_through_fleet  # the fleet's I/O code, on twins
+    from couchwatch.evaluate.fleet import run_through_fleet  # the fleet's I/O code, on twins
 
     settings = settings or Settings(_env_file=None)  # type: ignore[call-arg]
     fleet = run_through_fleet(
@@ -154,10 +154,10 @@ def run_evaluation(
     """Evaluate the fleet and the seed pipeline on ``events`` against ``labels``.
 
     The fleet's side runs through the fleet's own planners, training and scoring on in-memory
-    twins (:func:`workers.evaluate_fleet.run_through_fleet`); ``settings`` are the fleet's
+    twins (:func:`couchwatch.evaluate.fleet.run_through_fleet`); ``settings`` are the fleet's
     (default: defaults), ``config`` overrides their engine configuration.
     """
-    from workers.evaluate_fleet import run_through_fleet  # the fleet's I/O code, on twins
+    from couchwatch.evaluate.fleet import run_through_fleet  # the fleet's I/O code, on twins
 
     events = list(events)
     if not events:

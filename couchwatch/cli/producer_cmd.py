@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from workers.cli.common import fail, settings_or_fail
+from couchwatch.cli.common import fail, settings_or_fail
 
 
 @click.command()

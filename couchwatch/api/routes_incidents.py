@@ -10,10 +10,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from workers.api.auth import Read, Review
-from workers.api.deps import CouchDep, SettingsDep, parse_range
-from workers.api.pages_cursor import AnomalyFilter
-from workers.api.routes_anomalies import MAX_LIMIT, AnomalyPage, ReviewIn, list_page, public
+from couchwatch.api.auth import Read, Review
+from couchwatch.api.deps import CouchDep, SettingsDep, parse_range
+from couchwatch.api.pages_cursor import AnomalyFilter
+from couchwatch.api.routes_anomalies import MAX_LIMIT, AnomalyPage, ReviewIn, list_page, public
 from workers.incidents import UnknownIncident, get_incident, incident_anomalies, review_incident
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])

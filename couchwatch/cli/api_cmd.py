@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, settings_or_fail
+from couchwatch.cli.common import couch_or_fail, fail, settings_or_fail
 from workers.couch.errors import CouchError
 
 
@@ -23,7 +23,7 @@ def api(host: str, port: int, processes: int) -> None:
     """Serve the HTTP API (docs/api.md); every request needs an API key."""
     import uvicorn
 
-    from workers.api.docs_page import DocsUnavailable, swagger_ui_dir
+    from couchwatch.api.docs_page import DocsUnavailable, swagger_ui_dir
 
     settings = settings_or_fail()  # a bad setting is one line here, not a traceback in uvicorn
     if settings.couchwatch_api_docs:
@@ -32,7 +32,7 @@ def api(host: str, port: int, processes: int) -> None:
         except DocsUnavailable as exc:
             fail(str(exc))
     uvicorn.run(
-        "workers.api.app:app_from_env",
+        "couchwatch.api.app:app_from_env",
         factory=True,
         host=host,
         port=port,
@@ -59,7 +59,7 @@ def apikey() -> None:
 @click.option("--name", default="", help="Who or what uses the key (shown in reviews).")
 def create(scopes: tuple[str, ...], name: str) -> None:
     """Create a key and print it once."""
-    from workers.api.keys import create_key
+    from couchwatch.api.keys import create_key
     from workers.couch.schema import ensure_database
 
     settings = settings_or_fail()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from workers.cli.common import couch_or_fail, fail, printable, settings_or_fail
+from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 
 if TYPE_CHECKING:
@@ -158,9 +158,9 @@ def evaluate(
         f"({field}) from {settings.events_db}; {len(labels)} labeled incidents"
     )
 
+    from couchwatch.evaluate.run import COMBINED, combined_rows, run_evaluation
     from workers.engine.evaluation import format_report, plot_entities
     from workers.engine.evaluation.alerts import alert_reports, false_alerts, format_alerts
-    from workers.engine.evaluation.run import COMBINED, combined_rows, run_evaluation
 
     try:
         run = run_evaluation(

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from workers.api.auth import AnyKey, Read
+from couchwatch.api.auth import AnyKey, Read
 from workers.runs import describe
 
 router = APIRouter(tags=["operations"])

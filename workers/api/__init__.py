@@ -1,1 +1,0 @@
-"""couchwatch's HTTP API (FastAPI): `create_app(settings)` in `workers.api.app`."""
