@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.engine.demo_data import DemoScenario, format_ts, generate_demo
+from workers.events import parse_timestamp
 
 Event = dict[str, Any]
 TEMPLATE_USERS = 100
@@ -87,7 +88,7 @@ def later_events(last: dict[str, Event], entities: list[str], total: int, tag: s
     out: list[Event] = []
     for entity in entities:
         base = last[entity]
-        moment = datetime.fromisoformat(base["timestamp"].replace("Z", "+00:00"))
+        moment = parse_timestamp(base["timestamp"])
         for k in range(per):
             stamp = int((moment + timedelta(minutes=k + 1)).timestamp() * 1000)
             out.append({**base, "_id": f"{tag}-{entity}-{k:03d}", "timestamp": format_ts(stamp)})

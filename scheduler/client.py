@@ -18,11 +18,14 @@ from typing import Any
 
 from celery import Celery
 
-from workers.events import MAX_ENTITY_CHARS, MAX_SAFE_NUMBER, entity_problem
+from workers.events import (
+    NoTimezoneOffset,
+    canonical_timestamp,
+    entity_problem,
+    parse_timestamp,
+)
 from workers.settings import get_settings
 
-# Integer ids beyond 2**53 lose precision in JavaScript (CouchDB views, PouchDB Server).
-MAX_ENTITY_INT = MAX_SAFE_NUMBER
 MAX_RANGE_DAYS = 366
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(days=1)  # how far in the future a bound may lie
@@ -63,18 +66,9 @@ def producer_app() -> Celery:
 
 
 def check_entity(entity: Any) -> str | int:
-    """Return `entity` if it is a usable entity id (text or integer), else raise BadRequest."""
-    if isinstance(entity, bool) or not isinstance(entity, str | int):
-        raise BadRequest(f"entity must be text or an integer, not {type(entity).__name__}")
-    if isinstance(entity, int):
-        if abs(entity) > MAX_ENTITY_INT:
-            raise BadRequest(f"integer entity must be within ±{MAX_ENTITY_INT}")
-        return entity
-    if not 0 < len(entity) <= MAX_ENTITY_CHARS:
-        raise BadRequest(f"entity must be 1..{MAX_ENTITY_CHARS} characters, got {len(entity)}")
-    if entity != entity.strip() or not entity.isprintable():
-        raise BadRequest("entity must not have surrounding spaces or control characters")
-    problem = entity_problem(entity)  # the rule ingest applies (stricter checks above)
+    """Return `entity` if it is a usable entity id, else raise BadRequest: the rule ingest applies
+    (`workers.events.entity_problem`), so every entity ingest stored can be rescored."""
+    problem = entity_problem(entity)
     if problem:
         raise BadRequest(problem)
     return entity
@@ -86,33 +80,21 @@ def to_utc(value: str | int | float | datetime | None, what: str) -> datetime | 
         return None
     if isinstance(value, bool):
         raise BadRequest(f"{what} must be a time, not a boolean")
-    if isinstance(value, str):
-        value = _parse_text(value.strip(), what)
-    elif isinstance(value, int | float):
-        value = _from_epoch(value, what)
-    elif not isinstance(value, datetime):
+    if isinstance(value, datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise BadRequest(f"{what} needs a timezone offset (e.g. 2026-01-01T00:00:00Z)")
+        return value.astimezone(UTC)
+    if not isinstance(value, str | int | float):
         raise BadRequest(f"{what} must be ISO 8601 text, epoch seconds or a datetime")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise BadRequest(f"{what} needs a timezone offset (e.g. 2026-01-01T00:00:00Z)")
-    return value.astimezone(UTC)
-
-
-def _parse_text(text: str, what: str) -> datetime:
     try:
-        return _from_epoch(float(text), what)
+        return parse_timestamp(value)  # the rule ingest applies to event timestamps
+    except NoTimezoneOffset:
+        raise BadRequest(f"{what} needs a timezone offset (e.g. 2026-01-01T00:00:00Z)") from None
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(f"{what} {text[:60]!r} is not ISO 8601 or epoch seconds") from None
-
-
-def _from_epoch(seconds: float, what: str) -> datetime:
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise BadRequest(f"{what} {seconds!r} is not a usable epoch time") from None
+        if isinstance(value, str):
+            text = value.strip()[:60]
+            raise BadRequest(f"{what} {text!r} is not ISO 8601 or epoch seconds") from None
+        raise BadRequest(f"{what} {value!r} is not a usable epoch time") from None
 
 
 def parse_time(value: str | int | float | datetime | None, what: str) -> str | None:
@@ -123,7 +105,7 @@ def parse_time(value: str | int | float | datetime | None, what: str) -> str | N
 
 def wire_time(value: datetime) -> str:
     """The canonical UTC text the tasks expect: `2026-01-01T00:00:00.000Z`."""
-    return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}Z"
+    return canonical_timestamp(value)
 
 
 def rescore_args(

@@ -6,10 +6,10 @@ with a one-line reason. Normalization: `timestamp` becomes canonical UTC ISO 860
 `timestamp_original`. Events without `_id` get a content-hash id, so storing the same event twice
 is a no-op (an id that already holds *different* content is settled by `workers/event_store.py`).
 
-`entity_problem` is the one rule for entity ids (no control or line-separator characters, bounded
-length, numbers within ±2^53-1). Numbers are bounded before anything converts them: a 400-digit
-integer, which Python's `json` reads exactly and CouchDB 3 stores, is a rejection, never an
-OverflowError.
+`entity_problem` is the one rule for entity ids (text without control or line-separator
+characters, of bounded length, or an integer within ±2^53-1; `integer_entity` reads such an
+integer from text). Numbers are bounded before anything converts them: a 400-digit integer, which
+Python's `json` reads exactly and CouchDB 3 stores, is a rejection, never an OverflowError.
 """
 
 from __future__ import annotations
@@ -58,14 +58,22 @@ class Rejection:
     reason: str
 
 
+class NoTimezoneOffset(ValueError):
+    """A timestamp text without an offset: its moment is unknown (`parse_timestamp`)."""
+
+
 def canonical_timestamp(moment: datetime) -> str:
-    """Return `moment` as canonical UTC ISO 8601 text with milliseconds and a `Z`."""
-    utc = moment.astimezone(UTC)
+    """Return `moment` as canonical UTC ISO 8601 text with milliseconds and a `Z`
+    (`2026-03-01T12:00:00.000Z`, sorts as text). A naive `moment` is taken as UTC; a pandas
+    Timestamp is a datetime. The one formatter of stored and wire timestamps."""
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def parse_timestamp(value: Any) -> datetime:
-    """Parse ISO 8601 with an offset (or `Z`) or epoch seconds; raise ValueError otherwise."""
+    """Parse ISO 8601 with an offset (or `Z`) or epoch seconds into an aware UTC datetime; raise
+    ValueError otherwise (`NoTimezoneOffset` for ISO text without an offset). The one parser of
+    stored, wire and user-given timestamps."""
     if isinstance(value, bool):
         raise ValueError("timestamp must be ISO 8601 text or epoch seconds, not a boolean")
     if isinstance(value, int | float):
@@ -89,7 +97,7 @@ def parse_timestamp(value: Any) -> datetime:
             except ValueError:
                 raise ValueError(f"timestamp {_preview(text)} is not ISO 8601") from None
         if moment.tzinfo is None:
-            raise ValueError(f"timestamp {_preview(text)} has no timezone offset")
+            raise NoTimezoneOffset(f"timestamp {_preview(text)} has no timezone offset")
         try:  # an offset can push year 1 or 9999 out of range in UTC
             return moment.astimezone(UTC)
         except OverflowError:
@@ -115,12 +123,15 @@ def entity_problem(entity: Any, entity_field: str = "entity") -> str | None:
     API, the planner, task messages and the producer client all apply it.
 
     Text of 1..256 characters without control or line-separator characters (CR, LF, NEL U+0085,
-    U+2028, U+2029, any Unicode Cc), or a finite number within ±2^53-1.
+    U+2028, U+2029, any Unicode Cc), or an integer within ±2^53-1. Not a float: CouchDB collates
+    3.0 and 3 as one key while Python (registry ids, model ids) keeps them apart.
     """
     if entity is None or entity == "":
         return f"missing entity field {entity_field!r}"
-    if isinstance(entity, bool) or not isinstance(entity, str | int | float):
-        return f"entity field {entity_field!r} must be a string or number"
+    if isinstance(entity, float):
+        return f"entity field {entity_field!r} must be text or an integer, not a float"
+    if isinstance(entity, bool) or not isinstance(entity, str | int):
+        return f"entity field {entity_field!r} must be text or an integer"
     if isinstance(entity, str):
         if len(entity) > MAX_ENTITY_CHARS:
             return f"entity field {entity_field!r} is longer than {MAX_ENTITY_CHARS}"
@@ -129,11 +140,19 @@ def entity_problem(entity: Any, entity_field: str = "entity") -> str | None:
             where = f"entity field {entity_field!r}"
             return f"{where} contains the control character {_char(bad.group())}"
         return None
-    if isinstance(entity, float) and not math.isfinite(entity):
-        return f"entity field {entity_field!r} is not finite"
-    if abs(entity) > MAX_SAFE_NUMBER:  # int/float comparison: exact, never overflows
+    if abs(entity) > MAX_SAFE_NUMBER:
         return f"entity field {entity_field!r} is a number beyond ±{MAX_SAFE_NUMBER}"
     return None
+
+
+def integer_entity(text: str) -> int | None:
+    """The integer entity id `text` spells (`"42"`, `"-7"`), or None: what a CLI argument or URL
+    path names when the entity was stored as a number. Same bounds as `entity_problem`."""
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(MAX_SAFE_NUMBER)):
+        return None
+    number = int(text)
+    return None if entity_problem(number) else number
 
 
 def _validate(raw: Any, entity_field: str, now: datetime) -> dict[str, Any] | Rejection:

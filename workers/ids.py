@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-Entity = str | int | float
+Entity = str | int  # the rule: workers.events.entity_problem
 
 
 def entity_key(entity: Entity) -> str:

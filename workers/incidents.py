@@ -33,7 +33,7 @@ from workers.engine.incidents import (
     merge_incident,
     supersede_incident,
 )
-from workers.events import canonical_timestamp
+from workers.events import canonical_timestamp, parse_timestamp
 from workers.review import MAX_ATTEMPTS, MAX_NOTE_CHARS, STATUSES, UnknownAnomaly, review_anomaly
 from workers.runs import Run, describe
 from workers.settings import Settings
@@ -65,7 +65,7 @@ def is_incident_id(value: str) -> bool:
 
 
 def _ts(text: str) -> datetime:
-    return datetime.fromisoformat(iso_utc(text).replace("Z", "+00:00"))
+    return parse_timestamp(iso_utc(text))
 
 
 def _read_range(

@@ -104,8 +104,6 @@ def check_entities(entities: Any) -> list[Entity]:
     if not isinstance(entities, list):
         raise TypeError("entities must be a list")
     for entity in entities:
-        if isinstance(entity, bool) or not isinstance(entity, str | int | float):
-            raise TypeError(f"entity ids must be text or numbers, got {type(entity).__name__}")
         problem = entity_problem(entity)
         if problem:
             raise ValueError(f"bad entity id: {problem}")

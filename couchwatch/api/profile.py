@@ -14,7 +14,7 @@ from typing import Any
 
 from workers.couch.client import CouchClient
 from workers.couch.schema import events_index
-from workers.events import Rejection, canonical_timestamp, validate_event
+from workers.events import Rejection, canonical_timestamp, parse_timestamp, validate_event
 from workers.ids import Entity
 from workers.settings import Settings
 
@@ -121,7 +121,7 @@ def summarize(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def window_start(timestamp: str) -> str:
     """Start of the 15-minute window holding `timestamp` (canonical UTC text)."""
-    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    moment = parse_timestamp(timestamp)
     seconds = int(moment.timestamp()) // WINDOW_S * WINDOW_S
     return canonical_timestamp(datetime.fromtimestamp(seconds, tz=UTC))
 

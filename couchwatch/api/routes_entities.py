@@ -14,7 +14,7 @@ from couchwatch.api.deps import CouchDep, SettingsDep, parse_range
 from couchwatch.api.profile import TIMELINE_MAX_EVENTS, bin_counts, recent_events, summarize
 from couchwatch.api.routes_anomalies import public
 from workers.couch.client import CouchClient
-from workers.events import canonical_timestamp
+from workers.events import canonical_timestamp, integer_entity, parse_timestamp
 from workers.fleet import registry_id
 from workers.history import iter_entity_events
 from workers.ids import Entity
@@ -42,8 +42,9 @@ def resolve(couch: CouchClient, settings: Settings, name: str) -> tuple[Entity, 
     """The registered entity id for `name` (text, or an integer id) and its registry doc; 404
     when the planner never saw it."""
     candidates: dict[str, Entity] = {registry_id(name): name}
-    if name.lstrip("-").isdigit() and len(name) < 17:
-        candidates[registry_id(int(name))] = int(name)
+    number = integer_entity(name)
+    if number is not None:
+        candidates[registry_id(number)] = number
     found = couch.get_many(settings.db_name("models"), list(candidates))
     for key, doc in found.items():
         if doc.get("type") == "entity":
@@ -157,4 +158,4 @@ def _first_reason(anomaly: dict[str, Any]) -> str | None:
 
 
 def _parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return parse_timestamp(text)

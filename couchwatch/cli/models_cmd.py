@@ -8,6 +8,7 @@ import click
 
 from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
+from workers.events import integer_entity
 from workers.ids import Entity
 from workers.model_store import ModelStore
 
@@ -23,8 +24,9 @@ def _store() -> ModelStore:
 
 def _entity(store: ModelStore, text: str) -> Entity:
     """The entity id as stored: text, or an integer id when only that has a model."""
-    if store.head(text) is None and text.lstrip("-").isdigit() and store.head(int(text)):
-        return int(text)
+    number = integer_entity(text)
+    if store.head(text) is None and number is not None and store.head(number):
+        return number
     return text
 
 

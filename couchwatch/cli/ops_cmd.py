@@ -159,13 +159,15 @@ def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
 
 def known_entities(fleet: Any, names: tuple[str, ...]) -> list[Any]:
     """The registry's entity ids for `names` (text, or integer ids); exit on unknown ones."""
+    from workers.events import integer_entity
     from workers.fleet import registry_id
 
     if not names:
         return []
     db = fleet.settings.db_name("models")
     candidates = {registry_id(n): n for n in names}
-    candidates.update({registry_id(int(n)): n for n in names if n.lstrip("-").isdigit()})
+    numbers = {n: integer_entity(n) for n in names}
+    candidates.update({registry_id(i): n for n, i in numbers.items() if i is not None})
     try:
         found = fleet.couch.get_many(db, list(candidates))
     except CouchError as exc:

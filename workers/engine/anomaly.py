@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from workers.events import canonical_timestamp
+
 ANOMALY_ID_PREFIX = "anomaly:"
 REVIEW_STATUSES = ("open", "confirmed", "dismissed")
 SEVERITIES = ("low", "medium", "high")
@@ -33,9 +35,7 @@ SCORED_FIELDS = (
 
 def iso_utc(value: Any) -> str:
     """Return ``value`` (datetime, Timestamp or ISO text) as canonical UTC ``...T..:..:...sssZ``."""
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return canonical_timestamp(pd.Timestamp(value))  # naive is UTC
 
 
 def anomaly_id(entity: str, detector: str, key: str) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from workers.engine.demo.services import (
     make_service,
     service_activity,
 )
+from workers.events import NoTimezoneOffset, canonical_timestamp, parse_timestamp
 
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
 INCIDENT_SHARE = 0.24  # share of users that get one incident
@@ -78,8 +79,8 @@ class DemoScenario:
 
 def format_ts(ms: int) -> str:
     """Canonical UTC ISO string ``YYYY-MM-DDTHH:MM:SS.mmmZ`` for epoch milliseconds."""
-    moment = datetime.fromtimestamp(ms // 1000, tz=UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms % 1000:03d}Z"
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC) + timedelta(milliseconds=ms % 1000)
+    return canonical_timestamp(moment)
 
 
 def first_day_ms(start: datetime | str | None) -> int:
@@ -87,7 +88,10 @@ def first_day_ms(start: datetime | str | None) -> int:
     if start is None:
         moment = DEFAULT_START
     elif isinstance(start, str):
-        moment = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        try:
+            moment = parse_timestamp(start)
+        except NoTimezoneOffset:
+            moment = datetime.fromisoformat(start)  # naive: UTC (below)
     else:
         moment = start
     if moment.tzinfo is None:

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from workers.engine.anomaly import SEVERITIES, iso_utc, merge_refresh
+from workers.events import parse_timestamp
 
 INCIDENT_ID_PREFIX = "incident:"
 DEFAULT_GAP_S = 3600.0
@@ -81,7 +82,7 @@ def _span(doc: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _seconds(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return parse_timestamp(text).timestamp()
 
 
 def _reason_key(reason: Mapping[str, Any]) -> tuple[str, ...]:
