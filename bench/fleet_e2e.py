@@ -119,7 +119,8 @@ def run(
         store(st, fresh)
         warm_index(st, str(fresh[0][FIELD]))
         queries_b: list[Query] = [
-            (e, window_floor(ts)) for e, ts in sorted(_earliest(fresh).items())
+            (e, window_floor(ts, st.settings.couchwatch_window))
+            for e, ts in sorted(_earliest(fresh).items())
         ]
         floor_b = read_floor(st.settings, queries_b)
         start = time.perf_counter()

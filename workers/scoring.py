@@ -18,7 +18,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from workers import detection, incidents
 from workers.couch.errors import RetryableCouchError
-from workers.engine.config import EngineConfig
 from workers.engine.errors import InsufficientHistoryError, ModelLoadError, UnsafeModelError
 from workers.events import canonical_timestamp
 from workers.fleet import Fleet, registry_id
@@ -29,11 +28,11 @@ from workers.settings import Settings
 from workers.training import load_population
 from workers.unscored import await_model
 
-WINDOW = EngineConfig().window
 
-
-def window_floor(timestamp: str, window: str = WINDOW) -> str:
-    """Start of the window that contains `timestamp` (canonical UTC text)."""
+def window_floor(timestamp: str, window: str) -> str:
+    """Start of the scoring window (`window`: the engine's, `COUCHWATCH_WINDOW`, e.g. `15min`)
+    that holds `timestamp` (canonical UTC text in and out). The one window rule: scoring, the
+    timeline's bins and the planner's ranges all floor with it."""
     return canonical_timestamp(pd.Timestamp(timestamp).floor(window).to_pydatetime())
 
 

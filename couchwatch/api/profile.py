@@ -14,24 +14,17 @@ from typing import Any
 
 from workers.couch.client import CouchClient
 from workers.couch.schema import events_index
-from workers.events import Rejection, canonical_timestamp, parse_timestamp, validate_event
+from workers.engine.context import ua_families
+from workers.events import Rejection, validate_event
 from workers.ids import Entity
+from workers.scoring import window_floor
 from workers.settings import Settings
 
 PROFILE_EVENTS = 2000
 TIMELINE_MAX_EVENTS = 50_000
-WINDOW_S = 15 * 60  # the engine's scoring window (EngineConfig.window = 15min)
 TOP = 5
 
 Doc = dict[str, Any]
-DEVICES = (
-    ("iPhone", "iPhone"),
-    ("iPad", "iPad"),
-    ("Android", "Android"),
-    ("Windows", "Windows"),
-    ("Mac OS X", "Mac"),
-    ("Linux", "Linux"),
-)
 
 
 def recent_events(
@@ -65,22 +58,10 @@ def _top(values: Iterable[Any]) -> list[dict[str, Any]]:
     return [{"value": v, "share": round(n / total, 3)} for v, n in counts.most_common(TOP)]
 
 
-def _browser(agent: str | None) -> str | None:
-    if not agent:
-        return None
-    for name in ("Edg", "OPR", "Firefox", "Chrome", "Safari", "curl", "python-requests"):
-        if name in agent:
-            return {"Edg": "Edge", "OPR": "Opera"}.get(name, name)
-    return "other"
-
-
-def _device(agent: str | None) -> str | None:
-    if not agent:
-        return None
-    for marker, name in DEVICES:
-        if marker in agent:
-            return name
-    return "other"
+def _families(agent: Any) -> tuple[str | None, str | None, str | None]:
+    """(browser, os, device) of a user agent as the model reads it (`ua_families`, ua-parser),
+    so the analyst sees the devices the model scored."""
+    return ua_families(agent) if isinstance(agent, str) and agent else (None, None, None)
 
 
 def summarize(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -104,8 +85,9 @@ def summarize(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "last": stamps[-1],
         "countries": _top(e.get("country") for e in events),
         "cities": _top(e.get("city") for e in events),
-        "devices": _top(_device(e.get("user_agent")) for e in events),
-        "browsers": _top(_browser(e.get("user_agent")) for e in events),
+        "devices": _top(_families(e.get("user_agent"))[2] for e in events),
+        "browsers": _top(_families(e.get("user_agent"))[0] for e in events),
+        "os": _top(_families(e.get("user_agent"))[1] for e in events),
         "types": _top(e.get("type") for e in events),
         "endpoints": _top(e.get("endpoint") for e in events),
         "hours_utc": [hours.get(h, 0) for h in range(24)],
@@ -119,14 +101,8 @@ def summarize(events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def window_start(timestamp: str) -> str:
-    """Start of the 15-minute window holding `timestamp` (canonical UTC text)."""
-    moment = parse_timestamp(timestamp)
-    seconds = int(moment.timestamp()) // WINDOW_S * WINDOW_S
-    return canonical_timestamp(datetime.fromtimestamp(seconds, tz=UTC))
-
-
-def bin_counts(events: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Event counts per 15-minute window (only windows with events), oldest first."""
-    counts = Counter(window_start(str(e["timestamp"])) for e in events)
+def bin_counts(events: Iterable[Mapping[str, Any]], window: str) -> list[dict[str, Any]]:
+    """Event counts per scoring window (`COUCHWATCH_WINDOW`; only windows with events), oldest
+    first: the windows the model scored."""
+    counts = Counter(window_floor(str(e["timestamp"]), window) for e in events)
     return [{"window_start": w, "events": n} for w, n in sorted(counts.items())]

@@ -14,6 +14,7 @@ from couchwatch.api.deps import CouchDep, SettingsDep, parse_range
 from couchwatch.api.profile import TIMELINE_MAX_EVENTS, bin_counts, recent_events, summarize
 from couchwatch.api.routes_anomalies import public
 from workers.couch.client import CouchClient
+from workers.engine.features import window_timedelta
 from workers.events import canonical_timestamp, integer_entity, parse_timestamp
 from workers.fleet import registry_id
 from workers.history import iter_entity_events
@@ -112,12 +113,15 @@ def timeline(
     since: Annotated[str | None, Query(description="Default: 7 days before `until`.")] = None,
     until: Annotated[str | None, Query(description="Default: after the latest event.")] = None,
 ) -> dict[str, Any]:
-    """Events per 15-minute window, anomalies with scores, thresholds and past reviews."""
+    """Events per scoring window (`COUCHWATCH_WINDOW`, 15 minutes by default), anomalies with
+    scores, thresholds and past reviews."""
+    window = settings.couchwatch_window
+    length = window_timedelta(window).to_pytimedelta()
     start, end = parse_range(since, until)
     ident, _registry = resolve(couch, settings, entity_id)
     if end is None:
         latest = recent_events(couch, settings, ident, limit=1)
-        last = _parse(latest[0]["timestamp"]) + timedelta(minutes=15) if latest else None
+        last = _parse(latest[0]["timestamp"]) + length if latest else None
         end = canonical_timestamp(last) if last else canonical_timestamp(datetime.now(UTC))
     if start is None:
         start = canonical_timestamp(_parse(end) - DEFAULT_TIMELINE)
@@ -141,8 +145,8 @@ def timeline(
         "entity": ident,
         "since": start,
         "until": end,
-        "window_minutes": 15,
-        "windows": bin_counts(events),
+        "window_minutes": length / timedelta(minutes=1),
+        "windows": bin_counts(events, window),
         "truncated": len(events) >= TIMELINE_MAX_EVENTS,
         "thresholds": meta.get("thresholds", {}),
         "anomalies": [

@@ -342,7 +342,9 @@ def test_generated_bad_documents_quarantined_good_scoring_unaffected(
         assert head is not None
         stored = store.load(user, int(head["active_version"]))
         assert stored is not None
-        since = window_floor(min(e["timestamp"] for e in new_good if e["user_id"] == user))
+        since = window_floor(
+            min(e["timestamp"] for e in new_good if e["user_id"] == user), cfg.couchwatch_window
+        )
         mine = [
             e
             for e in [*scenario.events, *new_good]

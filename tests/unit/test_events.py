@@ -502,10 +502,10 @@ def test_every_formatter_writes_the_one_canonical_form(moment: Any) -> None:
 
 
 def test_every_parser_reads_the_canonical_form_back() -> None:
-    from couchwatch.api.profile import window_start
     from scheduler.client import to_utc
+    from workers.scoring import window_floor
 
     moment = datetime(2026, 3, 1, 12, 7, 30, tzinfo=UTC)
     assert parse_timestamp(canonical_timestamp(moment)) == moment
     assert to_utc(canonical_timestamp(moment), "start") == moment
-    assert window_start(canonical_timestamp(moment)) == "2026-03-01T12:00:00.000Z"
+    assert window_floor(canonical_timestamp(moment), "15min") == "2026-03-01T12:00:00.000Z"

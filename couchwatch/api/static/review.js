@@ -370,7 +370,7 @@ function label(k) {
 }
 
 // The profile keys a person reads first; anything else the API adds is shown after them.
-const PROFILE_ORDER = ["countries", "cities", "devices", "browsers", "usual_hours_utc",
+const PROFILE_ORDER = ["countries", "cities", "devices", "os", "browsers", "usual_hours_utc",
   "events_per_active_day", "types", "endpoints", "median_bytes_sent", "median_latency_ms"];
 const PROFILE_SKIP = new Set(["hours_utc", "events_read", "first", "last"]);
 
