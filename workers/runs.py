@@ -30,7 +30,7 @@ class Run:
     entities: list[Entity] = field(default_factory=list)
     events_in: int = 0
     docs_out: int = 0
-    outcome: str = "running"  # running | succeeded | partial | retrying | failed | skipped
+    outcome: str = "running"  # running | succeeded | partial | retrying | failed
     error: str | None = None
     entity_errors: dict[str, str] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)

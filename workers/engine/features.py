@@ -28,7 +28,6 @@ __all__ = [
     "feature_matrix",
     "login_context",
     "min_scales",
-    "parse_timestamps",
     "relative_min_scales",
     "window_features",
     "window_table",
@@ -152,13 +151,6 @@ def window_timedelta(window: str) -> pd.Timedelta:
     """Return the fixed length of a pandas offset alias such as ``15min`` (ValueError if not)."""
     offset = pd.tseries.frequencies.to_offset(window)
     return pd.Timedelta(offset.nanos, unit="ns")
-
-
-def parse_timestamps(values: pd.Series) -> pd.Series:
-    """Parse ISO 8601 strings (any offset) or epoch seconds into UTC timestamps (NaT if bad)."""
-    ns = timestamps_ns(values.tolist())
-    stamps = pd.DatetimeIndex(ns.view("datetime64[ns]")).tz_localize("UTC")
-    return pd.Series(stamps, index=values.index, dtype="datetime64[ns, UTC]")
 
 
 NAT_NS = np.iinfo(np.int64).min
