@@ -1,6 +1,7 @@
 """`python -m bench`: run the benchmark step by step, writing the results JSON after each step.
 
-Steps: compute, fleet (fleet end-to-end + store floor + task overhead + latency), one per scale
+Steps: compute, fleet (fleet end-to-end + store floor + task overhead + latency; a second time
+as fleet_couchdb3 when COUCHDB_URL points at an Apache CouchDB 3), one per scale
 store point (store_<n>), one per in-memory scale point (memory_<n>). Progress goes to stderr, one
 line per step. The JSON (`bench/results/<date>.json`) carries `"complete": false` until the last
 step is done; `docs/performance.md` is written at the end. A failed step is recorded, the others
@@ -20,6 +21,7 @@ from types import FrameType
 
 from bench import report
 from bench.runner import Runner, plan, select
+from bench.servers import external_couchdb
 from bench.sizes import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +63,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "0 = no budget",
     )
     args = parser.parse_args(argv)
-    steps = plan(PRESETS[args.size])
+    args.couchdb3, args.couchdb3_note = external_couchdb()
+    steps = plan(PRESETS[args.size], couchdb3=args.couchdb3 is not None)
     if args.sections:
         try:
             args.steps = select(steps, args.sections.split(","))
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
                 budget_s=budget,
                 profile_dir=profile_dir,
                 note=args.note,
+                couchdb3=args.couchdb3,
+                couchdb3_note=args.couchdb3_note,
             )
             results = runner.run()
     except (Terminated, KeyboardInterrupt) as exc:

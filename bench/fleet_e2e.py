@@ -129,6 +129,7 @@ def run(
         floor_s = floor_a["seconds"] + floor_b["seconds"]
         fleet_s = t1 + t2
         e2e = {
+            "server": svc.server,
             "entities": len(entities),
             "events": len(history) + len(fresh),
             "history_events": len(history),

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import compute, fleet_e2e, scale
+from bench.servers import ExternalCouch
 from bench.sizes import Sizes
-from bench.stack import Services, services
+from bench.stack import Services, external_services, services
 
 Result = dict[str, Any]
 GROUPS = ("compute", "fleet", "store", "memory")
@@ -43,15 +44,22 @@ class Step:
     kind: str  # one of GROUPS
     entities: int | None = None
     steady: bool = False  # the store point that also measures the steady state
+    external: bool = False  # runs on the external Apache CouchDB 3, not the bench's own server
 
     @property
     def needs_services(self) -> bool:
-        return self.kind in ("fleet", "store")
+        return self.kind in ("fleet", "store") and not self.external
 
 
-def plan(sizes: Sizes) -> list[Step]:
-    """Every step of a full run, in the order they run."""
+EXTERNAL_FLEET = "fleet_couchdb3"
+
+
+def plan(sizes: Sizes, *, couchdb3: bool = False) -> list[Step]:
+    """Every step of a full run, in the order they run (the fleet section a second time on an
+    external Apache CouchDB 3 when there is one)."""
     steps = [Step("compute", "compute"), Step("fleet", "fleet")]
+    if couchdb3:
+        steps.append(Step(EXTERNAL_FLEET, "fleet", external=True))
     last = len(sizes.scale_store) - 1
     steps += [
         Step(f"store_{n}", "store", n, steady=i == last) for i, n in enumerate(sizes.scale_store)
@@ -121,10 +129,13 @@ class Runner:
         budget_s: float | None,
         profile_dir: Path | None,
         note: str = "",
+        couchdb3: ExternalCouch | None = None,
+        couchdb3_note: str = "",
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.sizes, self.workdir, self.json_path = sizes, workdir, json_path
-        self.all_steps, self.steps = plan(sizes), steps
+        self.couchdb3, self.couchdb3_note = couchdb3, couchdb3_note
+        self.all_steps, self.steps = plan(sizes, couchdb3=couchdb3 is not None), steps
         self.budget_s, self.profile_dir, self.note = budget_s, profile_dir, note
         self.clock = clock
         self.started = clock()
@@ -170,6 +181,18 @@ class Runner:
         z = self.sizes
         if step.kind == "compute":
             return compute.run(z.compute_users, z.demo_days, profile_dir=self.profile_dir)
+        if step.external:
+            if self.couchdb3 is None:
+                raise RuntimeError(f"no Apache CouchDB 3: {self.couchdb3_note}")
+            with external_services(self.couchdb3, self.workdir / step.name) as svc:
+                return fleet_e2e.run(
+                    svc,
+                    z.demo_users,
+                    z.demo_days,
+                    batch_size=z.batch_size,
+                    interval_s=z.latency_interval_s,
+                    chunks=z.latency_chunks,
+                )
         if step.kind == "fleet":
             return fleet_e2e.run(
                 self.svc(),
@@ -328,6 +351,7 @@ class Runner:
             "skipped": dict(self.skipped),
             "budget_estimates_s": dict(self.estimates),
             "total_seconds": self.clock() - self.started,
+            "couchdb3": self.couchdb3_note,
         }
         if derived:
             out.update(derive(self.all_steps, self.raw, self.errors, self.skipped))
@@ -366,6 +390,8 @@ def derive(
     put("compute", ["compute"], _without(comp, "profile") if comp else None)
     fleet = raw.get("fleet")
     put("store_floor", ["fleet"], fleet["e2e"] if fleet else None)
+    external = raw.get(EXTERNAL_FLEET)
+    put("store_floor_couchdb3", [EXTERNAL_FLEET], external["e2e"] if external else None)
 
     store_steps = [s for s in steps if s.kind == "store"]
     memory_steps = [s for s in steps if s.kind == "memory"]

@@ -16,10 +16,11 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from celery import Celery
 
+from bench.servers import ExternalCouch, identify, welcome
 from tests.support.fleet import WorkerFleet, worker_fleet
 from tests.support.services import ROOT, CouchServer, couch_server, redis_server, terminate
 from workers.couch.client import CouchClient
@@ -31,7 +32,18 @@ FINAL = ("succeeded", "partial", "failed", "skipped")
 Doc = dict[str, Any]
 
 
-def make_settings(couchdb: CouchServer, redis_url: str, **overrides: Any) -> Settings:
+class CouchEndpoint(Protocol):
+    """Where a CouchDB-compatible server answers: one the bench started, or an external one."""
+
+    @property
+    def url(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def password(self) -> str: ...
+
+
+def make_settings(couchdb: CouchEndpoint, redis_url: str, **overrides: Any) -> Settings:
     """Settings on the bench services with databases of their own (as the tests make them)."""
     tag = uuid.uuid4().hex[:8]
     values: dict[str, Any] = {
@@ -61,15 +73,29 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class Services:
-    couchdb: CouchServer
+    couchdb: CouchEndpoint
     redis_url: str
     workdir: Path
+    server: str = "PouchDB Server"  # the server's name and version, for the report
 
 
 @contextmanager
 def services(workdir: Path) -> Iterator[Services]:
+    """A PouchDB Server and a redis-server of the bench's own."""
     with couch_server(workdir / "pouchdb") as couchdb, redis_server(workdir / "redis") as rs:
-        yield Services(couchdb, rs.url, workdir)
+        yield Services(couchdb, rs.url, workdir, _server_name(couchdb))
+
+
+@contextmanager
+def external_services(couchdb: ExternalCouch, workdir: Path) -> Iterator[Services]:
+    """An external CouchDB (its databases are the bench's own, deleted after) and a
+    redis-server of the bench's own."""
+    with redis_server(workdir / "redis") as rs:
+        yield Services(couchdb, rs.url, workdir, couchdb.identity)
+
+
+def _server_name(couchdb: CouchServer) -> str:
+    return identify(welcome(couchdb.url, (couchdb.user, couchdb.password)))
 
 
 @dataclass

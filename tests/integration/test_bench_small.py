@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
-from bench import scale
+from bench import scale, servers
 from bench.__main__ import main
+from tests.support.services import CouchServer
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +91,32 @@ def test_bench_subset_records_a_failed_section_and_keeps_going(
     assert "compute" not in r and "latency" not in r
     text = (tmp_path / "performance.md").read_text()
     assert "**FAILED**" in text and "memory_30" in text and "not run" in text
+
+
+@pytest.mark.timeout(300)
+def test_bench_runs_the_fleet_section_on_an_external_server_and_names_it(
+    tmp_path: Path, couchdb: CouchServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's PouchDB Server stands in for an external Apache CouchDB 3 (none runs
+    here): the section runs on a server the bench did not start, with databases of its own
+    that are gone afterwards, and the report names the server of each figure."""
+    monkeypatch.setattr(servers, "is_couchdb3", lambda welcome: True)
+    monkeypatch.setenv("COUCHDB_URL", couchdb.url)
+    monkeypatch.setenv("COUCHDB_USER", couchdb.user)
+    monkeypatch.setenv("COUCHDB_PASSWORD", couchdb.password)
+    argv = ["--size", "tiny", "--sections", "fleet", "--results", str(tmp_path / "results")]
+    main([*argv, "--docs", str(tmp_path)])
+    (path,) = (tmp_path / "results").glob("*.json")
+    r = json.loads(path.read_text())
+    assert r["section_status"]["fleet"] == "ok" and r["section_status"]["fleet_couchdb3"] == "ok"
+    assert r["store_floor"]["server"].startswith("PouchDB Server 4.")
+    external = r["store_floor_couchdb3"]
+    assert external["server"].startswith("PouchDB Server 4.")  # named by its welcome reply
+    assert _number(external["ratio_to_floor"]) and external["events"] > 0
+    assert couchdb.url in r["couchdb3"] and couchdb.password not in path.read_text()
+    left = requests.get(
+        f"{couchdb.url}/_all_dbs", auth=(couchdb.user, couchdb.password), timeout=10
+    ).json()
+    assert not [db for db in left if re.match(r"b[0-9a-f]{8}_", db)]  # the bench's own, deleted
+    text = (tmp_path / "performance.md").read_text()
+    assert "(Apache CouchDB 3)" in text and text.count("on PouchDB Server 4.") >= 2
