@@ -217,12 +217,26 @@ def _latency_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _retrain_rows(r: dict[str, Any]) -> list[Row]:
+    def figure(t: dict[str, Any]) -> str:
+        first, last = t["points"][0], t["points"][-1]
+        return (
+            f"{_f(t['ratio'])} ({_f(last['retrain_s_per_entity'], 3)} s at "
+            f"{_f(last['history_events_per_entity'], 0)} events vs "
+            f"{_f(first['retrain_s_per_entity'], 3)} s at "
+            f"{_f(first['history_events_per_entity'], 0)} events per entity)"
+        )
+
+    return _one_row(r, "retrain", "Retrain cost 10x / 1x history (per entity)", "<= 1.2", figure)
+
+
 def rows(r: dict[str, Any]) -> list[Row]:
     """(measure, figure, target, verdict) for the summary table; a section that was not run,
     failed or was skipped gets a row that says so."""
     builders = (
         _compute_rows,
         _fleet_rows,
+        _retrain_rows,
         _scale_rows,
         _steady_rows,
         _overhead_rows,
@@ -338,7 +352,7 @@ def _how(r: dict[str, Any]) -> list[str]:
     out = []
     c, e, s = _ok(r, "compute"), _ok(r, "store_floor"), _ok(r, "scale")
     st, g, lat = _ok(r, "steady_state"), _ok(r, "storage"), _ok(r, "latency")
-    mem = _ok(r, "memory")
+    mem, t = _ok(r, "memory"), _ok(r, "retrain")
     if c:
         out.append(
             f"- **Compute**: {c['entities']} demo users x {c['days']} days ({c['events']:,} "
@@ -362,6 +376,22 @@ def _how(r: dict[str, Any]) -> list[str]:
             "answers as Apache CouchDB 3, the same section runs a second time on it, with "
             "databases of its own that are deleted after; this run: "
             f"{r.get('couchdb3') or 'not measured'}."
+        )
+    if t:
+        curve = "; ".join(
+            f"{p['days']} days ({_f(p['history_events_per_entity'], 0)} events): "
+            f"{_f(p['retrain_s_per_entity'], 3)} s, read "
+            f"{_f(p['retrain_events_read_per_entity'], 0)} events; one entity in process: "
+            f"read {_f(p['one_entity']['read_s'], 3)} s, fit {_f(p['one_entity']['fit_s'], 3)} s"
+            for p in t["points"]
+        )
+        out.append(
+            f"- **Retrain cost**: {t['points'][0]['entities']} demo users with 1x, 3x and 10x "
+            "days of history, through the store and two real workers: a first training, one more "
+            "day of events, then a forced retrain; the retrain tasks' body time per entity (run "
+            f"records) and the events each read. Per entity: {curve}. A retrain reads the "
+            "entity's whole `COUCHWATCH_HISTORY_DAYS` history and fits on all of it: no "
+            "sufficient statistics are kept between trainings, so its cost grows with history."
         )
     if s:
         store_sizes = ", ".join(f"{p['entities']:,}" for p in s["store"]) or "no"

@@ -4,7 +4,9 @@ Steps (each its own wall time, error and progress line):
 
 - ``compute``: compute throughput vs the seed pipeline (events in memory, one process);
 - ``fleet``: fleet end-to-end on the demo scenario, the store floor, task overhead, model sizes
-  and alert latency (one stack on PouchDB Server with two real workers);
+  and alert latency (one stack on PouchDB Server with two real workers); ``fleet_couchdb3``, the
+  same on an external Apache CouchDB 3 when ``COUCHDB_URL`` points at one;
+- ``retrain``: the retrain-cost curve over 1x, 3x and 10x history (``bench/retrain.py``);
 - ``store_<n>``: one scale point through the store and the fleet (the largest one also measures
   the steady state);
 - ``memory_<n>``: one scale point fed to the engine from memory.
@@ -29,13 +31,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import compute, fleet_e2e, scale
+from bench import compute, fleet_e2e, retrain, scale
 from bench.servers import ExternalCouch
 from bench.sizes import Sizes
 from bench.stack import Services, external_services, services
 
 Result = dict[str, Any]
-GROUPS = ("compute", "fleet", "store", "memory")
+GROUPS = ("compute", "fleet", "retrain", "store", "memory")
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Step:
 
     @property
     def needs_services(self) -> bool:
-        return self.kind in ("fleet", "store") and not self.external
+        return self.kind in ("fleet", "retrain", "store") and not self.external
 
 
 EXTERNAL_FLEET = "fleet_couchdb3"
@@ -60,6 +62,7 @@ def plan(sizes: Sizes, *, couchdb3: bool = False) -> list[Step]:
     steps = [Step("compute", "compute"), Step("fleet", "fleet")]
     if couchdb3:
         steps.append(Step(EXTERNAL_FLEET, "fleet", external=True))
+    steps.append(Step("retrain", "retrain"))
     last = len(sizes.scale_store) - 1
     steps += [
         Step(f"store_{n}", "store", n, steady=i == last) for i, n in enumerate(sizes.scale_store)
@@ -203,6 +206,8 @@ class Runner:
                 chunks=z.latency_chunks,
                 profile_dir=self.profile_dir,
             )
+        if step.kind == "retrain":
+            return retrain.run(self.svc(), z.retrain_users, z.retrain_base_days)
         assert step.entities is not None
         if step.kind == "store":
             steady = (z.steady_new_events, z.steady_extra_history) if step.steady else None
@@ -392,6 +397,7 @@ def derive(
     put("store_floor", ["fleet"], fleet["e2e"] if fleet else None)
     external = raw.get(EXTERNAL_FLEET)
     put("store_floor_couchdb3", [EXTERNAL_FLEET], external["e2e"] if external else None)
+    put("retrain", ["retrain"], raw.get("retrain"))
 
     store_steps = [s for s in steps if s.kind == "store"]
     memory_steps = [s for s in steps if s.kind == "memory"]

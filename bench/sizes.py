@@ -21,6 +21,8 @@ class Sizes:
     steady_extra_history: int  # history events added for the second steady-state pass
     latency_interval_s: float  # beat scoring interval N
     latency_chunks: int  # event writes during the latency test
+    retrain_users: int = 10  # users in the retrain-cost curve
+    retrain_base_days: int = 8  # days of history at 1x (then 3x, 10x)
     profile: bool = True
     budget_s: float | None = None  # default --budget-s: skip scale points estimated to overrun
 
@@ -58,6 +60,8 @@ TINY = Sizes(
     steady_extra_history=300,
     latency_interval_s=2.0,
     latency_chunks=2,
+    retrain_users=3,
+    retrain_base_days=2,
     profile=False,
 )
 

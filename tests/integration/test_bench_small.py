@@ -26,6 +26,7 @@ SECTIONS = (
     "memory",
     "storage",
     "latency",
+    "retrain",
 )
 
 
@@ -60,6 +61,15 @@ def test_bench_tiny_writes_every_section(tmp_path: Path) -> None:
     assert _number(r["memory"]["max_mb"])
     assert _number(r["storage"]["demo"]["median_bytes"])
     assert _number(r["latency"]["p95_s"])
+    points = r["retrain"]["points"]
+    assert [p["days"] for p in points] == [2, 6, 20] and _number(r["retrain"]["ratio"])
+    grows = [p["history_events_per_entity"] for p in points]
+    assert grows == sorted(grows) and grows[-1] > 5 * grows[0]
+    # a retrain reads the whole history today: the events read grow with it
+    assert all(
+        p["retrain_events_read_per_entity"] >= p["history_events_per_entity"] for p in points
+    )
+    assert all(p["one_entity"]["events"] > 0 and _number(p["one_entity"]["fit_s"]) for p in points)
     text = (tmp_path / "performance.md").read_text()
     assert "| measure | figure | target | verdict |" in text
     assert (tmp_path / "performance" / "scale.png").stat().st_size > 0

@@ -1,0 +1,100 @@
+"""Retrain cost over history sizes: does retraining an entity cost more when its history is longer?
+
+For each history size (``base_days`` x 1, 3 and 10 days of demo history for the same users), the
+events go through the bench's CouchDB-compatible server and two real workers: a registry pass and
+a first training, then one more day of events, a registry pass and a forced retrain. The figure
+is the retrain tasks' summed body time per entity (their run records) and the events each
+retrain read. The target is that retrain cost grows with the new events, not with history: the
+largest size's cost at most 1.2 times the smallest's.
+
+In process, one entity's retrain is split into reading its history from the store
+(``training_history``) and fitting (``fit_entity_model``), so the report shows which part grows.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from bench import data
+from bench.stack import Doc, Services, Stack, planned, stack, store, warm_index
+from workers.engine.model import fit_entity_model
+from workers.events import canonical_timestamp
+from workers.history import training_history
+
+FIELD = "user_id"
+MULTIPLES = (1, 3, 10)
+TARGET_RATIO = 1.2
+
+
+def _events(users: int, days: int) -> tuple[list[Doc], list[Doc]]:
+    """`days` of demo history for `users` users and the next day's events (both in the past)."""
+    scenario = data.demo(users, days + 1, seed=11)
+    cut = canonical_timestamp(data.day_start(2))  # the demo ends at the start of today
+    history = [e for e in scenario.events if e["timestamp"] < cut]
+    fresh = [e for e in scenario.events if e["timestamp"] >= cut]
+    return history, fresh
+
+
+def _split_one(st: Stack, entity: str, rounds: int = 3) -> dict[str, float]:
+    """Seconds to read one entity's training history and to fit its model, in this process
+    (the fastest of ``rounds``: the first pays for imports and caches)."""
+    reads, fits, n = [], [], 0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        events = training_history(st.couch, st.settings, entity, now=datetime.now(UTC))
+        reads.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        fit_entity_model(entity, events, entity_field=FIELD)
+        fits.append(time.perf_counter() - start)
+        n = len(events)
+    return {"events": n, "read_s": min(reads), "fit_s": min(fits)}
+
+
+def point(svc: Services, users: int, days: int) -> dict[str, Any]:
+    """One history size: first training, one more day of events, the timed retrain."""
+    history, fresh = _events(users, days)
+    with stack(svc, f"retrain-{days}d") as st:
+        store(st, history)
+        warm_index(st, str(history[0][FIELD]))
+        planned(st, "couchwatch.plan_scoring", force=True)
+        planned(st, "couchwatch.plan_training", force=True)
+        store(st, fresh)
+        warm_index(st, str(fresh[0][FIELD]))
+        planned(st, "couchwatch.plan_scoring", force=True)
+        start = time.perf_counter()
+        _, runs = planned(st, "couchwatch.plan_training", force=True)
+        wall = time.perf_counter() - start
+        entities = sorted({str(e[FIELD]) for e in history})
+        split = _split_one(st, entities[0])
+    body = sum(float(r["duration_s"]) for r in runs)
+    read = sum(int(r.get("events_in", 0)) for r in runs)
+    return {
+        "days": days,
+        "entities": len(entities),
+        "history_events": len(history),
+        "new_events": len(fresh),
+        "history_events_per_entity": len(history) / max(1, len(entities)),
+        "retrain_tasks": len(runs),
+        "retrain_s_per_entity": body / max(1, len(entities)),
+        "retrain_events_read_per_entity": read / max(1, len(entities)),
+        "retrain_wall_s": wall,
+        "one_entity": split,
+    }
+
+
+def run(svc: Services, users: int, base_days: int, *, history_days: int = 90) -> dict[str, Any]:
+    """The retrain cost curve over ``base_days`` x :data:`MULTIPLES` days of history."""
+    sizes = [min(base_days * m, history_days - 2) for m in MULTIPLES]
+    points = [point(svc, users, days) for days in sizes]
+    first, last = points[0], points[-1]
+    ratio = last["retrain_s_per_entity"] / max(1e-9, first["retrain_s_per_entity"])
+    return {
+        "points": points,
+        "history_ratio": last["history_events_per_entity"]
+        / max(1.0, first["history_events_per_entity"]),
+        "ratio": ratio,
+        "target": f"retrain cost at {MULTIPLES[-1]}x history <= {TARGET_RATIO}x the cost at 1x",
+        "met": ratio <= TARGET_RATIO,
+    }
