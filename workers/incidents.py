@@ -35,8 +35,8 @@ from workers.engine.incidents import (
 )
 from workers.events import canonical_timestamp, parse_timestamp
 from workers.review import MAX_ATTEMPTS, MAX_NOTE_CHARS, STATUSES, UnknownAnomaly, review_anomaly
-from workers.runs import Run, describe
 from workers.settings import Settings
+from workers.store.runs import Run, describe
 
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]

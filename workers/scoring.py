@@ -20,11 +20,12 @@ from workers import detection, incidents
 from workers.couch.errors import RetryableCouchError
 from workers.engine.errors import InsufficientHistoryError, ModelLoadError, UnsafeModelError
 from workers.events import canonical_timestamp
-from workers.fleet import Fleet, registry_id
-from workers.history import iter_entity_events
+from workers.fleet import Fleet
 from workers.ids import Entity
-from workers.runs import Run, describe
 from workers.settings import Settings
+from workers.store import registry
+from workers.store.events import iter_entity_events
+from workers.store.runs import Run, describe
 from workers.training import load_population
 from workers.unscored import await_model
 
@@ -167,18 +168,4 @@ def model_for(
 
 def request_retrain(fleet: Fleet, entity: Entity, reason: str) -> None:
     """Flag the entity on its registry document; the next `plan_training` retrains it."""
-
-    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        return {**old, "needs_retrain": True, "retrain_reason": new["retrain_reason"]}
-
-    fleet.couch.upsert(
-        fleet.settings.db_name("models"),
-        {
-            "_id": registry_id(entity),
-            "type": "entity",
-            "entity": entity,
-            "needs_retrain": True,
-            "retrain_reason": reason,
-        },
-        merge=merge,
-    )
+    registry.request_retrain(fleet.couch, fleet.settings.db_name("models"), entity, reason)

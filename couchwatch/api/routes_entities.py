@@ -16,11 +16,11 @@ from couchwatch.api.routes_anomalies import public
 from workers.couch.client import CouchClient
 from workers.engine.features import window_timedelta
 from workers.events import canonical_timestamp, integer_entity, parse_timestamp
-from workers.fleet import registry_id
-from workers.history import iter_entity_events
 from workers.ids import Entity
-from workers.model_store import head_id
 from workers.settings import Settings
+from workers.store.events import iter_entity_events
+from workers.store.models import head_id
+from workers.store.registry import registry_id
 
 router = APIRouter(prefix="/v1/entities", tags=["entities"])
 EntityPath = Annotated[str, Path(min_length=1, max_length=256)]

@@ -10,7 +10,7 @@ from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fa
 from workers.couch.errors import CouchError
 from workers.events import integer_entity
 from workers.ids import Entity
-from workers.model_store import ModelStore
+from workers.store.models import ModelStore
 
 
 def _store() -> ModelStore:

@@ -11,7 +11,7 @@ import click
 
 from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
-from workers.runs import recent_runs
+from workers.store.runs import recent_runs
 
 PLANNER_WAIT_S = 600.0  # beat's pass holds the planner lock at most this long (its timeout)
 
@@ -101,7 +101,7 @@ def _update_registry(fleet: Any) -> None:
 def _plan_scoring(fleet: Any) -> Any:
     """One scoring-planner pass from the CLI, recorded like beat's (`couchwatch runs`)."""
     from scheduler.planning import plan_scoring_locked
-    from workers.runs import Run, save_run
+    from workers.store.runs import Run, save_run
 
     run = Run(task="couchwatch.plan_scoring", task_id=f"cli-{uuid.uuid4().hex}")
     try:
@@ -160,7 +160,7 @@ def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
 def known_entities(fleet: Any, names: tuple[str, ...]) -> list[Any]:
     """The registry's entity ids for `names` (text, or integer ids); exit on unknown ones."""
     from workers.events import integer_entity
-    from workers.fleet import registry_id
+    from workers.store.registry import registry_id
 
     if not names:
         return []

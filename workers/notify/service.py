@@ -32,7 +32,11 @@ from workers.notify.decide import (
     plan_stream,
     stream_key,
 )
-from workers.notify.documents import (
+from workers.notify.errors import DeliveryError, MessageError, NotifyError, describe
+from workers.notify.message import render
+from workers.notify.ratelimit import RedisWindows, Windows
+from workers.settings import Settings
+from workers.store.notifications import (
     Doc,
     after_attempt,
     covering_keys,
@@ -42,10 +46,6 @@ from workers.notify.documents import (
     new_notification,
     notification_id,
 )
-from workers.notify.errors import DeliveryError, MessageError, NotifyError, describe
-from workers.notify.message import render
-from workers.notify.ratelimit import RedisWindows, Windows
-from workers.settings import Settings
 from workers.text import printable
 
 log = logging.getLogger(__name__)
