@@ -1,9 +1,9 @@
 """Scoring: for each entity, its new events → features → score → anomaly documents.
 
-Idempotent: anomaly `_id`s are deterministic and `merge_anomaly` keeps human review status, so
-scoring the same events twice writes the same documents. Events that nothing can score yet (no
-usable model, no population profile) are recorded on the entity's registry document as waiting
-for a model (`workers/unscored.py`), never dropped.
+Idempotent: anomaly `_id`s are deterministic and `store.anomalies.merge_anomaly` keeps human
+review status, so scoring the same events twice writes the same documents. Events that nothing
+can score yet (no usable model, no population profile) are recorded on the entity's registry
+document as waiting for a model (`workers/unscored.py`), never dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from workers.events import canonical_timestamp
 from workers.fleet import Fleet
 from workers.ids import Entity
 from workers.settings import Settings
+from workers.store import anomalies as anomaly_store
 from workers.store import registry
 from workers.store.events import iter_entity_events
 from workers.store.runs import Run, describe
@@ -106,9 +107,7 @@ def score_entities(
             ) + len(waiting)
         except Exception as exc:  # a poison entity: record it, carry on with the rest
             run.fail_entity(entity, exc)
-    result = fleet.couch.bulk_upsert(
-        fleet.settings.db_name("anomalies"), docs, merge=detection.merge_anomaly
-    )
+    result = anomaly_store.upsert_all(fleet.couch, fleet.settings.db_name("anomalies"), docs)
     refused: dict[Entity, list[str]] = {}
     for row in result.failed:
         refused.setdefault(owner[row.id], []).append(str(row.reason))

@@ -17,9 +17,10 @@ from workers.couch.errors import RetryableCouchError
 from workers.events import canonical_timestamp
 from workers.fleet import Fleet
 from workers.ids import Entity, entity_key
+from workers.store import anomalies as anomaly_store
 from workers.store import population as population_store
 from workers.store import registry
-from workers.store.events import reviewed_anomalies, training_history
+from workers.store.events import training_history
 from workers.store.registry import Waiting
 from workers.store.runs import Run
 from workers.unscored import score_waiting
@@ -81,7 +82,7 @@ def train_one(
     settings = fleet.settings
     events = training_history(fleet.couch, settings, entity, now=now)
     run.events_in += len(events)
-    reviewed = reviewed_anomalies(fleet.couch, settings, entity)
+    reviewed = anomaly_store.reviewed(fleet.couch, settings.db_name("anomalies"), entity)
     model = detection.fit(
         entity,
         events,

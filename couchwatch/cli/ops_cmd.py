@@ -11,6 +11,7 @@ import click
 
 from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
+from workers.store import anomalies as anomaly_store
 from workers.store.runs import recent_runs
 
 PLANNER_WAIT_S = 600.0  # beat's pass holds the planner lock at most this long (its timeout)
@@ -210,15 +211,7 @@ def anomalies(
     try:
         db = settings.db_name("anomalies")
         if entity is not None:  # index-backed: only this entity's anomalies are read
-            docs = list(
-                couch.iter_by_key(
-                    db,
-                    selector={"entity": entity},
-                    key_field="window_start",
-                    sort_prefix=("entity",),
-                    index=("by-entity", "by-entity"),
-                )
-            )
+            docs = list(anomaly_store.iter_of_entity(couch, db, entity))
         else:
             docs = list(couch.iter_all_docs(db))
     except CouchError as exc:

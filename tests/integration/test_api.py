@@ -25,9 +25,9 @@ from tests.support.services import ROOT, terminate
 from tests.support.waiting import eventually
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
-from workers.engine.anomaly import make_anomaly
 from workers.engine.demo_data import generate_demo
 from workers.settings import Settings, get_settings
+from workers.store.anomalies import make_anomaly
 from workers.store.keys import create_key
 from workers.store.registry import registry_id
 

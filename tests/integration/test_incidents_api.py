@@ -15,9 +15,9 @@ from couchwatch.cli.main import cli
 from tests.conftest import settings_env
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
-from workers.engine.anomaly import make_anomaly
 from workers.incidents import refresh_incidents
 from workers.settings import Settings, get_settings
+from workers.store.anomalies import make_anomaly
 from workers.store.keys import create_key
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from couchwatch.cli.main import cli
 from tests.conftest import settings_env
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
-from workers.engine.anomaly import merge_anomaly
 from workers.settings import Settings, get_settings
+from workers.store.anomalies import merge_anomaly
 from workers.store.registry import registry_id
 from workers.store.runs import Run, save_run
 

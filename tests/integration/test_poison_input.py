@@ -38,9 +38,9 @@ from tests.support.receivers import HttpReceiver, SmtpSink
 from tests.support.services import ROOT, CouchServer, RedisServer, terminate
 from tests.support.waiting import eventually, wait_run
 from workers.couch.client import CouchClient
-from workers.engine.anomaly import make_anomaly
 from workers.events import validate_event
 from workers.settings import Settings
+from workers.store.anomalies import make_anomaly
 from workers.store.keys import create_key
 from workers.store.notifications import new_notification
 from workers.store.registry import registry_id
