@@ -23,10 +23,10 @@ import redis
 from workers.events import Rejection, canonical_timestamp, entity_problem, validate_event
 from workers.fleet import Fleet
 from workers.ids import Entity, short_hash
-from workers.ingest import Record, quarantine_doc
 from workers.store import population as population_store
 from workers.store import registry
 from workers.store.events import iter_entity_events
+from workers.store.quarantine import quarantine_doc
 from workers.store.registry import waiting_of
 from workers.store.runs import Run, describe
 from workers.training import pending_key
@@ -130,9 +130,7 @@ def _collect(
         checked = validate_event(doc, entity_field=settings.entity_field, now=now)
         if isinstance(checked, Rejection):
             raw = str({k: v for k, v in doc.items() if k != "_rev"}).encode()[:4096]
-            quarantined = quarantine_doc(
-                Record(0, raw, None), checked.reason, settings.events_db, now
-            )
+            quarantined = quarantine_doc(0, raw, checked.reason, settings.events_db, now)
             # the raw text is cut at 4 KB, maybe before `_id`: name the document it came from
             bad.append({**quarantined, "event_id": change.get("id")})
             continue

@@ -27,7 +27,7 @@ from workers.couch.errors import Conflict, RetryableCouchError
 from workers.engine.anomaly import iso_utc
 from workers.engine.incidents import group_incidents
 from workers.events import canonical_timestamp, parse_timestamp
-from workers.review import MAX_ATTEMPTS, MAX_NOTE_CHARS, STATUSES, UnknownAnomaly, review_anomaly
+from workers.review import MAX_ATTEMPTS, STATUSES, UnknownAnomaly, review_anomaly
 from workers.settings import Settings
 from workers.store import anomalies as anomaly_store
 from workers.store.incidents import (
@@ -246,7 +246,7 @@ def review_incident(
         raise ValueError(f"review status must be one of {', '.join(STATUSES)}")
     when = now or datetime.now(UTC)
     stamp = canonical_timestamp(when)
-    review = {"status": status, "by": by[:200], "at": stamp, "note": note[:MAX_NOTE_CHARS]}
+    review = anomaly_store.review_block(status, by=by, at=stamp, note=note)
     adb, idb = settings.db_name("anomalies"), settings.db_name("incidents")
     for _ in range(MAX_ATTEMPTS):
         doc = get_incident(couch, settings, incident_id)

@@ -59,9 +59,26 @@ def anomaly_id(entity: str, detector: str, key: str) -> str:
     return ANOMALY_ID_PREFIX + digest.hexdigest()[:40]
 
 
+MAX_REVIEWER_CHARS = 200
+MAX_NOTE_CHARS = 2000
+
+
 def open_review() -> Doc:
     """The review block of a fresh anomaly (or incident): `open`, by nobody."""
     return {"status": "open", "by": None, "at": None, "note": None}
+
+
+def review_block(status: str, *, by: str, at: str, note: str = "") -> Doc:
+    """A human's review block (anomaly or incident): `status` one of REVIEW_STATUSES, `by`
+    and `note` cut to their limits, `at` canonical UTC text."""
+    if status not in REVIEW_STATUSES:
+        raise ValueError(f"review status must be one of {', '.join(REVIEW_STATUSES)}")
+    return {
+        "status": status,
+        "by": by[:MAX_REVIEWER_CHARS],
+        "at": at,
+        "note": note[:MAX_NOTE_CHARS],
+    }
 
 
 def document(found: Finding, now: datetime | None = None) -> Doc:
