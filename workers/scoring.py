@@ -26,6 +26,7 @@ from workers.settings import Settings
 from workers.store import anomalies as anomaly_store
 from workers.store import registry
 from workers.store.events import iter_entity_events
+from workers.store.models import version_doc_id
 from workers.store.runs import Run, describe
 from workers.training import load_population
 from workers.unscored import await_model
@@ -138,8 +139,9 @@ def model_for(
     if head is not None:
         version = int(head["active_version"])
         cached = fleet.cache.get(entity, version)
-        if cached is not None:
-            return cached, head["_id"], version
+        doc_id = version_doc_id(head, version)
+        if cached is not None and doc_id is not None:  # the id `load` gives: the same anomalies
+            return cached, doc_id, version
         stored = fleet.models.load(entity, version, head=head)
         if stored is not None:
             try:

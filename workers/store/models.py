@@ -33,6 +33,12 @@ def version_id(entity: Entity, request_id: str) -> str:
     return f"model-{entity_key(entity)}-{short_hash(request_id)}"
 
 
+def version_doc_id(head: dict[str, Any], version: int) -> str | None:
+    """The id of the version document of `version` that `head` names (None if not kept)."""
+    match = [v["doc_id"] for v in head.get("versions", []) if v["version"] == version]
+    return str(match[0]) if match else None
+
+
 @dataclass(frozen=True)
 class StoredModel:
     entity: Entity
