@@ -25,10 +25,10 @@ from bench.storefloor import Query, read_floor
 from workers import scoring, training
 from workers.events import canonical_timestamp
 from workers.fleet import Fleet
-from workers.history import utc_now
 from workers.ids import Entity
-from workers.runs import Run
 from workers.scoring import window_floor
+from workers.store.events import utc_now
+from workers.store.runs import Run
 
 FIELD = "user_id"
 

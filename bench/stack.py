@@ -25,8 +25,8 @@ from tests.support.fleet import WorkerFleet, worker_fleet
 from tests.support.services import ROOT, CouchServer, couch_server, redis_server, terminate
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
-from workers.history import iter_entity_events
 from workers.settings import DB_SUFFIXES, Settings
+from workers.store.events import iter_entity_events
 
 FINAL = ("succeeded", "partial", "failed", "skipped")
 Doc = dict[str, Any]

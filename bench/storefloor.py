@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from workers.couch.client import CouchClient
-from workers.history import iter_entity_events
 from workers.settings import Settings
+from workers.store.events import iter_entity_events
 
 Query = tuple[str, str | None]
 _settings: Settings | None = None

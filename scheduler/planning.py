@@ -21,20 +21,22 @@ from typing import Any
 import redis
 
 from workers.events import Rejection, canonical_timestamp, entity_problem, validate_event
-from workers.fleet import Fleet, registry_id
-from workers.history import iter_entity_events
+from workers.fleet import Fleet
 from workers.ids import Entity, short_hash
-from workers.ingest import Record, quarantine_doc
-from workers.runs import Run, describe
+from workers.store import population as population_store
+from workers.store import registry
+from workers.store.events import iter_entity_events
+from workers.store.quarantine import quarantine_doc
+from workers.store.registry import waiting_of
+from workers.store.runs import Run, describe
 from workers.training import pending_key
-from workers.unscored import add_waiting, population_ready, score_waiting, waiting_of
+from workers.unscored import population_ready, score_waiting
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "couchwatch-plan-scoring"
 PLAN_SCORING_LOCK = "couchwatch:lock:plan_scoring"
 PAGES_PER_FLUSH = 20
-COUNTED_SPANS_KEPT = 20
 ScoreItem = list[Any]  # [entity, since, until]
 Enqueue = Callable[[str, list[Any]], str]
 
@@ -128,9 +130,7 @@ def _collect(
         checked = validate_event(doc, entity_field=settings.entity_field, now=now)
         if isinstance(checked, Rejection):
             raw = str({k: v for k, v in doc.items() if k != "_rev"}).encode()[:4096]
-            quarantined = quarantine_doc(
-                Record(0, raw, None), checked.reason, settings.events_db, now
-            )
+            quarantined = quarantine_doc(0, raw, checked.reason, settings.events_db, now)
             # the raw text is cut at 4 KB, maybe before `_id`: name the document it came from
             bad.append({**quarantined, "event_id": change.get("id")})
             continue
@@ -176,57 +176,22 @@ def update_registry(
     *,
     defer: bool = False,
 ) -> set[Entity]:
-    """Add these changes' counts to each entity's registry document (first/last seen, counts).
+    """Add these changes' counts to each entity's registry document (`registry.record_seen`).
 
     `span` names the `_changes` range counted (a hash of its start and end seq): a replayed range
     (a checkpoint written back, a planner that died before checkpointing) is not counted twice.
-    With `defer` (no population profile), the events of entities without a model are added to
-    the ones waiting for a model, decided on the document as it is written (a training that
-    stores `model_version` first wins); returns those entities, whose events must not be
-    enqueued. A registry write the server refuses is never deferred (scoring records it).
+    With `defer` (no population profile), returns the entities whose events now wait for a
+    model and must not be enqueued.
     """
-    stamp = canonical_timestamp(now)
-    waiting = dict.fromkeys(counts, True) if defer else {}
-    docs = [
-        {
-            "_id": registry_id(e),
-            "type": "entity",
-            "entity": e,
-            "first_seen": earliest[e],
-            "last_event_at": earliest[e],
-            "last_seen": stamp,
-            "events_seen": n,
-            "events_since_training": n,
-            "counted_spans": [span],
-            **({"unscored_since": earliest[e], "unscored_events": n} if defer else {}),
-        }
-        for e, n in counts.items()
-    ]
-
-    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        wait = defer and not old.get("model_version")
-        if defer:
-            waiting[new["entity"]] = wait
-        spans = list(old.get("counted_spans", []))
-        if span in spans:  # a replay: counted (and deferred or enqueued) the first time
-            waiting[new["entity"]] = wait and waiting_of(old) is not None
-            return old
-        merged = {
-            **old,
-            "counted_spans": [*spans, span][-COUNTED_SPANS_KEPT:],
-            "last_seen": new["last_seen"],
-            "first_seen": min(old.get("first_seen", new["first_seen"]), new["first_seen"]),
-            "last_event_at": max(old.get("last_event_at", ""), new["last_event_at"]),
-            "events_seen": old.get("events_seen", 0) + new["events_seen"],
-            "events_since_training": old.get("events_since_training", 0) + new["events_seen"],
-        }
-        if wait:
-            merged = add_waiting(merged, new["first_seen"], new["events_seen"])
-        return merged
-
-    result = fleet.couch.bulk_upsert(fleet.settings.db_name("models"), docs, merge=merge)
-    refused = {row.id for row in result.failed}
-    return {e for e, wait in waiting.items() if wait and registry_id(e) not in refused}
+    return registry.record_seen(
+        fleet.couch,
+        fleet.settings.db_name("models"),
+        counts,
+        earliest,
+        seen_at=canonical_timestamp(now),
+        span=span,
+        defer=defer,
+    )
 
 
 def plan_scoring_locked(fleet: Fleet, enqueue: Enqueue, *, wait_s: float) -> PlanResult | None:
@@ -244,13 +209,7 @@ def plan_scoring_locked(fleet: Fleet, enqueue: Enqueue, *, wait_s: float) -> Pla
 
 def iter_registry(fleet: Fleet) -> Iterator[dict[str, Any]]:
     """Every entity registry document, in entity order (paged on the index)."""
-    yield from fleet.couch.iter_by_key(
-        fleet.settings.db_name("models"),
-        selector={"type": "entity"},
-        key_field="entity",
-        sort_prefix=("type",),
-        index=("by-type-entity", "by-type-entity"),
-    )
+    yield from registry.iter_entries(fleet.couch, fleet.settings.db_name("models"))
 
 
 def due_for_training(
@@ -348,7 +307,7 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
     from workers import detection  # heavy (pandas); only planners on workers import it
 
     db = fleet.settings.db_name("models")
-    current = fleet.couch.get(db, detection.POPULATION_ID)
+    current = population_store.get(fleet.couch, db)
     stale_before = canonical_timestamp(
         now - timedelta(seconds=fleet.settings.couchwatch_retrain_after_s)
     )
@@ -393,13 +352,14 @@ def ensure_population(fleet: Fleet, now: datetime) -> bool:
         if not events:
             return False
         population = detection.make_population(events, entity_field=field, config=fleet.engine)
-    doc = {
-        **detection.population_to_doc(population),
-        "built_at": canonical_timestamp(now),
-        "entities": len(sample),
-        "events": len(events),
-    }
-    fleet.couch.upsert(db, doc)
+    population_store.save(
+        fleet.couch,
+        db,
+        population,
+        built_at=canonical_timestamp(now),
+        entities=len(sample),
+        events=len(events),
+    )
     return True
 
 

@@ -16,7 +16,7 @@ from workers.celery_app import app
 from workers.events import entity_problem
 from workers.fleet import Fleet
 from workers.ids import Entity
-from workers.runs import Run
+from workers.store.runs import Run
 from workers.tasks import FleetTask, recorded, send
 
 

@@ -10,9 +10,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from workers.engine.anomaly import merge_anomaly
 from workers.engine.config import EngineConfig
-from workers.engine.feedback import Feedback
 from workers.engine.held_out import measure
 from workers.engine.model import EntityModel, cold_start_model, fit_entity_model
 from workers.engine.persistence import dump_model, load_model
@@ -20,6 +18,7 @@ from workers.engine.population import POPULATION_FORMAT, Population, build_popul
 from workers.engine.scoring import ScoreResult
 from workers.ids import Entity
 from workers.settings import Settings
+from workers.store.anomalies import documents, feedback, merge_anomaly
 
 Doc = dict[str, Any]
 
@@ -75,7 +74,7 @@ def fit(
         entity_field=entity_field,
         config=config,
         population=population,
-        feedback=Feedback.from_anomalies(reviewed),
+        feedback=feedback(reviewed),
     )
 
 
@@ -105,7 +104,7 @@ def score_result(
 
 def anomalies(result: ScoreResult, model_id: str, version: int) -> list[Doc]:
     """Anomaly documents (deterministic `_id`s) for the flagged rows of a score result."""
-    return result.to_anomalies(model_id=model_id, model_version=version)
+    return documents(result.findings(model_id=model_id, model_version=version))
 
 
 def model_meta(model: EntityModel) -> Doc:

@@ -15,16 +15,14 @@ from typing import TYPE_CHECKING
 import redis
 
 from workers.couch.client import CouchClient
-from workers.history import utc_now
 from workers.ids import Entity, entity_key
-from workers.model_store import ModelCache, ModelStore
 from workers.settings import Settings, get_settings
+from workers.store.events import utc_now
+from workers.store.models import ModelCache, ModelStore
 
 if TYPE_CHECKING:
     from workers.engine.config import EngineConfig
     from workers.engine.scoring import ScoreResult
-
-REGISTRY_PREFIX = "entity-"
 
 
 @dataclass
@@ -88,10 +86,6 @@ def release_if_owner(client: redis.Redis, key: str, token: str) -> None:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def registry_id(entity: Entity) -> str:
-    return f"{REGISTRY_PREFIX}{entity_key(entity)}"
 
 
 @lru_cache(maxsize=1)

@@ -25,24 +25,26 @@ from celery.exceptions import SoftTimeLimitExceeded
 from workers.couch.client import CouchClient
 from workers.couch.errors import Conflict, RetryableCouchError
 from workers.engine.anomaly import iso_utc
-from workers.engine.incidents import (
-    INCIDENT_ID_PREFIX,
-    group_incidents,
+from workers.engine.incidents import group_incidents
+from workers.events import canonical_timestamp, parse_timestamp
+from workers.review import MAX_ATTEMPTS, STATUSES, UnknownAnomaly, review_anomaly
+from workers.settings import Settings
+from workers.store import anomalies as anomaly_store
+from workers.store.incidents import (
+    MAX_FOLLOW,
     incident_doc,
     inherit_review,
+    is_incident_id,
     merge_incident,
+    merge_superseded,
     supersede_incident,
 )
-from workers.events import canonical_timestamp, parse_timestamp
-from workers.review import MAX_ATTEMPTS, MAX_NOTE_CHARS, STATUSES, UnknownAnomaly, review_anomaly
-from workers.runs import Run, describe
-from workers.settings import Settings
+from workers.store.runs import Run, describe
 
 log = logging.getLogger(__name__)
 Doc = dict[str, Any]
 MAX_SPAN = timedelta(days=1)  # an anomaly spans at most this long (windows are minutes)
 MAX_WIDEN = 20  # reads per entity while a chain keeps reaching the edge of what was read
-BY_ENTITY = ("by-entity", "by-entity")
 
 
 class UnknownIncident(KeyError):
@@ -59,11 +61,6 @@ class RefreshResult:
     anomalies_marked: int = 0
 
 
-def is_incident_id(value: str) -> bool:
-    """True for an id of the incident form (`incident:` + hash)."""
-    return value.startswith(INCIDENT_ID_PREFIX)
-
-
 def _ts(text: str) -> datetime:
     return parse_timestamp(iso_utc(text))
 
@@ -72,14 +69,12 @@ def _read_range(
     couch: CouchClient, db: str, entity: str, lo: datetime, hi: datetime, gap: timedelta
 ) -> dict[str, Doc]:
     """The entity's anomalies starting in [lo - gap - MAX_SPAN, hi + gap]."""
-    docs = couch.iter_by_key(
+    docs = anomaly_store.iter_of_entity(
+        couch,
         db,
-        selector={"entity": entity},
-        key_field="window_start",
+        entity,
         start=iso_utc(lo - gap - MAX_SPAN),
         end=iso_utc(hi + gap + timedelta(milliseconds=1)),
-        sort_prefix=("entity",),
-        index=BY_ENTITY,
     )
     return {d["_id"]: d for d in docs if d.get("type") == "anomaly"}
 
@@ -156,7 +151,7 @@ def refresh_incidents(
                 if o.get("superseded_by") != g.incident_id
             ]
         _check(couch.bulk_upsert(idb, fresh, merge=merge_incident), "incidents")
-        _check(couch.bulk_upsert(idb, folded, merge=_merge_superseded), "superseded incidents")
+        _check(couch.bulk_upsert(idb, folded, merge=merge_superseded), "superseded incidents")
         marks = [
             {**pool[a], "incident_id": g.incident_id}
             for g in groups
@@ -195,10 +190,6 @@ def after_scoring(
         run.details["incidents_superseded"] = result.superseded
 
 
-def _merge_superseded(old: Doc, new: Doc) -> Doc:
-    return supersede_incident(old, str(new["superseded_by"]), str(new["updated_at"]))
-
-
 def _merge_mark(old: Doc, new: Doc) -> Doc:
     return {**old, "incident_id": new["incident_id"]}
 
@@ -216,7 +207,7 @@ def get_incident(couch: CouchClient, settings: Settings, incident_id: str) -> Do
     """
     db = settings.db_name("incidents")
     current = incident_id
-    for _ in range(MAX_WIDEN):
+    for _ in range(MAX_FOLLOW):
         doc = couch.get(db, current)
         if doc is None or doc.get("type") != "incident":
             raise UnknownIncident(incident_id)
@@ -255,7 +246,7 @@ def review_incident(
         raise ValueError(f"review status must be one of {', '.join(STATUSES)}")
     when = now or datetime.now(UTC)
     stamp = canonical_timestamp(when)
-    review = {"status": status, "by": by[:200], "at": stamp, "note": note[:MAX_NOTE_CHARS]}
+    review = anomaly_store.review_block(status, by=by, at=stamp, note=note)
     adb, idb = settings.db_name("anomalies"), settings.db_name("incidents")
     for _ in range(MAX_ATTEMPTS):
         doc = get_incident(couch, settings, incident_id)

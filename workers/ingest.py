@@ -6,7 +6,6 @@ one bad line never stops the rest of the file.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,11 +14,11 @@ from typing import IO, Any
 
 from workers import event_store
 from workers.couch.client import CouchClient
-from workers.events import NUMERIC_FIELDS, Rejection, canonical_timestamp, validate_event
+from workers.events import NUMERIC_FIELDS, Rejection, validate_event
 from workers.settings import Settings
+from workers.store.quarantine import quarantine_doc
 
 MAX_LINE_BYTES = 256 * 1024
-QUARANTINE_RAW_CHARS = 4096
 READ_CHUNK = 64 * 1024
 
 
@@ -143,7 +142,7 @@ def ingest_stream(
             value = validate_event(value, entity_field=settings.entity_field, now=now)
         if isinstance(value, Rejection):
             report.reject(value.reason)
-            quarantined.append(quarantine_doc(record, value.reason, source, now))
+            quarantined.append(quarantine_doc(record.line, record.raw, value.reason, source, now))
         else:
             events.append(value)
         if len(events) >= batch_size or len(quarantined) >= batch_size:
@@ -156,28 +155,6 @@ def ingest_stream(
     if on_batch:
         on_batch(lines)
     return report
-
-
-def quarantine_doc(record: Record, reason: str, source: str, now: datetime) -> dict[str, Any]:
-    """A quarantine document: the raw input (truncated), the reason, where it came from.
-
-    The id hashes the line number too: every rejected line gets its own document (two different
-    over-long lines have the same empty `raw`), and re-reading the same file adds nothing.
-    """
-    key = f"{record.line}\n".encode() + record.raw + reason.encode()
-    digest = hashlib.sha256(key).hexdigest()[:40]
-    text = record.raw.decode("utf-8", errors="replace").rstrip("\n")
-    return {
-        "_id": f"q-{digest}",
-        "type": "quarantined_event",
-        "reason": reason,
-        "raw": text[:QUARANTINE_RAW_CHARS],
-        "raw_bytes": len(record.raw),
-        "truncated": len(text) > QUARANTINE_RAW_CHARS,
-        "source": source[:512],
-        "line": record.line,
-        "received_at": canonical_timestamp(now),
-    }
 
 
 def _flush(
@@ -202,7 +179,7 @@ def _flush(
             reason = str(written.reason)[:300]
             report.reject(reason)
             raw = json.dumps(event, ensure_ascii=False).encode()
-            quarantined.append(quarantine_doc(Record(0, raw, None), reason, source, now))
+            quarantined.append(quarantine_doc(0, raw, reason, source, now))
     if quarantined:
         qresult = client.bulk_docs(settings.db_name("quarantine"), quarantined)
         if qresult.failed:

@@ -2,7 +2,7 @@
 
 A review is a human's verdict on one anomaly: `confirmed` (malicious), `dismissed` (benign) or
 `open` again. Training learns from confirmed and dismissed ones; rescoring keeps the review
-(`merge_anomaly`).
+(`workers.store.anomalies.merge_anomaly`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 from workers.couch.client import CouchClient
 from workers.couch.errors import Conflict
 from workers.events import canonical_timestamp
+from workers.store.anomalies import DOC_TYPE, review_block
 
 STATUSES = ("confirmed", "dismissed", "open")
-MAX_NOTE_CHARS = 2000
 MAX_ATTEMPTS = 5
 
 
@@ -41,10 +41,10 @@ def review_anomaly(
     if status not in STATUSES:
         raise ValueError(f"review status must be one of {', '.join(STATUSES)}")
     stamp = canonical_timestamp(now or datetime.now(UTC))
-    review = {"status": status, "by": by[:200], "at": stamp, "note": note[:MAX_NOTE_CHARS]}
+    review = review_block(status, by=by, at=stamp, note=note)
     for _ in range(MAX_ATTEMPTS):
         doc = client.get(db, anomaly_id)
-        if doc is None or doc.get("type") != "anomaly":
+        if doc is None or doc.get("type") != DOC_TYPE:
             raise UnknownAnomaly(anomaly_id)
         doc["review"] = review
         doc["updated_at"] = stamp

@@ -1,9 +1,9 @@
 """Scoring: for each entity, its new events → features → score → anomaly documents.
 
-Idempotent: anomaly `_id`s are deterministic and `merge_anomaly` keeps human review status, so
-scoring the same events twice writes the same documents. Events that nothing can score yet (no
-usable model, no population profile) are recorded on the entity's registry document as waiting
-for a model (`workers/unscored.py`), never dropped.
+Idempotent: anomaly `_id`s are deterministic and `store.anomalies.merge_anomaly` keeps human
+review status, so scoring the same events twice writes the same documents. Events that nothing
+can score yet (no usable model, no population profile) are recorded on the entity's registry
+document as waiting for a model (`workers/unscored.py`), never dropped.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from workers import detection, incidents
 from workers.couch.errors import RetryableCouchError
 from workers.engine.errors import InsufficientHistoryError, ModelLoadError, UnsafeModelError
 from workers.events import canonical_timestamp
-from workers.fleet import Fleet, registry_id
-from workers.history import iter_entity_events
+from workers.fleet import Fleet
 from workers.ids import Entity
-from workers.runs import Run, describe
 from workers.settings import Settings
+from workers.store import anomalies as anomaly_store
+from workers.store import registry
+from workers.store.events import iter_entity_events
+from workers.store.models import version_doc_id
+from workers.store.runs import Run, describe
 from workers.training import load_population
 from workers.unscored import await_model
 
@@ -105,9 +108,7 @@ def score_entities(
             ) + len(waiting)
         except Exception as exc:  # a poison entity: record it, carry on with the rest
             run.fail_entity(entity, exc)
-    result = fleet.couch.bulk_upsert(
-        fleet.settings.db_name("anomalies"), docs, merge=detection.merge_anomaly
-    )
+    result = anomaly_store.upsert_all(fleet.couch, fleet.settings.db_name("anomalies"), docs)
     refused: dict[Entity, list[str]] = {}
     for row in result.failed:
         refused.setdefault(owner[row.id], []).append(str(row.reason))
@@ -138,8 +139,9 @@ def model_for(
     if head is not None:
         version = int(head["active_version"])
         cached = fleet.cache.get(entity, version)
-        if cached is not None:
-            return cached, head["_id"], version
+        doc_id = version_doc_id(head, version)
+        if cached is not None and doc_id is not None:  # the id `load` gives: the same anomalies
+            return cached, doc_id, version
         stored = fleet.models.load(entity, version, head=head)
         if stored is not None:
             try:
@@ -167,18 +169,4 @@ def model_for(
 
 def request_retrain(fleet: Fleet, entity: Entity, reason: str) -> None:
     """Flag the entity on its registry document; the next `plan_training` retrains it."""
-
-    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        return {**old, "needs_retrain": True, "retrain_reason": new["retrain_reason"]}
-
-    fleet.couch.upsert(
-        fleet.settings.db_name("models"),
-        {
-            "_id": registry_id(entity),
-            "type": "entity",
-            "entity": entity,
-            "needs_retrain": True,
-            "retrain_reason": reason,
-        },
-        merge=merge,
-    )
+    registry.request_retrain(fleet.couch, fleet.settings.db_name("models"), entity, reason)

@@ -25,8 +25,8 @@ from workers.events import MAX_ENTITY_CHARS, entity_problem
 from workers.fleet import Fleet
 from workers.ids import Entity
 from workers.notify import service as notify_service
-from workers.runs import Run, save_run
 from workers.settings import RETRY_BACKOFF_MAX_S
+from workers.store.runs import Run, save_run
 
 log = logging.getLogger(__name__)
 TRANSIENT = (RetryableCouchError, redis.ConnectionError, redis.TimeoutError, OperationalError)

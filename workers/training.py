@@ -15,11 +15,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from workers import detection
 from workers.couch.errors import RetryableCouchError
 from workers.events import canonical_timestamp
-from workers.fleet import Fleet, registry_id
-from workers.history import reviewed_anomalies, training_history
+from workers.fleet import Fleet
 from workers.ids import Entity, entity_key
-from workers.runs import Run
-from workers.unscored import Waiting, kept_as_history, score_waiting, waiting_of
+from workers.store import anomalies as anomaly_store
+from workers.store import population as population_store
+from workers.store import registry
+from workers.store.events import training_history
+from workers.store.registry import Waiting
+from workers.store.runs import Run
+from workers.unscored import score_waiting
 
 Enqueue = Callable[[str, list[Any]], str]
 
@@ -78,7 +82,7 @@ def train_one(
     settings = fleet.settings
     events = training_history(fleet.couch, settings, entity, now=now)
     run.events_in += len(events)
-    reviewed = reviewed_anomalies(fleet.couch, settings, entity)
+    reviewed = anomaly_store.reviewed(fleet.couch, settings.db_name("anomalies"), entity)
     model = detection.fit(
         entity,
         events,
@@ -106,45 +110,16 @@ def mark_trained(
     entity's failure; its model is stored and active, only the registry's bookkeeping is stale
     until the next training (its waiting events stay, for the planner's sweep).
     """
-    stamp = canonical_timestamp(now)
-    keep_first = not fleet.settings.couchwatch_score_first_history
-    kept: dict[Entity, int] = {}
-    to_score: dict[Entity, Waiting] = {}
-
-    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        merged = {**old, **{k: v for k, v in new.items() if k != "events_seen"}}
-        entity, found = new["entity"], waiting_of(old)
-        kept.pop(entity, None)  # a merge can run again on a newer revision
-        to_score.pop(entity, None)
-        if found is None:
-            return merged
-        if keep_first and not old.get("model_version"):
-            kept[entity] = found[1]
-            return kept_as_history(merged, found[1])
-        to_score[entity] = found
-        return merged
-
-    docs = [
-        {
-            "_id": registry_id(entity),
-            "type": "entity",
-            "entity": entity,
-            "model_version": version,
-            "last_trained_at": stamp,
-            "events_since_training": 0,
-            "needs_retrain": False,
-            "retrain_reason": None,
-            "train_failures": 0,
-            "last_train_error": None,
-        }
-        for entity, version in versions.items()
-    ]
-    result = fleet.couch.bulk_upsert(fleet.settings.db_name("models"), docs, merge=merge)
-    by_id = {registry_id(entity): entity for entity in versions}
+    result, kept, to_score = registry.record_trained(
+        fleet.couch,
+        fleet.settings.db_name("models"),
+        versions,
+        trained_at=canonical_timestamp(now),
+        keep_first_history=not fleet.settings.couchwatch_score_first_history,
+    )
+    by_id = {registry.registry_id(entity): entity for entity in versions}
     for row in result.failed:
         run.fail_entity(by_id[row.id], RuntimeError(f"registry update refused: {row.reason}"))
-        kept.pop(by_id[row.id], None)
-        to_score.pop(by_id[row.id], None)
     if kept:
         run.details["kept_as_history"] = {str(e): n for e, n in kept.items()}
         run.details["kept_as_history_events"] = sum(kept.values())
@@ -153,23 +128,9 @@ def mark_trained(
 
 def record_failure(fleet: Fleet, entity: Entity, error: str) -> None:
     """Count a failed training on the entity's registry document (planning stops after a few)."""
-
-    def merge(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        failures = int(old.get("train_failures", 0)) + 1
-        return {**old, "train_failures": failures, "last_train_error": new["last_train_error"]}
-
-    db = fleet.settings.db_name("models")
-    existing = fleet.couch.get(db, registry_id(entity))
-    if existing is None:  # an id the planner never registered: nothing to count it on
-        return
-    first = {
-        **existing,
-        "train_failures": int(existing.get("train_failures", 0)) + 1,
-        "last_train_error": error,
-    }
-    fleet.couch.upsert(db, first, merge=merge)
+    registry.record_train_failure(fleet.couch, fleet.settings.db_name("models"), entity, error)
 
 
 def load_population(fleet: Fleet) -> detection.Population | None:
-    doc = fleet.couch.get(fleet.settings.db_name("models"), detection.POPULATION_ID)
-    return detection.population_from_doc(doc)
+    """The stored population profile (None when missing or of an older format)."""
+    return population_store.load(fleet.couch, fleet.settings.db_name("models"))

@@ -24,49 +24,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from workers.fleet import Fleet, registry_id
+from workers.fleet import Fleet
 from workers.ids import Entity
+from workers.store import population, registry
+from workers.store.registry import Waiting, waiting_of
 
-Doc = dict[str, Any]
+__all__ = ["Waiting", "await_model", "population_ready", "score_waiting", "waiting_of"]
+
 Enqueue = Callable[[str, list[Any]], str]
-Waiting = tuple[str, int]  # (unscored_since, unscored_events)
-FIELDS = ("unscored_since", "unscored_events")
-SPANS_KEPT = 20
-
-
-def waiting_of(doc: Doc | None) -> Waiting | None:
-    """The events a registry document says wait for a model, or None."""
-    since = (doc or {}).get("unscored_since")
-    if not since:
-        return None
-    return str(since), int((doc or {}).get("unscored_events") or 0)
-
-
-def add_waiting(doc: Doc, since: str, events: int) -> Doc:
-    """`doc` with `events` more events (the earliest at `since`) waiting for a model."""
-    first = doc.get("unscored_since")
-    return {
-        **doc,
-        "unscored_since": min(str(first), since) if first else since,
-        "unscored_events": int(doc.get("unscored_events") or 0) + events,
-    }
-
-
-def without_waiting(doc: Doc) -> Doc:
-    return {k: v for k, v in doc.items() if k not in FIELDS}
-
-
-def kept_as_history(doc: Doc, events: int) -> Doc:
-    """`doc` with its waiting events counted as the first model's history."""
-    return {**without_waiting(doc), "history_kept": int(doc.get("history_kept") or 0) + events}
 
 
 def population_ready(fleet: Fleet) -> bool:
     """Whether a current population profile exists (then any entity can be scored)."""
-    from workers import detection  # heavy (pandas); only planners and workers get here
-
-    db = fleet.settings.db_name("models")
-    return detection.population_is_current(fleet.couch.get(db, detection.POPULATION_ID))
+    return population.is_current(fleet.couch, fleet.settings.db_name("models"))
 
 
 def await_model(
@@ -83,32 +53,14 @@ def await_model(
     (the task id) makes a redelivered task count them once; a read from at or before the
     earliest waiting event to the end covers every event already waiting, so they are counted
     once (a rescore of an entity's whole history)."""
-    if not stamps:
-        return
-    since = min(stamps)
-
-    def merge(old: Doc, new: Doc) -> Doc:
-        spans = list(old.get("unscored_spans", []))
-        if span in spans:
-            return old
-        found = waiting_of(old)
-        if found and until is None and (start is None or start <= found[0]):
-            merged = {**old, "unscored_since": min(found[0], since), "unscored_events": len(stamps)}
-        else:
-            merged = add_waiting(old, since, len(stamps))
-        return {**merged, "unscored_spans": [*spans, span][-SPANS_KEPT:]}
-
-    fleet.couch.upsert(
+    registry.record_awaiting_model(
+        fleet.couch,
         fleet.settings.db_name("models"),
-        {
-            "_id": registry_id(entity),
-            "type": "entity",
-            "entity": entity,
-            "unscored_since": since,
-            "unscored_events": len(stamps),
-            "unscored_spans": [span],
-        },
-        merge=merge,
+        entity,
+        stamps,
+        span=span,
+        start=start,
+        until=until,
     )
 
 
@@ -123,12 +75,5 @@ def score_waiting(fleet: Fleet, waiting: dict[Entity, Waiting], enqueue: Enqueue
         enqueue("couchwatch.score_entities", [items[i : i + size]])
         for i in range(0, len(items), size)
     ]
-
-    def merge(old: Doc, new: Doc) -> Doc:
-        if waiting_of(old) == waiting.get(new["entity"]):
-            return without_waiting(old)
-        return old  # more events were added since: the next sweep scores them
-
-    docs = [{"_id": registry_id(e), "type": "entity", "entity": e} for e in waiting]
-    fleet.couch.bulk_upsert(fleet.settings.db_name("models"), docs, merge=merge)
+    registry.clear_waiting(fleet.couch, fleet.settings.db_name("models"), waiting)
     return ids

@@ -22,14 +22,14 @@ from couchwatch.api import (
     routes_ops,
 )
 from couchwatch.api.docs_page import docs_router, swagger_ui_dir
-from couchwatch.api.keys import KeyVerifier
 from couchwatch.api.limits import BodyLimit
 from couchwatch.api.metrics import ApiMetrics
 from couchwatch.api.pages import router as review_page
 from workers.couch.client import CouchClient
 from workers.couch.errors import CouchError, RetryableCouchError
-from workers.runs import describe
 from workers.settings import Settings, get_settings
+from workers.store.keys import KeyVerifier
+from workers.store.runs import describe
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader
 
-from couchwatch.api.keys import SCOPES, ApiKey
+from workers.store.keys import SCOPES, ApiKey
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key (`couchwatch apikey create`)."

@@ -17,8 +17,8 @@ from typing import Any
 from workers import event_store
 from workers.couch.client import CouchClient
 from workers.events import Rejection, validate_event
-from workers.ingest import Record, quarantine_doc
 from workers.settings import Settings
+from workers.store.quarantine import quarantine_doc
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,9 @@ class ItemResult:
     conflict_with: str | None = None  # the id that held a different event
 
 
-def _record(index: int, item: Any) -> Record:
+def _quarantined(index: int, item: Any, reason: str, source: str, now: datetime) -> dict[str, Any]:
     raw = json.dumps(item, ensure_ascii=True, default=str).encode()  # ASCII: never unencodable
-    return Record(index + 1, raw, item)
+    return quarantine_doc(index + 1, raw, reason, source, now)
 
 
 def store_events(
@@ -54,7 +54,7 @@ def store_events(
     for index, item in enumerate(items):
         value = validate_event(item, entity_field=settings.entity_field, now=now)
         if isinstance(value, Rejection):
-            quarantined.append(quarantine_doc(_record(index, item), value.reason, source, now))
+            quarantined.append(_quarantined(index, item, value.reason, source, now))
             results[index] = ItemResult(index, "quarantined", reason=value.reason)
         else:  # a repeat within the batch is settled by content, like one already stored
             positions.append(index)
@@ -67,7 +67,7 @@ def store_events(
             )
         else:  # refused by CouchDB, or `id_mismatch`
             reason = str(row.reason)[:300]
-            quarantined.append(quarantine_doc(_record(index, items[index]), reason, source, now))
+            quarantined.append(_quarantined(index, items[index], reason, source, now))
             results[index] = ItemResult(
                 index, "quarantined", id=row.id, reason=reason, conflict_with=row.original_id
             )

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers.couch.client import CouchClient
-from workers.couch.schema import events_index
 from workers.engine.context import ua_families
 from workers.events import Rejection, validate_event
 from workers.ids import Entity
 from workers.scoring import window_floor
 from workers.settings import Settings
+from workers.store.events import recent_of_entity
 
 PROFILE_EVENTS = 2000
 TIMELINE_MAX_EVENTS = 50_000
@@ -37,15 +37,7 @@ def recent_events(
     400-digit `bytes_sent`, which `float()` cannot convert.
     """
     field = settings.entity_field
-    docs, _ = client.find_page(
-        settings.events_db,
-        {
-            "selector": {field: entity, "timestamp": {"$gt": None}},
-            "sort": [{field: "desc"}, {"timestamp": "desc"}],
-            "use_index": list(events_index(settings)),
-            "limit": limit,
-        },
-    )
+    docs = recent_of_entity(client, settings, entity, limit=limit)
     now = datetime.now(UTC)
     return [
         d for d in docs if not isinstance(validate_event(d, entity_field=field, now=now), Rejection)

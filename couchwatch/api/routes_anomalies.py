@@ -9,9 +9,10 @@ from pydantic import BaseModel, Field
 
 from couchwatch.api.auth import Read, Review
 from couchwatch.api.deps import CouchDep, SettingsDep, parse_range
-from couchwatch.api.pages_cursor import AnomalyFilter, BadCursor, anomaly_page
 from workers.couch.client import CouchClient
-from workers.review import MAX_NOTE_CHARS, UnknownAnomaly, review_anomaly
+from workers.review import UnknownAnomaly, review_anomaly
+from workers.store.anomalies import MAX_NOTE_CHARS
+from workers.store.pages import AnomalyFilter, BadCursor, anomaly_page
 
 router = APIRouter(prefix="/v1/anomalies", tags=["anomalies"])
 MAX_LIMIT = 200

@@ -16,11 +16,12 @@ from couchwatch.api.routes_anomalies import public
 from workers.couch.client import CouchClient
 from workers.engine.features import window_timedelta
 from workers.events import canonical_timestamp, integer_entity, parse_timestamp
-from workers.fleet import registry_id
-from workers.history import iter_entity_events
 from workers.ids import Entity
-from workers.model_store import head_id
 from workers.settings import Settings
+from workers.store import anomalies as anomaly_store
+from workers.store.events import iter_entity_events
+from workers.store.models import head_id
+from workers.store.registry import registry_id
 
 router = APIRouter(prefix="/v1/entities", tags=["entities"])
 EntityPath = Annotated[str, Path(min_length=1, max_length=256)]
@@ -71,14 +72,8 @@ def _anomalies(
     start: str | None = None,
     end: str | None = None,
 ) -> list[dict[str, Any]]:
-    docs = couch.iter_by_key(
-        settings.db_name("anomalies"),
-        selector={"entity": str(entity)},
-        key_field="window_start",
-        start=start,
-        end=end,
-        sort_prefix=("entity",),
-        index=("by-entity", "by-entity"),
+    docs = anomaly_store.iter_of_entity(
+        couch, settings.db_name("anomalies"), str(entity), start=start, end=end
     )
     return [public(d) for d in islice(docs, 5000)]
 

@@ -12,9 +12,9 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from couchwatch.api.auth import Read, Review
 from couchwatch.api.deps import CouchDep, SettingsDep, parse_range
-from couchwatch.api.pages_cursor import AnomalyFilter
 from couchwatch.api.routes_anomalies import MAX_LIMIT, AnomalyPage, ReviewIn, list_page, public
 from workers.incidents import UnknownIncident, get_incident, incident_anomalies, review_incident
+from workers.store.pages import AnomalyFilter
 
 router = APIRouter(prefix="/v1/incidents", tags=["incidents"])
 IncidentId = Annotated[str, Path(min_length=1, max_length=512)]

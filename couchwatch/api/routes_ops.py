@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from couchwatch.api.auth import AnyKey, Read
-from workers.runs import describe
+from workers.store.runs import describe
 
 router = APIRouter(tags=["operations"])
 PING_TIMEOUT_S = 1.0

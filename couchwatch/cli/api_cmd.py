@@ -59,8 +59,8 @@ def apikey() -> None:
 @click.option("--name", default="", help="Who or what uses the key (shown in reviews).")
 def create(scopes: tuple[str, ...], name: str) -> None:
     """Create a key and print it once."""
-    from couchwatch.api.keys import create_key
     from workers.couch.schema import ensure_database
+    from workers.store.keys import create_key
 
     settings = settings_or_fail()
     couch = couch_or_fail(settings)

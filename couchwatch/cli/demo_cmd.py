@@ -17,7 +17,6 @@ from typing import Any
 
 import click
 
-from couchwatch.api.keys import create_key
 from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from couchwatch.cli.ops_cmd import _after_training, _send, _wait_runs
 from couchwatch.stack import local
@@ -27,6 +26,7 @@ from workers.couch.errors import CouchError
 from workers.couch.schema import ensure_database, ensure_schema
 from workers.ingest import ingest_stream
 from workers.settings import Settings
+from workers.store.keys import create_key
 
 
 def _planner_task_ids(couch: CouchClient, settings: Settings, plan_id: str) -> list[str]:

@@ -10,6 +10,7 @@ import click
 from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
 from workers.engine.incidents import severity_rank
+from workers.store import incidents as incident_store
 
 
 def _first_reason(doc: dict[str, Any]) -> str:
@@ -53,15 +54,7 @@ def incidents(
     db = settings.db_name("incidents")
     try:
         if entity is not None:  # index-backed: only this entity's incidents are read
-            docs = list(
-                couch.iter_by_key(
-                    db,
-                    selector={"entity": entity},
-                    key_field="start",
-                    sort_prefix=("entity",),
-                    index=("page-entity", "page-entity"),
-                )
-            )
+            docs = list(incident_store.iter_of_entity(couch, db, entity))
         else:
             docs = list(couch.iter_all_docs(db))
     except CouchError as exc:

@@ -10,7 +10,7 @@ from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fa
 from workers.couch.errors import CouchError
 from workers.events import integer_entity
 from workers.ids import Entity
-from workers.model_store import ModelStore
+from workers.store.models import ModelStore
 
 
 def _store() -> ModelStore:
@@ -45,15 +45,7 @@ def list_models(entity: str | None) -> None:
             head = store.head(_entity(store, entity))
             heads = [head] if head else []
         else:
-            heads = list(
-                store.client.iter_by_key(
-                    store.db,
-                    selector={"type": "model_head"},
-                    key_field="entity",
-                    sort_prefix=("type",),
-                    index=("by-type-entity", "by-type-entity"),
-                )
-            )
+            heads = list(store.iter_heads())
     except CouchError as exc:
         fail(str(exc))
     if not heads:

@@ -11,7 +11,8 @@ import click
 
 from couchwatch.cli.common import couch_or_fail, fail, printable, settings_or_fail
 from workers.couch.errors import CouchError
-from workers.runs import recent_runs
+from workers.store import anomalies as anomaly_store
+from workers.store.runs import recent_runs
 
 PLANNER_WAIT_S = 600.0  # beat's pass holds the planner lock at most this long (its timeout)
 
@@ -101,7 +102,7 @@ def _update_registry(fleet: Any) -> None:
 def _plan_scoring(fleet: Any) -> Any:
     """One scoring-planner pass from the CLI, recorded like beat's (`couchwatch runs`)."""
     from scheduler.planning import plan_scoring_locked
-    from workers.runs import Run, save_run
+    from workers.store.runs import Run, save_run
 
     run = Run(task="couchwatch.plan_scoring", task_id=f"cli-{uuid.uuid4().hex}")
     try:
@@ -160,7 +161,7 @@ def score(entities: tuple[str, ...], all_: bool, wait: bool) -> None:
 def known_entities(fleet: Any, names: tuple[str, ...]) -> list[Any]:
     """The registry's entity ids for `names` (text, or integer ids); exit on unknown ones."""
     from workers.events import integer_entity
-    from workers.fleet import registry_id
+    from workers.store.registry import registry_id
 
     if not names:
         return []
@@ -210,15 +211,7 @@ def anomalies(
     try:
         db = settings.db_name("anomalies")
         if entity is not None:  # index-backed: only this entity's anomalies are read
-            docs = list(
-                couch.iter_by_key(
-                    db,
-                    selector={"entity": entity},
-                    key_field="window_start",
-                    sort_prefix=("entity",),
-                    index=("by-entity", "by-entity"),
-                )
-            )
+            docs = list(anomaly_store.iter_of_entity(couch, db, entity))
         else:
             docs = list(couch.iter_all_docs(db))
     except CouchError as exc:

@@ -31,10 +31,10 @@ from workers.engine.scoring import ScoreResult
 from workers.fleet import Fleet
 from workers.ids import Entity
 from workers.ingest import ingest_stream
-from workers.model_store import ModelCache, ModelStore
-from workers.runs import Run
 from workers.scoring import score_entities
 from workers.settings import Settings
+from workers.store.models import ModelCache, ModelStore
+from workers.store.runs import Run
 from workers.training import train_entities
 
 Doc = dict[str, Any]

@@ -17,7 +17,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from couchwatch.api.app import create_app
-from couchwatch.api.keys import create_key
 from couchwatch.stack.processes import free_port
 from scheduler import client as producer
 from tests.conftest import settings_env
@@ -26,10 +25,11 @@ from tests.support.services import ROOT, terminate
 from tests.support.waiting import eventually
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
-from workers.engine.anomaly import make_anomaly
 from workers.engine.demo_data import generate_demo
-from workers.fleet import registry_id
 from workers.settings import Settings, get_settings
+from workers.store.anomalies import make_anomaly
+from workers.store.keys import create_key
+from workers.store.registry import registry_id
 
 pytestmark = pytest.mark.integration
 

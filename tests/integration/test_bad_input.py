@@ -39,11 +39,11 @@ from tests.support.waiting import wait_run
 from workers import detection
 from workers.couch.client import CouchClient
 from workers.events import Rejection, validate_event
-from workers.fleet import registry_id
-from workers.history import iter_entity_events
-from workers.model_store import ModelStore
 from workers.scoring import window_floor
 from workers.settings import Settings
+from workers.store.events import iter_entity_events
+from workers.store.models import ModelStore
+from workers.store.registry import registry_id
 
 pytestmark = pytest.mark.integration
 

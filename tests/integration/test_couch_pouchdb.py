@@ -7,9 +7,10 @@ import pytest
 from tests.support.services import CouchServer
 from workers.couch.client import CouchClient
 from workers.couch.errors import NotFound, Unauthorized
-from workers.couch.schema import ensure_schema, events_index
+from workers.couch.schema import ensure_schema
 from workers.couch.transport import CouchTransport
 from workers.settings import Settings
+from workers.store.events import events_index
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from tests.support.waiting import eventually, wait_run
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
-from workers.model_store import head_id
 from workers.settings import Settings
+from workers.store.models import head_id
 
 pytestmark = pytest.mark.integration
 

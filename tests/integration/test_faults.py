@@ -45,9 +45,9 @@ from tests.support.services import (
     terminate,
 )
 from workers.couch.client import CouchClient
-from workers.fleet import registry_id
-from workers.model_store import head_id
 from workers.settings import Settings
+from workers.store.models import head_id
+from workers.store.registry import registry_id
 
 pytestmark = pytest.mark.integration
 

@@ -31,8 +31,8 @@ from workers import detection
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import DemoScenario, format_ts, generate_demo
-from workers.model_store import head_id
 from workers.settings import DB_SUFFIXES, Settings
+from workers.store.models import head_id
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from couchwatch.api.app import create_app
-from couchwatch.api.keys import create_key
 from couchwatch.cli.main import cli
 from tests.conftest import settings_env
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
-from workers.engine.anomaly import make_anomaly
 from workers.incidents import refresh_incidents
 from workers.settings import Settings, get_settings
+from workers.store.anomalies import make_anomaly
+from workers.store.keys import create_key
 
 pytestmark = pytest.mark.integration
 BASE = datetime(2026, 11, 2, 8, tzinfo=UTC)

@@ -9,9 +9,9 @@ import pytest
 
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
-from workers.engine.anomaly import make_anomaly, merge_anomaly
 from workers.incidents import get_incident, refresh_incidents, review_incident
 from workers.settings import Settings
+from workers.store.anomalies import make_anomaly, merge_anomaly
 
 pytestmark = pytest.mark.integration
 BASE = datetime(2026, 3, 2, 10, tzinfo=UTC)

@@ -19,10 +19,11 @@ from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine import persistence
 from workers.engine.demo_data import generate_demo
-from workers.fleet import Fleet, registry_id
-from workers.model_store import ModelStore
-from workers.runs import Run
+from workers.fleet import Fleet
 from workers.settings import Settings, get_settings
+from workers.store.models import ModelStore
+from workers.store.registry import registry_id
+from workers.store.runs import Run
 
 pytestmark = pytest.mark.integration
 USER = "user000"

@@ -18,10 +18,10 @@ from tests.support.fleet import WorkerFleet
 from tests.support.receivers import HttpReceiver, SmtpSink
 from tests.support.services import CouchServer, RedisServer
 from workers.couch.client import CouchClient
-from workers.engine.anomaly import make_anomaly
 from workers.engine.demo_data import generate_demo
 from workers.notify.signature import HEADER, verify_signature
 from workers.settings import Settings
+from workers.store.anomalies import make_anomaly
 
 pytestmark = pytest.mark.integration
 SECRET = "whsec-test-9b1d"

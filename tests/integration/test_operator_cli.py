@@ -11,10 +11,10 @@ from couchwatch.cli.main import cli
 from tests.conftest import settings_env
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
-from workers.engine.anomaly import merge_anomaly
-from workers.fleet import registry_id
-from workers.runs import Run, save_run
 from workers.settings import Settings, get_settings
+from workers.store.anomalies import merge_anomaly
+from workers.store.registry import registry_id
+from workers.store.runs import Run, save_run
 
 pytestmark = pytest.mark.integration
 

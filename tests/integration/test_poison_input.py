@@ -30,7 +30,6 @@ import httpx
 import pytest
 import redis
 
-from couchwatch.api.keys import create_key
 from couchwatch.stack.processes import free_port
 from tests.conftest import make_settings, settings_env
 from tests.support.fixtures import running_smtp, schema_couch
@@ -39,11 +38,12 @@ from tests.support.receivers import HttpReceiver, SmtpSink
 from tests.support.services import ROOT, CouchServer, RedisServer, terminate
 from tests.support.waiting import eventually, wait_run
 from workers.couch.client import CouchClient
-from workers.engine.anomaly import make_anomaly
 from workers.events import validate_event
-from workers.fleet import registry_id
-from workers.notify.documents import new_notification
 from workers.settings import Settings
+from workers.store.anomalies import make_anomaly
+from workers.store.keys import create_key
+from workers.store.notifications import new_notification
+from workers.store.registry import registry_id
 
 pytestmark = pytest.mark.integration
 

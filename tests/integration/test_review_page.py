@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import requests
 
-from couchwatch.api.keys import create_key
 from couchwatch.stack.processes import free_port
 from tests.conftest import settings_env
 from tests.support.fleet import WorkerFleet, worker_fleet
@@ -28,8 +27,9 @@ from tests.support.services import ROOT, terminate
 from workers.couch.client import CouchClient
 from workers.couch.schema import ensure_schema
 from workers.engine.demo_data import generate_demo
-from workers.model_store import head_id
 from workers.settings import Settings
+from workers.store.keys import create_key
+from workers.store.models import head_id
 
 pytestmark = pytest.mark.integration
 

@@ -48,12 +48,12 @@ from workers.couch.client import CouchClient, MissingCredentials
 from workers.couch.errors import Unauthorized
 from workers.couch.schema import ensure_schema
 from workers.couch.transport import CouchTransport
-from workers.model_store import ModelStore
 from workers.notify.errors import DeliveryError
 from workers.notify.message import Message
 from workers.notify.signature import sign, verify_signature
 from workers.notify.smtp import SmtpChannel, SmtpConfig
 from workers.settings import DB_SUFFIXES, Settings, get_settings
+from workers.store.models import ModelStore
 
 pytestmark = pytest.mark.integration
 

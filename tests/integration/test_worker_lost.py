@@ -23,8 +23,8 @@ from tests.integration.test_fleet_resilience import _recent_demo, _services, _st
 from tests.support.fleet import worker_fleet
 from tests.support.services import CouchServer, RedisServer
 from tests.support.waiting import wait_run
-from workers.model_store import head_id
 from workers.settings import Settings
+from workers.store.models import head_id
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from tests.unit.test_couch_client import SEQ_1, SEQ_12, Sent, make_client, rev
 from workers.couch.transport import decode_json
 from workers.detection import POPULATION_ID
 from workers.engine.population import POPULATION_FORMAT
-from workers.history import iter_entity_events
 from workers.settings import Settings
+from workers.store.events import iter_entity_events
 
 pytestmark = pytest.mark.unit
 

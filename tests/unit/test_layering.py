@@ -149,3 +149,31 @@ def test_the_checker_sees_lazy_relative_and_dynamic_imports(tmp_path: Path) -> N
         "workers/engine/model.py:1: the engine imports workers.couch",
         "workers/tasks.py:2: workers imports scheduler.beat",
     ]
+
+
+STORE = "workers.store"
+# What the store layer stands on: the CouchDB client, the pure rules, the settings, and the
+# engine's types (findings, feedback, incidents); `workers.detection` only for the population
+# document's format. Never the fleet (training, scoring, planning, notify, tasks) above it.
+STORE_MAY_IMPORT = (
+    "workers.couch",
+    "workers.detection",
+    "workers.engine",
+    "workers.events",
+    "workers.ids",
+    "workers.settings",
+    STORE,
+)
+
+
+def test_the_store_stands_only_on_the_client_the_rules_and_the_engine() -> None:
+    bad = []
+    for path in sorted((ROOT / "workers" / "store").rglob("*.py")):
+        for line, name in imported_modules(path, ROOT):
+            if (
+                _within(name, "workers")
+                and name != "workers"
+                and not any(_within(name, ok) for ok in STORE_MAY_IMPORT)
+            ):
+                bad.append(f"{path.relative_to(ROOT)}:{line}: {name}")
+    assert bad == []

@@ -16,14 +16,14 @@ from workers.notify.decide import (
     reaches,
     stream_key,
 )
-from workers.notify.documents import (
+from workers.notify.ratelimit import MemoryWindows
+from workers.store.notifications import (
     after_attempt,
     backoff_s,
     delivery_id,
     new_notification,
     notification_id,
 )
-from workers.notify.ratelimit import MemoryWindows
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

@@ -8,19 +8,20 @@ from typing import Any
 
 import pytest
 
-from workers.engine.anomaly import anomaly_id
-from workers.engine.incidents import group_incidents, incident_doc
+from workers.engine.incidents import group_incidents
 from workers.notify.decide import notifiable
-from workers.notify.documents import (
+from workers.notify.message import render
+from workers.notify.service import incident_alerts
+from workers.settings import Settings
+from workers.store.anomalies import anomaly_id
+from workers.store.incidents import incident_doc
+from workers.store.notifications import (
     alert_key,
     covering_keys,
     new_notification,
     notification_id,
     summarize,
 )
-from workers.notify.message import render
-from workers.notify.service import incident_alerts
-from workers.settings import Settings
 
 pytestmark = pytest.mark.unit
 NOW = datetime(2024, 5, 1, 12, tzinfo=UTC)

@@ -7,13 +7,13 @@ import json
 import pytest
 import requests
 
-from workers.notify.documents import summarize
 from workers.notify.errors import DeliveryError
 from workers.notify.message import render
 from workers.notify.signature import HEADER, verify_signature
 from workers.notify.smtp import build_email
 from workers.notify.webhook import WebhookChannel, encode
 from workers.settings import Settings
+from workers.store.notifications import summarize
 
 pytestmark = pytest.mark.unit
 HINT = "couchwatch review {id} confirm|dismiss"

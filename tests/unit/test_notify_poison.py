@@ -12,13 +12,13 @@ import pytest
 from workers.couch.memory import MemoryCouchClient
 from workers.couch.schema import ensure_schema
 from workers.notify.channels import RecordingChannel
-from workers.notify.documents import new_notification, summarize
 from workers.notify.errors import MessageError
 from workers.notify.message import Message, render
 from workers.notify.ratelimit import MemoryWindows
 from workers.notify.service import notify_pending
 from workers.notify.smtp import SmtpChannel, SmtpConfig, build_email
 from workers.settings import Settings
+from workers.store.notifications import new_notification, summarize
 from workers.text import printable, slack_escape
 
 pytestmark = pytest.mark.unit

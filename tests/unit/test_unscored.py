@@ -14,9 +14,10 @@ from couchwatch.evaluate.fleet import _ingest, memory_fleet
 from scheduler.planning import CHECKPOINT, plan_scoring, plan_training
 from tests.unit.engine._synth import history
 from workers import detection
-from workers.fleet import Fleet, registry_id
-from workers.runs import Run
+from workers.fleet import Fleet
 from workers.settings import Settings
+from workers.store.registry import registry_id
+from workers.store.runs import Run
 from workers.training import mark_trained
 from workers.unscored import await_model, score_waiting, waiting_of
 

@@ -8,8 +8,8 @@ anomaly), so a rescore, or a later anomaly that extends the incident, keeps the 
 When an anomaly *earlier* than an incident's earliest one joins it (a late rescore of an older
 range, or a gap-filling anomaly that chains two incidents), the earliest anomaly changes and so
 does the id: the fleet then writes the new incident and marks the old documents
-``superseded_by`` the new id (:func:`supersede_incident`); the new one inherits their review if
-it has none of its own (:func:`inherit_review`). Listings hide superseded incidents.
+``superseded_by`` the new id; the new one inherits their review if it has none of its own.
+The incident document, its merge and those two rules live in ``workers/store/incidents.py``.
 
 Scores are in [0, 1], higher = more unusual; an incident's score is the max of its anomalies'.
 """
@@ -19,27 +19,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from workers.engine.anomaly import SEVERITIES, iso_utc, merge_refresh
+from workers.engine.anomaly import SEVERITIES, iso_utc
 from workers.events import parse_timestamp
 
 INCIDENT_ID_PREFIX = "incident:"
 DEFAULT_GAP_S = 3600.0
 MAX_REASONS = 5
-CONTENT_FIELDS = (
-    "entity_field",
-    "start",
-    "end",
-    "anomaly_ids",
-    "n_anomalies",
-    "severity",
-    "score",
-    "detectors",
-    "reasons",
-    "superseded_by",
-)
 _RANK = {name: i for i, name in enumerate(SEVERITIES)}
 
 
@@ -172,72 +159,12 @@ def group_incidents(
     return incidents
 
 
-def incident_doc(incident: Incident, now: datetime | str) -> dict[str, Any]:
-    """Return a fresh incident document (``type`` ``"incident"``, review ``open``)."""
-    stamp = iso_utc(now)
-    return {
-        "_id": incident.incident_id,
-        "type": "incident",
-        "entity": incident.entity,
-        "entity_field": incident.entity_field,
-        "start": incident.start,
-        "end": incident.end,
-        "anomaly_ids": list(incident.anomaly_ids),
-        "n_anomalies": incident.n_anomalies,
-        "severity": incident.severity,
-        "score": incident.score,
-        "detectors": list(incident.detectors),
-        "reasons": [dict(r) for r in incident.reasons],
-        "superseded_by": None,
-        "created_at": stamp,
-        "updated_at": stamp,
-        "review": {"status": "open", "by": None, "at": None, "note": None},
-    }
-
-
-def merge_incident(existing: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``new`` merged onto ``existing`` (same ``_id``) for an idempotent refresh.
-
-    Content (span, anomalies, severity, score, detectors, reasons, ``superseded_by``) comes from
-    ``new``; ``_rev``, ``created_at``, ``review`` and fields ``new`` does not set are kept.
-    ``updated_at`` moves only when content changed, so a replay yields an identical document.
-    """
-    return merge_refresh(existing, new, CONTENT_FIELDS, what="merge_incident")
-
-
-def supersede_incident(existing: Mapping[str, Any], by: str, now: datetime | str) -> dict[str, Any]:
-    """Return ``existing`` marked as folded into incident ``by`` (unchanged if it already is)."""
-    if existing.get("superseded_by") == by:
-        return dict(existing)
-    return {**existing, "superseded_by": by, "updated_at": iso_utc(now)}
-
-
-def inherit_review(
-    doc: Mapping[str, Any], superseded: Sequence[Mapping[str, Any]]
-) -> dict[str, Any]:
-    """Return ``doc`` with the latest non-open review of ``superseded`` if its own is open."""
-    own = doc.get("review") or {}
-    if own.get("status", "open") != "open":
-        return dict(doc)
-    reviewed = [
-        s["review"] for s in superseded if (s.get("review") or {}).get("status", "open") != "open"
-    ]
-    if not reviewed:
-        return dict(doc)
-    latest = max(reviewed, key=lambda r: str(r.get("at") or ""))
-    return {**doc, "review": dict(latest)}
-
-
 __all__ = [
     "DEFAULT_GAP_S",
     "INCIDENT_ID_PREFIX",
     "Incident",
     "group_incidents",
-    "incident_doc",
     "incident_id",
-    "inherit_review",
-    "merge_incident",
     "merged_reasons",
     "severity_rank",
-    "supersede_incident",
 ]

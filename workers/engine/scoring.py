@@ -1,4 +1,4 @@
-"""Scored output of an entity model and the anomaly documents built from it.
+"""Scored output of an entity model and the findings (flagged windows and logins) in it.
 
 :class:`ScoreResult` exposes every scored window (``windows``) and every scored login event
 (``logins``) as DataFrames with ``window_start``, ``window_end``, ``event_ids``, ``score``,
@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
-from .anomaly import make_anomaly
+from .anomaly import Finding, finding
 from .reasons import entity_noun, login_reasons, window_reasons
 
 if TYPE_CHECKING:
@@ -85,15 +84,13 @@ class ScoreResult:
         both = pd.concat(parts, ignore_index=True)
         return both.sort_values(["window_start", "kind"], kind="stable").reset_index(drop=True)
 
-    def to_anomalies(
-        self, *, model_id: str, model_version: int, now: datetime | None = None
-    ) -> list[dict[str, Any]]:
-        """Return anomaly documents for flagged windows and logins, with reasons."""
+    def findings(self, *, model_id: str, model_version: int) -> list[Finding]:
+        """The flagged windows and logins, with reasons, in window order then logins
+        (``workers/store/anomalies.py`` maps them to anomaly documents)."""
         m = self.model
-        ref = {"id": model_id, "version": model_version}
         noun = entity_noun(m.entity_field)
         limit = m.config.max_reasons
-        docs: list[dict[str, Any]] = []
+        found: list[Finding] = []
         w = self.windows
         flagged = np.flatnonzero(w["flagged"].to_numpy(dtype=bool)) if len(w) else np.zeros(0, int)
         if len(flagged) and self.features is not None:
@@ -103,8 +100,8 @@ class ScoreResult:
             for i in flagged:
                 row = {str(k): v for k, v in {**values.iloc[i], **w.iloc[i]}.items()}
                 reasons = window_reasons(m, X[i], row, expected=expected, noun=noun, limit=limit)
-                docs.append(
-                    make_anomaly(
+                found.append(
+                    finding(
                         entity=m.entity,
                         entity_field=m.entity_field,
                         detector=m.window_kind,
@@ -116,8 +113,8 @@ class ScoreResult:
                         severity=row["severity"],
                         confidence=row["confidence"],
                         reasons=reasons,
-                        model=ref,
-                        now=now,
+                        model_id=model_id,
+                        model_version=model_version,
                         detector_scores={
                             k: row[f"score_{k}"] for k in m.window_detectors if f"score_{k}" in row
                         },
@@ -127,8 +124,8 @@ class ScoreResult:
             for _, login in self.logins.loc[self.logins["flagged"]].iterrows():
                 reasons = login_reasons(login["detail"], noun=noun, limit=limit)
                 event_id = str(login["event_id"])
-                docs.append(
-                    make_anomaly(
+                found.append(
+                    finding(
                         entity=m.entity,
                         entity_field=m.entity_field,
                         detector="novelty",
@@ -140,10 +137,10 @@ class ScoreResult:
                         severity=login["severity"],
                         confidence=login["confidence"],
                         reasons=reasons,
-                        model=ref,
-                        now=now,
+                        model_id=model_id,
+                        model_version=model_version,
                         key=event_id,
                         detector_scores={"novelty": login["score"]},
                     )
                 )
-        return docs
+        return found

@@ -32,7 +32,12 @@ from workers.notify.decide import (
     plan_stream,
     stream_key,
 )
-from workers.notify.documents import (
+from workers.notify.errors import DeliveryError, MessageError, NotifyError, describe
+from workers.notify.message import render
+from workers.notify.ratelimit import RedisWindows, Windows
+from workers.settings import Settings
+from workers.store import notifications as documents
+from workers.store.notifications import (
     Doc,
     after_attempt,
     covering_keys,
@@ -42,16 +47,11 @@ from workers.notify.documents import (
     new_notification,
     notification_id,
 )
-from workers.notify.errors import DeliveryError, MessageError, NotifyError, describe
-from workers.notify.message import render
-from workers.notify.ratelimit import RedisWindows, Windows
-from workers.settings import Settings
 from workers.text import printable
 
 log = logging.getLogger(__name__)
 LEASE_S = 300.0  # a sender that died mid-send hands its notifications back after this long
 PENDING_BATCH = 500  # notifications handled per notify_pending run
-DUE_INDEX = ("by-status-due", "by-status-due")
 
 
 @dataclass
@@ -164,13 +164,10 @@ def notify_pending(
     db = settings.db_name("notifications")
     due = list(
         islice(
-            couch.iter_by_key(
+            documents.iter_due(
+                couch,
                 db,
-                selector={"status": "pending"},
-                key_field="next_attempt_at",
-                end=canonical_timestamp(now + timedelta(milliseconds=1)),
-                sort_prefix=("status",),
-                index=DUE_INDEX,
+                until=canonical_timestamp(now + timedelta(milliseconds=1)),
                 page_size=min(limit, 500),
             ),
             limit,
@@ -293,18 +290,9 @@ def recent_notifications(
 ) -> list[Doc]:
     """The `last` most recently created notifications (only `failed` ones if asked), newest
     first."""
-    selector: Doc = {"created_at": {"$gt": None}}
-    sort: list[Doc] = [{"created_at": "desc"}]
-    index = ["by-created", "by-created"]
-    if failed_only:
-        selector = {"status": "failed", "created_at": {"$gt": None}}
-        sort = [{"status": "desc"}, {"created_at": "desc"}]
-        index = ["by-status-created", "by-status-created"]
-    docs, _ = couch.find_page(
-        settings.db_name("notifications"),
-        {"selector": selector, "sort": sort, "use_index": index, "limit": last},
+    return documents.recent(
+        couch, settings.db_name("notifications"), last=last, failed_only=failed_only
     )
-    return docs
 
 
 __all__ = ["NotifyResult", "channels_from_settings", "notify_anomalies", "notify_pending"]

@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from workers.engine.anomaly import anomaly_id
-from workers.engine.incidents import (
-    group_incidents,
+from workers.engine.incidents import group_incidents, incident_id
+from workers.store.anomalies import anomaly_id
+from workers.store.incidents import (
     incident_doc,
-    incident_id,
     inherit_review,
     merge_incident,
     supersede_incident,

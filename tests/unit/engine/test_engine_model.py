@@ -19,6 +19,8 @@ from workers.engine.model import (
     session_pvalues,
 )
 from workers.engine.population import Population, build_population
+from workers.store.anomalies import documents
+from workers.store.anomalies import feedback as review_feedback
 
 from ._synth import (
     FIREFOX_LINUX,
@@ -57,7 +59,9 @@ def test_us_chrome_user_logging_in_from_ukraine_on_firefox_is_flagged_from_one_e
     result = model.score([attack])
     assert len(result.logins) == 1 and bool(result.logins["flagged"].iloc[0])
     docs = [
-        d for d in result.to_anomalies(model_id="m1", model_version=1) if d["detector"] == "novelty"
+        d
+        for d in documents(result.findings(model_id="m1", model_version=1))
+        if d["detector"] == "novelty"
     ]
     assert len(docs) == 1
     doc = docs[0]
@@ -106,7 +110,9 @@ def test_bulk_download_window_is_flagged_with_a_bytes_reason(alice_history: list
     result = model.score(_burst(LATER, 8))
     assert result.windows["flagged"].all()
     docs = [
-        d for d in result.to_anomalies(model_id="m1", model_version=1) if d["detector"] != "novelty"
+        d
+        for d in documents(result.findings(model_id="m1", model_version=1))
+        if d["detector"] != "novelty"
     ]
     texts = " | ".join(r["text"] for r in docs[0]["reasons"])
     assert docs[0]["reasons"][0]["feature"].startswith("bytes")
@@ -126,7 +132,7 @@ def test_metric_only_service_stream_scores_and_flags_a_latency_regression() -> N
     spike = START + timedelta(hours=24 * 11)
     assert all(spike <= t < spike + timedelta(minutes=45) for t in flagged)
     assert result.logins.empty
-    docs = result.to_anomalies(model_id="s", model_version=2)
+    docs = documents(result.findings(model_id="s", model_version=2))
     assert any("latency" in r["feature"] for r in docs[0]["reasons"])
     assert "this service's" in docs[0]["reasons"][0]["text"]
 
@@ -215,7 +221,7 @@ def test_confirmed_attack_events_are_left_out_of_training(alice_history: list[di
         login("alice", LATER + timedelta(minutes=i), 7000 + i, place=KYIV, ua=FIREFOX_LINUX)
         for i in range(30)
     ]
-    feedback = Feedback.from_anomalies(
+    feedback = review_feedback(
         [{"event_ids": [a["_id"] for a in attacks], "review": {"status": "confirmed"}}]
     )
     learned = fit_entity_model("alice", [*alice_history, *attacks])

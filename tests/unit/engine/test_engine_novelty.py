@@ -10,6 +10,7 @@ import pytest
 from workers.engine.detectors.novelty import FACT_P, FieldPrior, NoveltyProfile
 from workers.engine.model import EntityModel, _fact_severity, fit_entity_model
 from workers.engine.population import Population, build_population
+from workers.store.anomalies import documents
 
 from ._synth import FIREFOX_LINUX, IPHONE, KYIV, START, history, login
 
@@ -195,7 +196,9 @@ def test_impossible_travel_is_its_own_fact_with_a_reason(alice: EntityModel) -> 
     assert result.logins["flagged"].tolist() == [False, True]
     assert result.logins["severity"].iloc[1] == "high"  # three facts
     doc = next(
-        d for d in result.to_anomalies(model_id="m", model_version=1) if d["detector"] == "novelty"
+        d
+        for d in documents(result.findings(model_id="m", model_version=1))
+        if d["detector"] == "novelty"
     )
     travel = next(r for r in doc["reasons"] if r["feature"] == "travel")
     assert travel["value"] == "US->UA"

@@ -11,6 +11,7 @@ from scipy.stats import binom
 
 from workers.engine.detectors.rates import RATE_FLOOR, RATES, RateProfile, pooled_rates
 from workers.engine.model import fit_entity_model
+from workers.store.anomalies import documents
 
 from ._synth import START, history, login
 
@@ -86,7 +87,9 @@ def test_entity_model_flags_credential_stuffing_not_one_typo() -> None:
     result = model.score(stuffing)
     assert result.windows["flagged"].any()
     doc = next(
-        d for d in result.to_anomalies(model_id="m", model_version=1) if d["detector"] != "novelty"
+        d
+        for d in documents(result.findings(model_id="m", model_version=1))
+        if d["detector"] != "novelty"
     )
     rate = next(r for r in doc["reasons"] if r["feature"] == "failed_login_rate")
     assert rate["text"].startswith("20 failed logins of 25 logins in the window (80%);")

@@ -12,6 +12,7 @@ import pytest
 from workers.engine.config import EngineConfig
 from workers.engine.detectors.time_of_day import TimeOfDayProfile
 from workers.engine.model import EntityModel, fit_entity_model
+from workers.store.anomalies import documents
 
 from ._synth import START, iso
 
@@ -171,7 +172,7 @@ def test_entity_model_flags_three_am_local_once_with_a_local_time_reason(
     result = day_worker.score(events)
     assert result.windows["flagged"].tolist() == [True, False]  # the second night is known
     assert result.windows["utc_offset_min"].tolist() == [120, 120]
-    doc = result.to_anomalies(model_id="m", model_version=1)[0]
+    doc = documents(result.findings(model_id="m", model_version=1))[0]
     reason = next(r for r in doc["reasons"] if r["feature"] == "time_of_day")
     assert reason["text"].startswith("activity on Wed 03:10 local time (UTC+2): usual weekday")
     assert reason["text"].endswith("never at 03:00") and reason["p"] < 0.002

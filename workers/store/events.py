@@ -1,4 +1,9 @@
-"""Reads an entity's events and its reviewed anomalies from CouchDB (paged, index-backed)."""
+"""Reading an entity's events from the events database (paged, backed by the events index).
+
+Event documents are the producers'; their shape and `_id` rule are `workers/events.py`'s, the
+write is `workers/event_store.py`'s. This module owns the events index (`events_index`, one per
+entity field) and the queries on it.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,41 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from workers.couch.client import DEFAULT_PAGE_SIZE, CouchClient
-from workers.couch.schema import events_index
 from workers.events import Rejection, canonical_timestamp, validate_event
 from workers.ids import Entity
 from workers.settings import Settings
 
 Doc = dict[str, Any]
+EVENTS_BY_ENTITY_TIME = "couchwatch-entity-time"
+
+
+def events_index(settings: Settings) -> tuple[str, str]:
+    """Return (design doc, index name) of the events index on [entity field, timestamp]."""
+    name = f"{EVENTS_BY_ENTITY_TIME}-{settings.entity_field}"
+    return name, name
+
+
+def events_index_fields(settings: Settings) -> tuple[str, str]:
+    """The fields of the events index: [entity field, timestamp]."""
+    return settings.entity_field, "timestamp"
+
+
+def recent_of_entity(
+    client: CouchClient, settings: Settings, entity: Entity, *, limit: int
+) -> list[Doc]:
+    """The entity's `limit` most recent event documents, newest first (one `_find`; not
+    validated: the caller leaves out what fails `validate_event`)."""
+    field = settings.entity_field
+    docs, _ = client.find_page(
+        settings.events_db,
+        {
+            "selector": {field: entity, "timestamp": {"$gt": None}},
+            "sort": [{field: "desc"}, {"timestamp": "desc"}],
+            "use_index": list(events_index(settings)),
+            "limit": limit,
+        },
+    )
+    return docs
 
 
 def iter_entity_events(
@@ -59,18 +93,6 @@ def training_history(
     """The entity's events of the last `COUCHWATCH_HISTORY_DAYS` days."""
     since = canonical_timestamp(now - timedelta(days=settings.couchwatch_history_days))
     return list(iter_entity_events(client, settings, entity, start=since, now=now))
-
-
-def reviewed_anomalies(client: CouchClient, settings: Settings, entity: Entity) -> list[Doc]:
-    """The entity's anomalies whose review is confirmed or dismissed (feedback for training)."""
-    docs = client.iter_by_key(
-        settings.db_name("anomalies"),
-        selector={"entity": entity},
-        key_field="window_start",
-        sort_prefix=("entity",),
-        index=("by-entity", "by-entity"),
-    )
-    return [d for d in docs if (d.get("review") or {}).get("status") in ("confirmed", "dismissed")]
 
 
 def utc_now() -> datetime:

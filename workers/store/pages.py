@@ -1,9 +1,10 @@
-"""Keyset pages over anomalies, newest window first, with an opaque cursor.
+"""Keyset pages over anomalies (and incidents), newest window first, with an opaque cursor.
 
-Order is (window_start, _id) descending, backed by the `page-*` indexes of
-`workers.couch.schema`. A page after a cursor (w, i) is read in two index-backed queries: the
-rest of window w (`_id < i`), then older windows (`window_start < w`). No `skip`, no bookmarks:
-documents inserted meanwhile never shift a page, and every document is listed exactly once.
+Order is (window_start, _id) descending, backed by the `page-*` indexes
+(`workers.store.anomalies.PAGE_INDEXES`; incidents have the same, on `start`). A page after a
+cursor (w, i) is read in two index-backed queries: the rest of window w (`_id < i`), then older
+windows (`window_start < w`). No `skip`, no bookmarks: documents inserted meanwhile never shift
+a page, and every document is listed exactly once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from workers.couch.client import CouchClient
-from workers.couch.schema import ANOMALY_PAGE_INDEXES
+from workers.store.anomalies import (
+    PAGE_ENTITY,
+    PAGE_INDEXES,
+    PAGE_SEVERITY,
+    PAGE_STATUS,
+    PAGE_TIME,
+)
 
 Doc = dict[str, Any]
 
@@ -38,13 +45,13 @@ class AnomalyFilter:
     def index(self) -> tuple[str, dict[str, Any]]:
         """(index name, its equality prefix) for the most selective filter given."""
         for name, field, value in (
-            ("page-entity", "entity", self.entity),
-            ("page-status", "review.status", self.status),
-            ("page-severity", "severity", self.severity),
+            (PAGE_ENTITY, "entity", self.entity),
+            (PAGE_STATUS, "review.status", self.status),
+            (PAGE_SEVERITY, "severity", self.severity),
         ):
             if value is not None:
                 return name, {field: value}
-        return "page-time", {}
+        return PAGE_TIME, {}
 
     def selector(self) -> Doc:
         chosen = {"entity": self.entity, "review.status": self.status, "severity": self.severity}
@@ -164,7 +171,7 @@ def _find(
     key_field: str = "window_start",
 ) -> list[Doc]:
     fields = (*prefix, key_field, "_id")
-    assert index in ANOMALY_PAGE_INDEXES
+    assert index in PAGE_INDEXES
     docs, _ = client.find_page(
         db,
         {

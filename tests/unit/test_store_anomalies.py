@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from workers.engine.anomaly import anomaly_id, make_anomaly, merge_anomaly
-from workers.engine.feedback import Feedback
+from workers.store.anomalies import anomaly_id, feedback, make_anomaly, merge_anomaly
 
 pytestmark = pytest.mark.unit
 
@@ -91,5 +90,5 @@ def test_feedback_from_reviewed_anomalies() -> None:
         {"event_ids": ["b", "c"], "review": {"status": "dismissed"}},
         {"event_ids": ["d"], "review": {"status": "open"}},
     ]
-    fb = Feedback.from_anomalies(docs)
+    fb = feedback(docs)
     assert fb.confirmed == {"a", "b"} and fb.dismissed == {"c"}

@@ -16,10 +16,11 @@ entity, severity, score, detector, window, reasons in words; for an incident `ki
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from workers.couch.client import CouchClient
 from workers.events import canonical_timestamp
 
 Doc = dict[str, Any]
@@ -30,6 +31,15 @@ MODES = ("immediate", "digest")
 MAX_REASONS = 5
 MAX_ERROR_CHARS = 300
 SEVERITIES = ("low", "medium", "high")
+# indexes of the notifications database
+BY_STATUS_DUE = "by-status-due"  # [status, next_attempt_at]: pending ones by when they are due
+BY_CREATED = "by-created"  # [created_at]: the newest first
+BY_STATUS_CREATED = "by-status-created"  # [status, created_at]: the newest failed ones
+INDEXES: dict[str, tuple[str, ...]] = {
+    BY_STATUS_DUE: ("status", "next_attempt_at"),
+    BY_CREATED: ("created_at",),
+    BY_STATUS_CREATED: ("status", "created_at"),
+}
 
 
 def notification_id(anomaly_id: str, channel: str) -> str:
@@ -191,3 +201,32 @@ def after_attempt(
             status="pending", next_attempt_at=canonical_timestamp(now + timedelta(seconds=wait))
         )
     return out
+
+
+def iter_due(couch: CouchClient, db: str, *, until: str, page_size: int) -> Iterator[Doc]:
+    """Pending notifications whose `next_attempt_at` is before `until`, earliest due first."""
+    yield from couch.iter_by_key(
+        db,
+        selector={"status": "pending"},
+        key_field="next_attempt_at",
+        end=until,
+        sort_prefix=("status",),
+        index=(BY_STATUS_DUE, BY_STATUS_DUE),
+        page_size=page_size,
+    )
+
+
+def recent(couch: CouchClient, db: str, *, last: int, failed_only: bool = False) -> list[Doc]:
+    """The `last` most recently created notifications (only `failed` ones if asked), newest
+    first (one `_find`)."""
+    selector: Doc = {"created_at": {"$gt": None}}
+    sort: list[Doc] = [{"created_at": "desc"}]
+    index = BY_CREATED
+    if failed_only:
+        selector = {"status": "failed", "created_at": {"$gt": None}}
+        sort = [{"status": "desc"}, {"created_at": "desc"}]
+        index = BY_STATUS_CREATED
+    docs, _ = couch.find_page(
+        db, {"selector": selector, "sort": sort, "use_index": [index, index], "limit": last}
+    )
+    return docs

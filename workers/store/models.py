@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,9 +17,12 @@ from typing import Any
 from workers.couch.client import CouchClient
 from workers.events import canonical_timestamp
 from workers.ids import Entity, entity_key, short_hash
+from workers.store.registry import BY_TYPE_ENTITY
 
 ATTACHMENT = "model.bin"
 CONTENT_TYPE = "application/octet-stream"
+HEAD_TYPE = "model_head"
+VERSION_TYPE = "model"
 
 
 def head_id(entity: Entity) -> str:
@@ -27,6 +31,12 @@ def head_id(entity: Entity) -> str:
 
 def version_id(entity: Entity, request_id: str) -> str:
     return f"model-{entity_key(entity)}-{short_hash(request_id)}"
+
+
+def version_doc_id(head: dict[str, Any], version: int) -> str | None:
+    """The id of the version document of `version` that `head` names (None if not kept)."""
+    match = [v["doc_id"] for v in head.get("versions", []) if v["version"] == version]
+    return str(match[0]) if match else None
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,17 @@ class ModelStore:
     def head(self, entity: Entity) -> dict[str, Any] | None:
         return self.client.get(self.db, head_id(entity))
 
+    def iter_heads(self) -> Iterator[dict[str, Any]]:
+        """Every head document, in entity order (paged on the registry's [type, entity] index,
+        which model heads share)."""
+        yield from self.client.iter_by_key(
+            self.db,
+            selector={"type": HEAD_TYPE},
+            key_field="entity",
+            sort_prefix=("type",),
+            index=(BY_TYPE_ENTITY, BY_TYPE_ENTITY),
+        )
+
     def heads(self, entities: list[Entity]) -> dict[Entity, dict[str, Any]]:
         """Head documents of many entities in one request."""
         docs = self.client.get_many(self.db, [head_id(e) for e in entities])
@@ -66,7 +87,7 @@ class ModelStore:
         existing = found.get(doc_id)
         head = found.get(head_id(entity)) or {
             "_id": head_id(entity),
-            "type": "model_head",
+            "type": HEAD_TYPE,
             "versions": [],
         }
         if existing is not None and ATTACHMENT in existing.get("_attachments", {}):
@@ -79,7 +100,7 @@ class ModelStore:
         else:  # document and model bytes in one request: no half-written version
             doc = {
                 "_id": doc_id,
-                "type": "model",
+                "type": VERSION_TYPE,
                 "entity": entity,
                 "version": version,
                 "request_id": request_id,
@@ -186,7 +207,7 @@ def _with_version(
     versions.sort(key=lambda v: v["version"])
     return {
         **head,
-        "type": "model_head",
+        "type": HEAD_TYPE,
         "entity": entity,
         "versions": versions[-keep:],
         "active_version": version,

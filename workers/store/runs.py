@@ -19,6 +19,7 @@ from workers.ids import Entity
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 500
+BY_FINISHED = "by-finished"  # [finished_at]: the newest runs first
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Run:
 
     def document(self, attempt: int) -> dict[str, Any]:
         return {
-            "_id": f"run-{self.task_id}",
+            "_id": run_id(self.task_id),
             "type": "run",
             "task": self.task,
             "task_id": self.task_id,
@@ -70,6 +71,11 @@ class Run:
             "finished_at": canonical_timestamp(datetime.now(UTC)),
             "duration_s": round(time.monotonic() - self.started, 3),
         }
+
+
+def run_id(task_id: str) -> str:
+    """The run record id of a task execution (a redelivery updates the same record)."""
+    return f"run-{task_id}"
 
 
 def describe(exc: BaseException) -> str:
@@ -95,7 +101,7 @@ def recent_runs(client: CouchClient, runs_db: str, *, last: int) -> list[dict[st
         {
             "selector": {"finished_at": {"$gt": None}},
             "sort": [{"finished_at": "desc"}],
-            "use_index": ["by-finished", "by-finished"],
+            "use_index": [BY_FINISHED, BY_FINISHED],
             "limit": last,
         },
     )
