@@ -21,7 +21,7 @@ from bench import data
 from bench.stack import Doc, Services, Stack, planned, stack, store, warm_index
 from workers.engine.model import fit_entity_model
 from workers.events import canonical_timestamp
-from workers.history import training_history
+from workers.store.events import training_history
 
 FIELD = "user_id"
 MULTIPLES = (1, 3, 10)
