@@ -252,7 +252,16 @@ def review_incident(
         doc = get_incident(couch, settings, incident_id)
         for anomaly_id in doc.get("anomaly_ids") or []:
             try:
-                review_anomaly(couch, adb, anomaly_id, status, note=note, by=by, now=when)
+                review_anomaly(
+                    couch,
+                    adb,
+                    anomaly_id,
+                    status,
+                    note=note,
+                    by=by,
+                    registry_db=settings.db_name("models"),
+                    now=when,
+                )
             except UnknownAnomaly:  # deleted meanwhile: nothing to learn from
                 continue
         doc["review"] = review

@@ -13,6 +13,7 @@ from typing import Any
 from workers.couch.client import CouchClient
 from workers.couch.errors import Conflict
 from workers.events import canonical_timestamp
+from workers.store import registry
 from workers.store.anomalies import DOC_TYPE, review_block
 
 STATUSES = ("confirmed", "dismissed", "open")
@@ -31,10 +32,14 @@ def review_anomaly(
     *,
     note: str = "",
     by: str,
+    registry_db: str | None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Store a review on the anomaly and return the updated document.
 
+    With `registry_db` (the models database), a confirmed or dismissed review first marks the
+    entity's registry document (`has_reviews`), so its next training reads the reviews; before
+    the review, so a failure between the two writes costs a query, never the feedback.
     Raises `UnknownAnomaly` when there is no such anomaly and `ValueError` for another status.
     A concurrent write (a rescore) is retried on the fresh revision, so neither is lost.
     """
@@ -42,10 +47,14 @@ def review_anomaly(
         raise ValueError(f"review status must be one of {', '.join(STATUSES)}")
     stamp = canonical_timestamp(now or datetime.now(UTC))
     review = review_block(status, by=by, at=stamp, note=note)
+    marked = registry_db is None or status == "open"
     for _ in range(MAX_ATTEMPTS):
         doc = client.get(db, anomaly_id)
         if doc is None or doc.get("type") != DOC_TYPE:
             raise UnknownAnomaly(anomaly_id)
+        if not marked and registry_db is not None:
+            registry.record_reviewed(client, registry_db, doc["entity"])
+            marked = True
         doc["review"] = review
         doc["updated_at"] = stamp
         try:

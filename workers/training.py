@@ -46,13 +46,26 @@ def train_entities(
     ttl = settings.celery_task_time_limit_s + 60
     now = fleet.now()
     trained: dict[Entity, int] = {}
+    entries = fleet.couch.get_many(
+        settings.db_name("models"), [registry.registry_id(e) for e in entities]
+    )
+    reviews: dict[Entity, bool] = {}
     for entity in entities:
         with fleet.training_lock(entity, request_id, ttl) as got:
             if not got:
                 run.details.setdefault("skipped_locked", []).append(entity)
                 continue
             try:
-                version = train_one(fleet, entity, request_id, population, run, now)
+                entry = entries.get(registry.registry_id(entity))
+                version, reviewed = train_one(
+                    fleet,
+                    entity,
+                    request_id,
+                    population,
+                    run,
+                    now,
+                    read_reviews=registry.may_have_reviews(entry),
+                )
             except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's
                 raise
             except Exception as exc:  # a poison entity: record it, carry on with the rest
@@ -61,7 +74,8 @@ def train_entities(
                 continue
             run.details.setdefault("versions", {})[str(entity)] = version
             trained[entity] = version
-    waiting = mark_trained(fleet, trained, now, run)
+            reviews[entity] = reviewed
+    waiting = mark_trained(fleet, trained, now, run, reviews)
     if waiting:
         ids = score_waiting(fleet, waiting, enqueue)
         run.details["unscored_enqueued"] = {str(e): n for e, (_, n) in waiting.items()}
@@ -78,11 +92,21 @@ def train_one(
     population: detection.Population | None,
     run: Run,
     now: datetime,
-) -> int:
+    *,
+    read_reviews: bool = True,
+) -> tuple[int, bool]:
+    """Fit and store one entity's model; (its version, whether it has reviewed anomalies).
+
+    Without `read_reviews` (the registry knows it has none) the reviewed-anomaly query is
+    skipped."""
     settings = fleet.settings
     events = training_history(fleet.couch, settings, entity, now=now)
     run.events_in += len(events)
-    reviewed = anomaly_store.reviewed(fleet.couch, settings.db_name("anomalies"), entity)
+    reviewed = (
+        anomaly_store.reviewed(fleet.couch, settings.db_name("anomalies"), entity)
+        if read_reviews
+        else []
+    )
     model = detection.fit(
         entity,
         events,
@@ -95,11 +119,15 @@ def train_one(
     meta = {**detection.model_meta(model), "size_bytes": len(payload)}
     version, created = fleet.models.save(entity, request_id, payload, meta)
     run.docs_out += int(created)
-    return version
+    return version, bool(reviewed)
 
 
 def mark_trained(
-    fleet: Fleet, versions: dict[Entity, int], now: datetime, run: Run
+    fleet: Fleet,
+    versions: dict[Entity, int],
+    now: datetime,
+    run: Run,
+    has_reviews: dict[Entity, bool] | None = None,
 ) -> dict[Entity, Waiting]:
     """Record on each entity's registry document that it was trained now (one bulk write).
 
@@ -116,6 +144,7 @@ def mark_trained(
         versions,
         trained_at=canonical_timestamp(now),
         keep_first_history=not fleet.settings.couchwatch_score_first_history,
+        has_reviews=has_reviews,
     )
     by_id = {registry.registry_id(entity): entity for entity in versions}
     for row in result.failed:

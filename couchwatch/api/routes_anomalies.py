@@ -98,6 +98,7 @@ def post_review(
             body.status,
             note=body.note,
             by=f"api:{key.name or key.key_id}",
+            registry_db=settings.db_name("models"),
         )
     except UnknownAnomaly:
         raise HTTPException(404, "no such anomaly") from None

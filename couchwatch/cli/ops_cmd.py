@@ -266,7 +266,15 @@ def review(anomaly_id: str, decision: str, note: str, by: str) -> None:
                 printable(f"{doc['_id']}: {status} ({len(doc.get('anomaly_ids') or [])} anomalies)")
             )
             return
-        review_anomaly(couch, settings.db_name("anomalies"), anomaly_id, status, note=note, by=by)
+        review_anomaly(
+            couch,
+            settings.db_name("anomalies"),
+            anomaly_id,
+            status,
+            note=note,
+            by=by,
+            registry_db=settings.db_name("models"),
+        )
     except (UnknownAnomaly, UnknownIncident):
         fail(f"no anomaly or incident {anomaly_id!r}")
     except CouchError as exc:

@@ -149,7 +149,9 @@ def test_anomaly_merge_keeps_review_and_a_replay_writes_nothing(
     db = store_dbs["anomalies"]
     doc = _anomaly("alice", 0, 0.95)
     assert not anomalies.upsert_all(client, db, [doc]).failed
-    review_anomaly(client, db, doc["_id"], "dismissed", by="ana", note="new phone", now=NOW)
+    review_anomaly(
+        client, db, doc["_id"], "dismissed", by="ana", note="new phone", registry_db=None, now=NOW
+    )
     rescored = _anomaly("alice", 0, 0.97, now=datetime(2026, 3, 11, tzinfo=UTC))
     assert rescored["_id"] == doc["_id"]
     result = anomalies.upsert_all(client, db, [rescored])
@@ -180,7 +182,7 @@ def test_anomaly_queries_page_past_the_default_find_limit(
         )
     )
     assert [d["_id"] for d in part] == [d["_id"] for d in mine[10:40]]
-    review_anomaly(client, db, mine[3]["_id"], "confirmed", by="ana", now=NOW)
+    review_anomaly(client, db, mine[3]["_id"], "confirmed", by="ana", registry_db=None, now=NOW)
     assert [d["_id"] for d in anomalies.reviewed(client, db, "alice")] == [mine[3]["_id"]]
 
 

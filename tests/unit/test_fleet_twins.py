@@ -144,7 +144,7 @@ def test_scoring_writes_anomalies_keeps_a_review_on_rescore_and_a_replay_changes
     assert set(stored) == set(ids)
     assert all(d["entity"] == "user0" and d["review"]["status"] == "open" for d in stored.values())
     target = ids[0]
-    review_anomaly(fleet.couch, db, target, "confirmed", by="ana", note="not her")
+    review_anomaly(fleet.couch, db, target, "confirmed", by="ana", note="not her", registry_db=None)
     reviewed = fleet.couch.get(db, target)
     assert reviewed is not None
     again = Run(task=SCORE, task_id="s1", entities=["user0"])  # redelivered
@@ -183,13 +183,76 @@ def test_a_review_is_stored_refused_for_unknown_ids_and_bad_statuses() -> None:
     run = Run(task=SCORE, task_id="s", entities=["user0"])
     target = score_entities(fleet, [("user0", since, None)], request_id="s", run=run)[0]
     db = fleet.settings.db_name("anomalies")
-    doc = review_anomaly(fleet.couch, db, target, "dismissed", by="x" * 300, note="trip")
+    models = _models_db(fleet)
+    doc = review_anomaly(
+        fleet.couch, db, target, "dismissed", by="x" * 300, note="trip", registry_db=models
+    )
     assert doc["review"]["status"] == "dismissed" and doc["review"]["by"] == "x" * 200
     assert fleet.couch.get(db, target)["review"] == doc["review"]  # type: ignore[index]
     with pytest.raises(UnknownAnomaly):
-        review_anomaly(fleet.couch, db, "anomaly:missing", "confirmed", by="ana")
+        review_anomaly(
+            fleet.couch, db, "anomaly:missing", "confirmed", by="ana", registry_db=models
+        )
     with pytest.raises(ValueError, match="review status"):
-        review_anomaly(fleet.couch, db, target, "maybe", by="ana")
-    reopened = review_anomaly(fleet.couch, db, target, "open", by="ana")
+        review_anomaly(fleet.couch, db, target, "maybe", by="ana", registry_db=models)
+    reopened = review_anomaly(fleet.couch, db, target, "open", by="ana", registry_db=models)
     assert reopened["review"]["status"] == "open"
     assert anomaly_store.reviewed(fleet.couch, db, "user0") == []
+
+
+class CountingReviews:
+    """Counts the reviewed-anomaly queries training makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.entities: list[Any] = []
+        real = anomaly_store.reviewed
+
+        def reviewed(couch: Any, db: str, entity: Any) -> list[dict[str, Any]]:
+            self.entities.append(entity)
+            return real(couch, db, entity)
+
+        monkeypatch.setattr(anomaly_store, "reviewed", reviewed)
+
+
+def test_training_reads_reviews_only_for_entities_the_registry_says_may_have_some(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet, _ = _trained_fleet()  # the first training found no reviews: has_reviews false
+    models = _models_db(fleet)
+    assert all(
+        fleet.couch.get(models, registry.registry_id(u))["has_reviews"] is False  # type: ignore[index]
+        for u in USERS
+    )
+    since = _attack(fleet, "user0")
+    run = Run(task=SCORE, task_id="s", entities=["user0"])
+    target = score_entities(fleet, [("user0", since, None)], request_id="s", run=run)[0]
+    db = fleet.settings.db_name("anomalies")
+    review_anomaly(fleet.couch, db, target, "dismissed", by="ana", registry_db=models)
+    entry = fleet.couch.get(models, registry.registry_id("user0"))
+    assert entry is not None and entry["has_reviews"] is True
+    counted = CountingReviews(monkeypatch)
+    _train(fleet, "train-2")
+    assert counted.entities == ["user0"]  # one query, not one per entity
+    entry = fleet.couch.get(models, registry.registry_id("user0"))
+    assert entry is not None and entry["has_reviews"] is True  # stays known
+    # a registry written before the flag existed has no field: every entity is queried
+    for user in USERS:
+        doc = fleet.couch.get(models, registry.registry_id(user))
+        assert doc is not None
+        doc.pop("has_reviews")
+        fleet.couch.put(models, doc)
+    counted.entities.clear()
+    _train(fleet, "train-3")
+    assert sorted(counted.entities) == sorted(USERS)
+
+
+def test_a_review_during_training_is_not_lost_by_the_training_write() -> None:
+    old = registry.base("user0", has_reviews=True)  # the review landed while training ran
+    merged, _ = registry.merge_trained(
+        old,
+        registry.trained_doc("user0", 2, "2026-01-01T00:00:00.000Z", has_reviews=False),
+        keep_first_history=True,
+    )
+    assert merged["has_reviews"] is True and merged["model_version"] == 2
+    assert registry.may_have_reviews(None) and registry.may_have_reviews({})
+    assert not registry.may_have_reviews({"has_reviews": False})

@@ -11,6 +11,9 @@
   retrain fields reset; `history_kept` when a first model keeps the waiting events as history;
 - a failed training (:func:`record_train_failure`): `train_failures`, `last_train_error`;
 - a model that cannot be loaded (:func:`request_retrain`): `needs_retrain`, `retrain_reason`;
+- a human review of one of its anomalies (:func:`record_reviewed`): `has_reviews` true, never
+  unset; a training that found no reviewed anomaly for an entity without the field writes it
+  false, so later trainings skip the reviewed-anomaly query (:func:`may_have_reviews`);
 - events waiting for a model (`workers/unscored.py`): `unscored_since`, `unscored_events`,
   `unscored_spans` (:func:`record_awaiting_model`, :func:`clear_waiting`).
 
@@ -39,6 +42,7 @@ UNSCORED_SPANS_KEPT = 20
 WAITING_FIELDS = ("unscored_since", "unscored_events")
 LATEST_BATCH_START = "latest_batch_start"
 LEGACY_LATEST_BATCH_START = "last_event_at"  # its name before issue 14 (it misled)
+HAS_REVIEWS = "has_reviews"
 
 
 def registry_id(entity: Entity) -> str:
@@ -174,9 +178,12 @@ def record_seen(
 # -- trained, failed, to be retrained ------------------------------------------------------------
 
 
-def trained_doc(entity: Entity, version: int, trained_at: str) -> Doc:
-    """The fields a successful training sets (failures and retrain flags reset)."""
-    return base(
+def trained_doc(
+    entity: Entity, version: int, trained_at: str, *, has_reviews: bool | None = None
+) -> Doc:
+    """The fields a successful training sets (failures and retrain flags reset); with
+    `has_reviews`, whether the training found reviewed anomalies of the entity."""
+    doc = base(
         entity,
         model_version=version,
         last_trained_at=trained_at,
@@ -186,6 +193,26 @@ def trained_doc(entity: Entity, version: int, trained_at: str) -> Doc:
         train_failures=0,
         last_train_error=None,
     )
+    if has_reviews is not None:
+        doc[HAS_REVIEWS] = has_reviews
+    return doc
+
+
+def may_have_reviews(doc: Mapping[str, Any] | None) -> bool:
+    """False only when the registry knows the entity has no reviewed anomaly: a training found
+    none and no review came since. A document without the field (no training since the field
+    exists) may have some."""
+    return doc is None or doc.get(HAS_REVIEWS) is not False
+
+
+def merge_reviewed(old: Doc, new: Doc) -> Doc:
+    """`old` marked as having a reviewed anomaly."""
+    return {**old, HAS_REVIEWS: True}
+
+
+def record_reviewed(couch: CouchClient, db: str, entity: Entity) -> None:
+    """Mark that a human reviewed one of the entity's anomalies: its trainings read reviews."""
+    couch.upsert(db, base(entity, **{HAS_REVIEWS: True}), merge=merge_reviewed)
 
 
 def merge_trained(old: Doc, new: Doc, *, keep_first_history: bool) -> tuple[Doc, Waiting | None]:
@@ -196,6 +223,8 @@ def merge_trained(old: Doc, new: Doc, *, keep_first_history: bool) -> tuple[Doc,
     none are returned.
     """
     merged = {**old, **{k: v for k, v in new.items() if k != "events_seen"}}
+    if old.get(HAS_REVIEWS) is True:  # a review that came while this training ran stays known
+        merged[HAS_REVIEWS] = True
     found = waiting_of(old)
     if found is None:
         return merged, None
@@ -211,6 +240,7 @@ def record_trained(
     *,
     trained_at: str,
     keep_first_history: bool,
+    has_reviews: Mapping[Entity, bool] | None = None,
 ) -> tuple[BulkResult, dict[Entity, int], dict[Entity, Waiting]]:
     """Record that these entities were trained now (one bulk write).
 
@@ -231,7 +261,8 @@ def record_trained(
             kept[entity] = int(old.get("unscored_events") or 0)
         return merged
 
-    docs = [trained_doc(e, v, trained_at) for e, v in versions.items()]
+    reviews = has_reviews or {}
+    docs = [trained_doc(e, v, trained_at, has_reviews=reviews.get(e)) for e, v in versions.items()]
     result = couch.bulk_upsert(db, docs, merge=merge)
     by_id = {registry_id(e): e for e in versions}
     for row in result.failed:
