@@ -39,6 +39,10 @@ class _Database:
     attachments: dict[str, dict[str, Doc]] = field(default_factory=dict)
     local: dict[str, Doc] = field(default_factory=dict)
     seq: int = 0
+    # `_find`'s equality index, rebuilt after any write: field -> collation key -> ids in id
+    # order (CouchDB serves these selectors from a Mango index, not a scan of every document)
+    eq_index: dict[str, dict[Any, list[str]]] = field(default_factory=dict)
+    eq_index_seq: int = -1
     # CouchDB 3 creates databases admin-only (`[couchdb] default_security = admin_only`)
     security: Doc = field(
         default_factory=lambda: {"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}}
@@ -289,9 +293,8 @@ class MemoryTransport(CouchTransport):
         ]
         docs = [
             d
-            for doc_id, d in sorted(db.docs.items())
-            if not doc_id.startswith("_design/")
-            and matches(d, selector)
+            for doc_id in _candidates(db, selector)
+            if matches(d := db.docs[doc_id], selector)
             and all(field_value(d, f) is not MISSING for f, _ in sort)
         ]
         if sort:
@@ -338,6 +341,30 @@ class MemoryTransport(CouchTransport):
             "last_seq": _seq_text(last),
             "pending": len(changed) - len(page),
         }
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _candidates(db: _Database, selector: Doc) -> list[str]:
+    """Ids (in id order, no design documents) of the documents that can match `selector`: all
+    of them, or those whose value of the selector's first plain-equality field is equal."""
+    name = next(
+        (k for k, v in selector.items() if not k.startswith("$") and isinstance(v, _SCALARS)),
+        None,
+    )
+    if name is None:
+        return [i for i in sorted(db.docs) if not i.startswith("_design/")]
+    if db.eq_index_seq != db.seq:
+        db.eq_index, db.eq_index_seq = {}, db.seq
+    index = db.eq_index.get(name)
+    if index is None:
+        index = db.eq_index[name] = {}
+        for doc_id in sorted(db.docs):
+            value = field_value(db.docs[doc_id], name)
+            if isinstance(value, _SCALARS) and not doc_id.startswith("_design/"):
+                index.setdefault(collate(value), []).append(doc_id)
+    return index.get(collate(selector[name]), [])
 
 
 def _md5(data: bytes) -> Any:
