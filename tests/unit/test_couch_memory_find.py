@@ -19,7 +19,7 @@ DB = "things"
 def scanned(client: MemoryCouchClient, query: dict[str, Any]) -> list[dict[str, Any]]:
     """`_find` over every document, as the twin answered before it had an index."""
     saved = memory._candidates
-    memory._candidates = lambda db, selector: [  # type: ignore[assignment]
+    memory._candidates = lambda db, selector: [
         i for i in sorted(db.docs) if not i.startswith("_design/")
     ]
     try:
