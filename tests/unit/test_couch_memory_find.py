@@ -82,3 +82,15 @@ def test_scanned_reference_is_every_matching_document(client: MemoryCouchClient)
     docs = scanned(client, {"selector": {"user": "alice"}, "limit": 100})
     assert all(matches(d, {"user": "alice"}) for d in docs)
     assert all(field_value(d, "user") is not MISSING for d in docs)
+
+
+def test_reads_are_deep_copies_equal_to_a_json_round_trip(client: MemoryCouchClient) -> None:
+    nested = {"_id": "h", "user": "alice", "a": [1, 2.5, {"b": [None, True, "x"]}], "c": {}}
+    client.bulk_docs(DB, [nested])
+    stored = client.transport.dbs[DB].docs["h"]  # type: ignore[attr-defined]
+    read = client.find_page(DB, {"selector": {"_id": "h"}, "limit": 1})[0][0]
+    assert read == memory._roundtrip(stored) and read is not stored
+    read["a"][2]["b"].append("changed")
+    read["c"]["new"] = 1
+    assert client.find_page(DB, {"selector": {"_id": "h"}, "limit": 1})[0][0] == stored
+    assert stored["a"][2]["b"] == [None, True, "x"] and stored["c"] == {}

@@ -95,7 +95,7 @@ class MemoryTransport(CouchTransport):
             if method == "PUT":
                 db.security = body
                 return {"ok": True}
-            return _roundtrip(db.security)
+            return _copy(db.security)
         if head == "_index":
             return {"result": "created", "id": f"_design/{body.get('ddoc')}", "name": body["name"]}
         if head == "_bulk_docs":
@@ -150,7 +150,7 @@ class MemoryTransport(CouchTransport):
         if stored is None:
             reason = "deleted" if doc_id in db.deleted else "missing"
             raise fail(404, "not_found", reason)
-        doc = _roundtrip(stored)
+        doc = _copy(stored)
         atts = db.attachments.get(doc_id)
         if atts:
             doc["_attachments"] = {
@@ -201,7 +201,7 @@ class MemoryTransport(CouchTransport):
         if method == "GET":
             if doc_id not in db.local:
                 raise fail(404, "not_found", "missing")
-            return _roundtrip(db.local[doc_id])
+            return _copy(db.local[doc_id])
         if method == "PUT":
             current = db.local.get(doc_id)
             if current is not None and body.get("_rev") != current["_rev"]:
@@ -308,7 +308,7 @@ class MemoryTransport(CouchTransport):
         fields = query.get("fields")
         out = []
         for d in page:
-            doc = _roundtrip(d)
+            doc = _copy(d)
             if fields:
                 doc = {f: field_value(doc, f) for f in fields if field_value(doc, f) is not MISSING}
             out.append(doc)
@@ -398,6 +398,17 @@ def _raise_row(row: Doc) -> Doc:
     if row.get("error") == "conflict":
         raise fail(409, "conflict", "Document update conflict.")
     return row
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a stored value, which came in through `_roundtrip` (dicts, lists, scalars):
+    what `_roundtrip` would return for it, without encoding and decoding JSON."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v) for v in value]
+    return value
 
 
 def _roundtrip(value: Any) -> Any:
