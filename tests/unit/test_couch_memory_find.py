@@ -94,3 +94,33 @@ def test_reads_are_deep_copies_equal_to_a_json_round_trip(client: MemoryCouchCli
     read["c"]["new"] = 1
     assert client.find_page(DB, {"selector": {"_id": "h"}, "limit": 1})[0][0] == stored
     assert stored["a"][2]["b"] == [None, True, "x"] and stored["c"] == {}
+
+
+def scanned_changes(db: Any, since: int, limit: int) -> tuple[list[tuple[int, str]], int]:
+    """A `_changes` page as the twin built it before it kept the feed sorted: every seq after
+    `since`, sorted, then the page; and how many are pending after it."""
+    changed = sorted((q, i) for i, q in db.seqs.items() if q > since)
+    return changed[:limit], len(changed) - len(changed[:limit])
+
+
+def page_of(client: MemoryCouchClient, since: str, limit: int) -> tuple[Any, int]:
+    db = client.transport.dbs[DB]  # type: ignore[attr-defined]
+    page = client.changes(DB, since=since, limit=limit)
+    got = [(int(r["seq"].split("-")[0]), r["id"]) for r in page.results]
+    assert (got, page.pending) == scanned_changes(db, int(since.split("-")[0]), limit)
+    return page, len(got)
+
+
+def test_changes_pages_follow_writes_in_seq_order(client: MemoryCouchClient) -> None:
+    doc = client.find_page(DB, {"selector": {"_id": "b"}, "limit": 1})[0][0]
+    client.put(DB, {**doc, "user": "carol"})  # b moves to the end of the feed
+    first, _ = page_of(client, "0", 3)
+    client.bulk_docs(DB, [{"_id": "0", "user": "zed"}])  # writes between two pages
+    c = client.find_page(DB, {"selector": {"_id": "c"}, "limit": 1})[0][0]
+    client.delete(DB, "c", c["_rev"])
+    second, n = page_of(client, first.last_seq, 2)
+    rest, _ = page_of(client, second.last_seq, 100)
+    assert [r["id"] for r in rest.results][-3:] == ["b", "0", "c"]
+    assert rest.results[-1].get("deleted") is True and rest.pending == 0
+    tail, n = page_of(client, rest.last_seq, 10)
+    assert n == 0 and tail.pending == 0

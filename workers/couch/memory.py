@@ -13,6 +13,7 @@ The contract tests (tests/integration/test_couch_contract.py) hold it to PouchDB
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 from collections.abc import Mapping
@@ -43,6 +44,8 @@ class _Database:
     # order (CouchDB serves these selectors from a Mango index, not a scan of every document)
     eq_index: dict[str, dict[Any, list[str]]] = field(default_factory=dict)
     eq_index_seq: int = -1
+    changes: list[tuple[int, str]] = field(default_factory=list)  # (seq, id), sorted
+    changes_seq: int = -1  # db.seq when `changes` was sorted
     # CouchDB 3 creates databases admin-only (`[couchdb] default_security = admin_only`)
     security: Doc = field(
         default_factory=lambda: {"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}}
@@ -318,8 +321,10 @@ class MemoryTransport(CouchTransport):
         since = _seq_number(params.get("since", "0"))
         include = params.get("include_docs") == "true"
         limit = int(params["limit"]) if "limit" in params else None
-        changed = sorted((seq, doc_id) for doc_id, seq in db.seqs.items() if seq > since)
-        changed = [(s, i) for s, i in changed if not i.startswith("_local/")]
+        if db.changes_seq != db.seq:
+            db.changes, db.changes_seq = sorted((q, i) for i, q in db.seqs.items()), db.seq
+        first = bisect.bisect_right(db.changes, since, key=lambda change: change[0])
+        changed = [(s, i) for s, i in db.changes[first:] if not i.startswith("_local/")]
         page = changed[:limit] if limit is not None else changed
         results = []
         for seq, doc_id in page:
