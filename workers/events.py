@@ -273,11 +273,15 @@ def _huge_number(value: Any, path: str = "") -> str | None:
             return f"{path or 'value'} {_number_preview(value)} is too large for a 64-bit float"
         return None
     for key, child in items:
-        if isinstance(child, dict | list | int) and not isinstance(child, bool):
-            name = CONTROL_CHARS.sub("?", str(key))[:40]
-            found = _huge_number(child, f"{path}.{name}" if path else name)
-            if found:
-                return found
+        if type(child) is int:
+            if abs(child) <= _FLOAT_MAX:  # the common case: no path to name
+                continue
+        elif not isinstance(child, dict | list):  # booleans, floats, text, int subclasses
+            continue
+        name = CONTROL_CHARS.sub("?", str(key))[:40]
+        found = _huge_number(child, f"{path}.{name}" if path else name)
+        if found:
+            return found
     return None
 
 

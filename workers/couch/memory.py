@@ -13,6 +13,7 @@ The contract tests (tests/integration/test_couch_contract.py) hold it to PouchDB
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 from collections.abc import Mapping
@@ -39,6 +40,12 @@ class _Database:
     attachments: dict[str, dict[str, Doc]] = field(default_factory=dict)
     local: dict[str, Doc] = field(default_factory=dict)
     seq: int = 0
+    # `_find`'s equality index, rebuilt after any write: field -> collation key -> ids in id
+    # order (CouchDB serves these selectors from a Mango index, not a scan of every document)
+    eq_index: dict[str, dict[Any, list[str]]] = field(default_factory=dict)
+    eq_index_seq: int = -1
+    changes: list[tuple[int, str]] = field(default_factory=list)  # (seq, id), sorted
+    changes_seq: int = -1  # db.seq when `changes` was sorted
     # CouchDB 3 creates databases admin-only (`[couchdb] default_security = admin_only`)
     security: Doc = field(
         default_factory=lambda: {"members": {"roles": ["_admin"]}, "admins": {"roles": ["_admin"]}}
@@ -91,7 +98,7 @@ class MemoryTransport(CouchTransport):
             if method == "PUT":
                 db.security = body
                 return {"ok": True}
-            return _roundtrip(db.security)
+            return _copy(db.security)
         if head == "_index":
             return {"result": "created", "id": f"_design/{body.get('ddoc')}", "name": body["name"]}
         if head == "_bulk_docs":
@@ -146,7 +153,7 @@ class MemoryTransport(CouchTransport):
         if stored is None:
             reason = "deleted" if doc_id in db.deleted else "missing"
             raise fail(404, "not_found", reason)
-        doc = _roundtrip(stored)
+        doc = _copy(stored)
         atts = db.attachments.get(doc_id)
         if atts:
             doc["_attachments"] = {
@@ -197,7 +204,7 @@ class MemoryTransport(CouchTransport):
         if method == "GET":
             if doc_id not in db.local:
                 raise fail(404, "not_found", "missing")
-            return _roundtrip(db.local[doc_id])
+            return _copy(db.local[doc_id])
         if method == "PUT":
             current = db.local.get(doc_id)
             if current is not None and body.get("_rev") != current["_rev"]:
@@ -289,9 +296,8 @@ class MemoryTransport(CouchTransport):
         ]
         docs = [
             d
-            for doc_id, d in sorted(db.docs.items())
-            if not doc_id.startswith("_design/")
-            and matches(d, selector)
+            for doc_id in _candidates(db, selector)
+            if matches(d := db.docs[doc_id], selector)
             and all(field_value(d, f) is not MISSING for f, _ in sort)
         ]
         if sort:
@@ -305,7 +311,7 @@ class MemoryTransport(CouchTransport):
         fields = query.get("fields")
         out = []
         for d in page:
-            doc = _roundtrip(d)
+            doc = _copy(d)
             if fields:
                 doc = {f: field_value(doc, f) for f in fields if field_value(doc, f) is not MISSING}
             out.append(doc)
@@ -315,8 +321,10 @@ class MemoryTransport(CouchTransport):
         since = _seq_number(params.get("since", "0"))
         include = params.get("include_docs") == "true"
         limit = int(params["limit"]) if "limit" in params else None
-        changed = sorted((seq, doc_id) for doc_id, seq in db.seqs.items() if seq > since)
-        changed = [(s, i) for s, i in changed if not i.startswith("_local/")]
+        if db.changes_seq != db.seq:
+            db.changes, db.changes_seq = sorted((q, i) for i, q in db.seqs.items()), db.seq
+        first = bisect.bisect_right(db.changes, since, key=lambda change: change[0])
+        changed = [(s, i) for s, i in db.changes[first:] if not i.startswith("_local/")]
         page = changed[:limit] if limit is not None else changed
         results = []
         for seq, doc_id in page:
@@ -338,6 +346,30 @@ class MemoryTransport(CouchTransport):
             "last_seq": _seq_text(last),
             "pending": len(changed) - len(page),
         }
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _candidates(db: _Database, selector: Doc) -> list[str]:
+    """Ids (in id order, no design documents) of the documents that can match `selector`: all
+    of them, or those whose value of the selector's first plain-equality field is equal."""
+    name = next(
+        (k for k, v in selector.items() if not k.startswith("$") and isinstance(v, _SCALARS)),
+        None,
+    )
+    if name is None:
+        return [i for i in sorted(db.docs) if not i.startswith("_design/")]
+    if db.eq_index_seq != db.seq:
+        db.eq_index, db.eq_index_seq = {}, db.seq
+    index = db.eq_index.get(name)
+    if index is None:
+        index = db.eq_index[name] = {}
+        for doc_id in sorted(db.docs):
+            value = field_value(db.docs[doc_id], name)
+            if isinstance(value, _SCALARS) and not doc_id.startswith("_design/"):
+                index.setdefault(collate(value), []).append(doc_id)
+    return index.get(collate(selector[name]), [])
 
 
 def _md5(data: bytes) -> Any:
@@ -371,6 +403,17 @@ def _raise_row(row: Doc) -> Doc:
     if row.get("error") == "conflict":
         raise fail(409, "conflict", "Document update conflict.")
     return row
+
+
+def _copy(value: Any) -> Any:
+    """A copy of a stored value, which came in through `_roundtrip` (dicts, lists, scalars):
+    what `_roundtrip` would return for it, without encoding and decoding JSON."""
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy(v) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v) for v in value]
+    return value
 
 
 def _roundtrip(value: Any) -> Any:

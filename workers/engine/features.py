@@ -225,10 +225,14 @@ def events_frame(
         "timestamp": pd.DatetimeIndex(ts[good[order]].view("datetime64[ns]")).tz_localize("UTC"),
     }
     for name in CATEGORICAL_FIELDS:
-        values = [_region(r) for r in kept] if name == "region" else [r.get(name) for r in kept]
-        columns[name] = _objects(
-            [(v.strip() or None) if type(v) is str else _clean_category(v) for v in values]
-        )
+        if name == "region":
+            values = [_category(_region(r)) for r in kept]
+        else:  # the common case inline: one pass, no call per row
+            values = [
+                (v.strip() or None) if type(v := r.get(name)) is str else _clean_category(v)
+                for r in kept
+            ]
+        columns[name] = _objects(values)
     for name in NUMERIC_FIELDS:
         columns[name] = _floats([r.get(name) for r in kept])
     frame = pd.DataFrame(columns)
@@ -264,6 +268,10 @@ def _time_order(ts: np.ndarray, ids: list[str | None]) -> np.ndarray:
         return order
     keyed = sorted(range(len(ts)), key=lambda i: (ts[i], ids[i] is None, ids[i] or ""))
     return np.asarray(keyed, dtype=np.intp)
+
+
+def _category(value: Any) -> str | None:
+    return (value.strip() or None) if type(value) is str else _clean_category(value)
 
 
 def _clean_category(value: Any) -> str | None:

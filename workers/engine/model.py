@@ -339,8 +339,14 @@ def _finished(
 
 
 def _own_events(frame: pd.DataFrame, entity: str) -> pd.DataFrame:
-    own = frame["entity"].map(lambda e: e is None or str(e) == str(entity))
-    kept = frame.loc[own.to_numpy(dtype=bool)].reset_index(drop=True)
+    name = str(entity)
+    own = np.array(
+        [e is None or (e == name if type(e) is str else str(e) == name) for e in frame["entity"]],
+        dtype=bool,
+    )
+    if own.all():  # the usual case: a fresh frame of this entity's events, kept as it is
+        return frame
+    kept = frame.loc[own].reset_index(drop=True)
     kept.attrs = dict(frame.attrs)
     return kept
 
