@@ -357,10 +357,15 @@ def _how(r: dict[str, Any]) -> list[str]:
         out.append(
             f"- **Compute**: {c['entities']} demo users x {c['days']} days ({c['events']:,} "
             "events) in memory, one process; the production-like split of `evaluate_events` (fit "
-            "on each user's first 70%, score the rest). couchwatch = `score_entities` (population "
-            "+ features + fit + score per user); the seed = `score_seed_per_entity` / "
-            "`score_seed_global` on the same split. events/s = all events / wall time. F1 from "
-            "`evaluate_events` (combined detector) with the demo labels."
+            "on each user's first 70%, score the rest). couchwatch = `bench/compute.py::"
+            "engine_path`, the engine calls the fleet makes (the population profile with its "
+            "held-out alert level, then per user fit + score); the seed = "
+            "`score_seed_per_entity` / `score_seed_global` on the same split. events/s = all "
+            "events / wall time. F1 from `evaluate_events` (combined detector) with the demo "
+            "labels. The same split through the whole fleet on the CouchDB/Redis twins "
+            "(`score_entities`, what `couchwatch evaluate` runs: ingest, validation on every "
+            "read, planners, model store): "
+            f"{_f(c['events_per_s'].get('couchwatch_fleet_on_twins'), 0)} events/s."
         )
     if e:
         out.append(
