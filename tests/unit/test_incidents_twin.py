@@ -1,4 +1,7 @@
-"""Incident documents in a real PouchDB Server: refresh after scoring, replay, supersede, review."""
+"""Incident documents on the in-memory CouchDB 3 twin: refresh after scoring, replay, extend,
+supersede, and an incident's review reaching its anomalies (was tests/integration/
+test_incidents_store.py on PouchDB Server; the CouchDB behaviour it relies on, bulk upsert
+merges and get_many, is held to both servers by tests/contract/)."""
 
 from __future__ import annotations
 
@@ -8,12 +11,13 @@ from typing import Any
 import pytest
 
 from workers.couch.client import CouchClient
+from workers.couch.memory import MemoryCouchClient
 from workers.couch.schema import ensure_schema
 from workers.incidents import get_incident, refresh_incidents, review_incident
 from workers.settings import Settings
 from workers.store.anomalies import make_anomaly, merge_anomaly
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 BASE = datetime(2026, 3, 2, 10, tzinfo=UTC)
 
 
@@ -45,9 +49,9 @@ def _incidents(couch: CouchClient, settings: Settings) -> dict[str, dict[str, An
     return {d["_id"]: d for d in couch.iter_all_docs(settings.db_name("incidents"))}
 
 
-def test_refresh_groups_replays_extends_supersedes_and_review_reaches_anomalies(
-    settings: Settings, couch: CouchClient
-) -> None:
+def test_refresh_groups_replays_extends_supersedes_and_review_reaches_anomalies() -> None:
+    settings = Settings(_env_file=None, couchwatch_db_prefix="cw_")  # type: ignore[call-arg]
+    couch = MemoryCouchClient()
     ensure_schema(couch, settings)
     first = _write(
         couch, settings, [("alice", 0, "low"), ("alice", 30, "medium"), ("bob", 0, "high")]
