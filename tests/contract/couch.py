@@ -33,6 +33,7 @@ __all__ = [
     "test_bulk_docs_reports_conflicts_per_row",
     "test_database_created_once_and_missing_db_is_not_found",
     "test_find_operators_sort_default_limit_and_bookmarks",
+    "test_ids_that_look_like_paths_or_operators_are_data",
     "test_iter_by_key_pages_through_equal_keys",
     "test_local_documents_are_not_changes",
     "test_redis_twin_runs_the_release_script",
@@ -95,6 +96,16 @@ def test_upsert_and_bulk_upsert_merge_with_what_is_there(client: CouchClient, db
     assert set(docs) == {"a", "b"}
     rev = docs["a"]["_rev"]
     assert client.upsert(db, {"_id": "a", "n": 0}, merge=lambda old, new: dict(old)) == rev
+
+
+def test_ids_that_look_like_paths_or_operators_are_data(client: CouchClient, db: str) -> None:
+    """Was tests/integration/test_couch_pouchdb.py's: ids are quoted into URLs, never parsed."""
+    odd = ["$gt", "../_all_docs", "a/b", "%2F", "ünï cödé"]
+    for doc_id in odd:
+        client.put(db, {"_id": doc_id, "v": doc_id})
+        stored = client.get(db, doc_id)
+        assert stored is not None and stored["v"] == doc_id
+    assert sorted(d["_id"] for d in client.iter_all_docs(db)) == sorted(odd)
 
 
 def test_find_operators_sort_default_limit_and_bookmarks(client: CouchClient, db: str) -> None:
