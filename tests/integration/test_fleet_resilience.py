@@ -1,5 +1,7 @@
 """Fleet resilience with real processes: a worker killed mid-batch, two beats at once,
-incremental scoring from the `_changes` checkpoint, idempotent rescoring.
+incremental scoring from the `_changes` checkpoint. (A rescore keeping its review is
+tests/unit/test_fleet_twins.py's on the twins, and through a real worker
+tests/integration/test_api.py::test_jobs_healthz_and_review_kept_on_rescore's.)
 
 Real Redis, real PouchDB Server, real `celery worker` / `celery beat` processes (never eager).
 Each test uses its own Redis database number, so queues, slots and locks never leak between
@@ -102,12 +104,6 @@ def _wait_runs(
             return runs
         time.sleep(0.3)
     raise AssertionError(f"only {len(runs)} of {n} {task} runs finished in {timeout_s}s")
-
-
-def _entity_anomalies(couch: CouchClient, settings: Settings, entity: str) -> list[dict[str, Any]]:
-    return [
-        d for d in couch.iter_all_docs(settings.db_name("anomalies")) if d.get("entity") == entity
-    ]
 
 
 def _new_window_events(
@@ -300,52 +296,3 @@ def test_new_events_after_first_pass_are_scored_alone(
     assert scored["events_in"] == len(new)  # only the new events were read
     time.sleep(1)
     assert len(_runs(couch, settings, "couchwatch.score_entities")) == len(before) + 1
-
-
-def test_rescore_is_idempotent_and_keeps_review(
-    fleet_env: tuple[Settings, CouchClient, WorkerFleet],
-) -> None:
-    settings, couch, fleet = fleet_env
-    app = fleet.app()
-    scenario = _recent_demo(users=8, days=10, seed=11)
-    _store(couch, settings, scenario.events)
-    entity = scenario.incidents[0].entity
-
-    app.send_task("couchwatch.plan_training", kwargs={"entities": [entity]})
-    _wait_runs(couch, settings, "couchwatch.train_entities", 1)
-    # after training: a burst from an unseen place, in a new window (the trained model never saw
-    # anything like it, so there is at least one anomaly whatever the incident looked like)
-    burst = [
-        {
-            **e,
-            "_id": f"burst-{i}",
-            "ip_address": f"203.0.113.{i % 250}",
-            "country": "KP",
-            "region": "Pyongyang",
-            "city": "Pyongyang",
-            "status_code": 401 if i % 2 else 200,
-        }
-        for i, e in enumerate(_new_window_events(scenario, {entity: 40}))
-    ]
-    _store(couch, settings, burst)
-    app.send_task("couchwatch.rescore", args=[entity, None, None])
-    (run,) = _wait_runs(couch, settings, "couchwatch.rescore", 1)
-    first = _entity_anomalies(couch, settings, entity)
-    assert first, f"no anomalies for incident entity {entity}: {run}"
-
-    target = first[0]
-    target["review"] = {**target["review"], "status": "dismissed"}
-    couch.put(settings.db_name("anomalies"), target)
-
-    app.send_task("couchwatch.rescore", args=[entity, None, None])
-    _wait_runs(couch, settings, "couchwatch.rescore", 2)
-    second = _entity_anomalies(couch, settings, entity)
-    assert sorted(d["_id"] for d in second) == sorted(d["_id"] for d in first)
-    assert len(second) == len(first)
-    after = couch.get(settings.db_name("anomalies"), target["_id"])
-    assert after is not None and after["review"]["status"] == "dismissed"
-    others = [d for d in second if d["_id"] != target["_id"]]
-    assert all(d["review"]["status"] == "open" for d in others)
-    assert {d["score"] for d in second if d["_id"] != target["_id"]} == {
-        d["score"] for d in first if d["_id"] != target["_id"]
-    }

@@ -157,6 +157,33 @@ def test_scoring_writes_anomalies_keeps_a_review_on_rescore_and_a_replay_changes
     assert incidents and all(d["entity"] == "user0" for d in incidents)
 
 
+def test_a_whole_history_rescore_keeps_ids_scores_and_only_the_reviewed_one_changed() -> None:
+    """What the `couchwatch.rescore` task does (score_entities over (entity, None, None)) twice
+    with a review in between: the same anomalies, the review kept, the others still open with
+    their scores (was tests/integration/test_fleet_resilience.py::
+    test_rescore_is_idempotent_and_keeps_review; a rescore through a real worker keeping a review
+    stays in tests/integration/test_api.py::test_jobs_healthz_and_review_kept_on_rescore)."""
+    fleet, _ = _trained_fleet()
+    _attack(fleet, "user0")
+    db = fleet.settings.db_name("anomalies")
+    first_run = Run(task="couchwatch.rescore", task_id="r1", entities=["user0"])
+    ids = score_entities(fleet, [("user0", None, None)], request_id="r1", run=first_run)
+    assert ids, "the attack scored no anomaly"
+    first = fleet.couch.get_many(db, ids)
+    target = ids[0]
+    review_anomaly(fleet.couch, db, target, "dismissed", by="ana", note="travel")
+    second_run = Run(task="couchwatch.rescore", task_id="r2", entities=["user0"])
+    again = score_entities(fleet, [("user0", None, None)], request_id="r2", run=second_run)
+    assert sorted(again) == sorted(ids)
+    second = fleet.couch.get_many(db, ids)
+    assert second[target]["review"]["status"] == "dismissed"
+    assert second[target]["review"]["note"] == "travel"
+    others = [i for i in ids if i != target]
+    assert all(second[i]["review"]["status"] == "open" for i in others)
+    assert {i: second[i]["score"] for i in others} == {i: first[i]["score"] for i in others}
+    assert all(second[i]["_rev"] == first[i]["_rev"] for i in others)  # nothing rewritten
+
+
 def test_the_planner_enqueues_new_events_once_and_quarantines_invalid_documents() -> None:
     fleet, events = _trained_fleet()
     assert fleet.couch.get_local(fleet.settings.events_db, CHECKPOINT) is not None
