@@ -1,24 +1,28 @@
-"""Notifications end to end: real SMTP sink (aiosmtpd), real HTTP receiver, real workers."""
+"""Notifications end to end: real SMTP sink (aiosmtpd), real HTTP receiver, real workers, and
+the rate windows on a real redis-server. The service's decisions (rate limit and digests, retries
+until given up, the CLI's list of failed ones) are tests/unit/test_notify_service.py's."""
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+import redis
 
-from tests.conftest import make_settings, settings_env
+from tests.conftest import make_settings
 from tests.support.fixtures import fleet_for, running_smtp, schema_couch
 from tests.support.fleet import WorkerFleet
 from tests.support.receivers import HttpReceiver, SmtpSink
 from tests.support.services import CouchServer, RedisServer
 from workers.couch.client import CouchClient
 from workers.engine.demo_data import generate_demo
+from workers.notify.ratelimit import MemoryWindows, RedisWindows
 from workers.notify.signature import HEADER, verify_signature
 from workers.settings import Settings
 from workers.store.anomalies import make_anomaly
@@ -220,43 +224,6 @@ def test_scoring_notifies_with_content_and_signature_and_rescore_sends_nothing_n
     _assert_no_secrets(ncouch, nsettings, fleet)
 
 
-def test_rate_limit_folds_the_rest_into_one_digest(
-    nsettings: Settings,
-    ncouch: CouchClient,
-    fleet: WorkerFleet,
-    smtp: SmtpSink,
-    receiver: HttpReceiver,
-) -> None:
-    ids = _anomalies(
-        ncouch, nsettings, [("alice", 0.95), ("alice", 0.9), ("alice", 0.85), ("bob", 0.9)]
-    )
-    t0 = time.monotonic()
-    run = _run(fleet, ncouch, "couchwatch.notify", ids)
-    print(f"\nnotify task (2 emails + 2 webhooks): {time.monotonic() - t0:.2f}s end to end")
-    assert run["details"]["created"] == 8 and run["details"]["sent"] == 4
-    assert run["details"]["deferred"] == 4
-    assert sorted(m["Subject"].split(":")[1].strip() for m in smtp.messages) == [
-        "user_id alice (score 0.95)",
-        "user_id bob (score 0.90)",
-    ]
-
-    early = _run(fleet, ncouch, "couchwatch.notify_pending")  # window still closed
-    assert early["details"]["sent"] == 0 and len(smtp.messages) == 2
-    assert len(_run(fleet, ncouch, "couchwatch.notify", ids)["details"]) and len(smtp.messages) == 2
-
-    time.sleep(WINDOW_S + 0.2)
-    late = _run(fleet, ncouch, "couchwatch.notify_pending")
-    assert late["details"]["sent"] == 2  # one digest per channel
-    digest = smtp.messages[-1]
-    assert "digest: 2 anomalies for user_id alice" in digest["Subject"]
-    body = json.loads(receiver.requests[-1].body)
-    assert body["type"] == "couchwatch.digest" and len(body["anomalies"]) == 2
-    docs = _notifications(ncouch, nsettings)
-    assert all(d["status"] == "sent" for d in docs) and len(docs) == 8
-    assert len({d["delivery_id"] for d in docs if d["mode"] == "digest"}) == 2
-    assert len(smtp.messages) == 3 and len(receiver.requests) == 3
-
-
 def test_outage_keeps_notifications_pending_then_retries(
     nsettings: Settings,
     ncouch: CouchClient,
@@ -288,37 +255,28 @@ def test_outage_keeps_notifications_pending_then_retries(
     _assert_no_secrets(ncouch, nsettings, fleet)
 
 
-def test_gives_up_after_max_attempts_and_cli_lists_failed(
-    nsettings: Settings,
-    ncouch: CouchClient,
-    fleet: WorkerFleet,
-    smtp: SmtpSink,
-    monkeypatch: pytest.MonkeyPatch,
+def test_redis_windows_hold_the_limit_across_clients_and_reopen(
+    redis_service: RedisServer,
 ) -> None:
-    smtp.stop()
-    ids = _anomalies(ncouch, nsettings, [("dave", 0.99)])
-    _run(fleet, ncouch, "couchwatch.notify", ids)
-    deadline = time.monotonic() + 30
-    while True:
-        email = next(d for d in _notifications(ncouch, nsettings) if d["channel"] == "email")
-        if email["status"] == "failed":
-            break
-        assert time.monotonic() < deadline, email
-        _run(fleet, ncouch, "couchwatch.notify_pending")
-        time.sleep(0.5)
-    assert email["attempts"] == 3 and email["last_error"] and email["next_attempt_at"] is None
-
-    from couchwatch.cli.main import cli
-    from workers.settings import get_settings
-
-    for name, value in settings_env(nsettings).items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    try:
-        out = CliRunner().invoke(cli, ["notifications", "--failed"])
-        everything = CliRunner().invoke(cli, ["notifications", "--last", "5"])
-    finally:
-        get_settings.cache_clear()
-    assert out.exit_code == 0, out.output
-    assert "failed" in out.output and "email" in out.output and "last error" in out.output
-    assert "webhook" not in out.output and "webhook" in everything.output
+    """The rate windows' script on a real redis-server, shared by two clients (two workers),
+    and the in-memory twin the unit tests use granting the same. What the service does with
+    the grants (one now, the rest in a digest) is tests/unit/test_notify_service.py's."""
+    key = f"test-{uuid.uuid4().hex[:8]}"
+    window_s = 1.0
+    real = [
+        RedisWindows(redis.Redis.from_url(redis_service.url), limit=2, window_s=window_s)
+        for _ in range(2)
+    ]
+    twin = MemoryWindows(limit=2, window_s=window_s)
+    start = datetime.now(UTC)
+    first = real[0].claim(key, 3, start)
+    assert first.granted == 2
+    assert start < first.reopens_at <= start + timedelta(seconds=window_s)
+    other = real[1].claim(key, 1, start)
+    assert other.granted == 0 and other.reopens_at <= first.reopens_at
+    time.sleep(window_s + 0.2)
+    later = datetime.now(UTC)
+    assert real[1].claim(key, 1, later).granted == 1
+    grants = [twin.claim(key, 3, start).granted, twin.claim(key, 1, start).granted]
+    grants.append(twin.claim(key, 1, start + timedelta(seconds=window_s + 0.2)).granted)
+    assert grants == [first.granted, other.granted, 1]
