@@ -1,5 +1,7 @@
-"""Model versions in CouchDB: keep the last K, idempotent per request, rollback, the `models`
-CLI, and stored models that cannot be loaded (other library version, planted pickle)."""
+"""Model versions on the in-memory CouchDB twin: keep the last K, idempotent per request,
+rollback, the `models` CLI, and stored models that cannot be loaded (other library version,
+planted pickle). Was tests/integration/test_model_store.py on PouchDB Server; the attachments
+the versions are stored as are held to both servers by tests/contract/couch.py."""
 
 from __future__ import annotations
 
@@ -11,22 +13,33 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from couchwatch.cli import models_cmd
 from couchwatch.cli.main import cli
 from scheduler.planning import due_for_training
-from tests.conftest import settings_env
 from workers import detection, scoring
 from workers.couch.client import CouchClient
+from workers.couch.memory import MemoryCouchClient, memory_redis
 from workers.couch.schema import ensure_schema
 from workers.engine import persistence
 from workers.engine.demo_data import generate_demo
 from workers.fleet import Fleet
-from workers.settings import Settings, get_settings
-from workers.store.models import ModelStore
+from workers.settings import Settings
+from workers.store.models import ModelCache, ModelStore
 from workers.store.registry import registry_id
 from workers.store.runs import Run
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.unit
 USER = "user000"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(_env_file=None, couchwatch_db_prefix="cw_")  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def couch(settings: Settings) -> CouchClient:
+    return MemoryCouchClient()
 
 
 @pytest.fixture
@@ -44,12 +57,10 @@ def trained(settings: Settings, couch: CouchClient) -> tuple[list[dict], bytes]:
 
 
 @pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in settings_env(settings).items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def cli_env(settings: Settings, couch: CouchClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `couchwatch models` commands on the twin."""
+    monkeypatch.setattr(models_cmd, "settings_or_fail", lambda: settings)
+    monkeypatch.setattr(models_cmd, "couch_or_fail", lambda _settings: couch)
 
 
 def test_keep_last_versions_idempotent_and_rollback(
@@ -87,7 +98,13 @@ def test_keep_last_versions_idempotent_and_rollback(
 
 
 def _score_with(settings: Settings, couch: CouchClient, events: list[dict], payload: bytes) -> Run:  # type: ignore[type-arg]
-    fleet = Fleet.from_settings(settings)
+    fleet = Fleet(
+        settings=settings,
+        couch=couch,
+        redis=memory_redis(),
+        models=ModelStore(couch, settings.db_name("models"), keep=3),
+        cache=ModelCache(4),
+    )
     population = detection.make_population(events, entity_field="user_id")
     couch.upsert(settings.db_name("models"), detection.population_to_doc(population))
     fleet.models.save(USER, "req-bad", payload, {})
