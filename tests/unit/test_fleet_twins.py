@@ -171,7 +171,9 @@ def test_a_whole_history_rescore_keeps_ids_scores_and_only_the_reviewed_one_chan
     assert ids, "the attack scored no anomaly"
     first = fleet.couch.get_many(db, ids)
     target = ids[0]
-    review_anomaly(fleet.couch, db, target, "dismissed", by="ana", note="travel")
+    review_anomaly(
+        fleet.couch, db, target, "dismissed", by="ana", note="travel", registry_db=_models_db(fleet)
+    )
     second_run = Run(task="couchwatch.rescore", task_id="r2", entities=["user0"])
     again = score_entities(fleet, [("user0", None, None)], request_id="r2", run=second_run)
     assert sorted(again) == sorted(ids)
