@@ -59,7 +59,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=None,
         help="skip a scale point when elapsed time + its estimate (from the previous point of "
-        "its kind) would exceed this many seconds; default 900 for full, none for tiny; "
+        "its kind) would exceed this many seconds; default 1200 for full, none for tiny; "
         "0 = no budget",
     )
     args = parser.parse_args(argv)

@@ -42,7 +42,7 @@ FULL = Sizes(
     steady_extra_history=200_000,
     latency_interval_s=10.0,
     latency_chunks=6,
-    budget_s=900.0,
+    budget_s=1200.0,
 )
 
 TINY = Sizes(
