@@ -15,7 +15,7 @@ from workers.engine.held_out import measure
 from workers.engine.model import EntityModel, cold_start_model, fit_entity_model
 from workers.engine.persistence import dump_model, load_model
 from workers.engine.population import POPULATION_FORMAT, Population, build_population
-from workers.engine.scoring import ScoreResult
+from workers.engine.results import ScoreResult
 from workers.ids import Entity
 from workers.settings import Settings
 from workers.store.anomalies import documents, feedback, merge_anomaly

@@ -22,7 +22,7 @@ from workers.store.models import ModelCache, ModelStore
 
 if TYPE_CHECKING:
     from workers.engine.config import EngineConfig
-    from workers.engine.scoring import ScoreResult
+    from workers.engine.results import ScoreResult
 
 
 @dataclass

@@ -27,7 +27,7 @@ from workers.couch.memory import MemoryCouchClient, memory_redis
 from workers.couch.schema import ensure_schema
 from workers.engine.config import EngineConfig
 from workers.engine.evaluation.labels import to_utc
-from workers.engine.scoring import ScoreResult
+from workers.engine.results import ScoreResult
 from workers.fleet import Fleet
 from workers.ids import Entity
 from workers.ingest import ingest_stream

@@ -28,7 +28,7 @@ from workers.engine.config import EngineConfig
 from workers.engine.evaluation.labels import Labels, to_utc
 from workers.engine.evaluation.metrics import SCORED_COLUMNS, EvaluationReport, evaluate_by
 from workers.engine.evaluation.split import DEFAULT_TRAIN_FRACTION, train_cutoffs
-from workers.engine.scoring import ScoreResult
+from workers.engine.results import ScoreResult
 from workers.engine.seed_pipeline import run_seed_pipelines
 from workers.settings import Settings
 

@@ -13,6 +13,7 @@ combines its detectors' (Bonferroni ``max`` or ``fisher``), and an item is flagg
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +43,7 @@ from .features import (
 )
 from .feedback import Feedback
 from .population import Population, z_profile
-from .scoring import ScoreResult, combine_pvalues, severity_of
+from .results import ScoreResult, combine_pvalues, severity_of
 
 MAX_KNOWN_ENDPOINTS = 300
 MIN_CONFIDENCE = 0.1
@@ -393,80 +394,30 @@ def fit_entity_model(
         raise InsufficientHistoryError(
             f"{entity_field}={entity!r}: {n_windows} active window(s) and no population profile"
         )
-    dismissed_ev = frame["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
     dismissed_w = np.array(
         [any(e in feedback.dismissed for e in ids) for ids in windows["event_ids"]], dtype=bool
     )
-    weight = np.where(dismissed_w, float(config.dismissed_weight), 1.0)
-    features, fill = _features_and_fill(windows, population)
-    X = feature_matrix(windows, features, fill) if n_windows else np.zeros((0, len(features)))
-    if np.isinf(X).any():  # e.g. bytes_sent sums beyond 1e308: refuse, never learn infinity
-        bad = sorted({features[j] for j in np.nonzero(np.isinf(X))[1]})
-        raise ValueError(f"{entity_field}={entity!r}: window features overflow to infinity {bad}")
-    zscore = _fit_zscore(X, features, weight, population, config) if features else None
-    rates: RateProfile | None = None
-    if "robust_zscore" in config.detectors:
-        base_rates = population.rates if population is not None else {}
-        if n_windows or base_rates:
-            rates = RateProfile().fit(windows, prior=base_rates, weight=weight)
-    seasonal = None
     logins = login_context(frame)
-    if "seasonal" in config.detectors and n_windows >= config.min_train_windows and logins.empty:
-        starts = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8
-        seasonal = SeasonalBaseline(
-            features=features, window_s=int(_window_ns(config) // 1_000_000_000)
-        ).fit(X, starts, sample_weight=weight)
-    detectors: dict[str, WindowDetector] = {}
-    if n_windows >= config.min_train_windows:
-        for name in config.window_detectors:
-            if name in WINDOW_DETECTOR_CLASSES:
-                detectors[name] = _make_detector(name, config).fit(X, sample_weight=weight)
+    fitted = _fit_window_detectors(
+        entity,
+        windows,
+        logins,
+        np.where(dismissed_w, float(config.dismissed_weight), 1.0),
+        entity_field=entity_field,
+        population=population,
+        config=config,
+    )
     tz = frame["tz"].dropna()
     home_zone = str(tz.mode().iloc[0]) if len(tz) else None
-    time_profile = None
-    if "time_of_day" in config.detectors:
-        local = local_times_ns(
-            pd.DatetimeIndex(frame["timestamp"]),
-            [t if isinstance(t, str) else None for t in frame["tz"].tolist()],
-            frame["utc_offset_minutes"].to_numpy(dtype=float),
-            home_zone,
-        )
-        time_profile = TimeOfDayProfile.fit(
-            local,
-            weight=np.where(dismissed_ev, float(config.dismissed_weight), 1.0),
-            prior_strength=config.time_prior_strength,
-        )
-        if population is not None:  # shrink toward the cohort its own hours belong to
-            prior = population.time_prior_for(time_profile.counts)
-            time_profile.prior = prior / prior.sum()
-    novelty = None
-    in_sample = logins["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
-    if config.uses_novelty:
-        novelty = NoveltyProfile(
-            weights=dict(config.novelty_weights), alpha=config.novelty_prior
-        ).fit(
-            logins,
-            priors=population.priors if population else {},
-            sample_weight=np.where(in_sample, float(config.dismissed_weight), 1.0),
-        )
-    base = 1.0 - config.target_alert_rate
-    # windows: the level measured out of sample on the population (engine/held_out.py)
-    factor = population.window_level_factor if population is not None else 1.0
-    window_base = 1.0 - config.target_alert_rate * factor
     model = EntityModel(
         entity=str(entity),
         entity_field=entity_field,
         config=config,
-        features=tuple(features),
-        fill={f: float(v) for f, v in fill.items()},
-        zscore=zscore,
-        rates=rates,
-        seasonal=seasonal,
-        detectors=detectors,
-        time=time_profile,
+        **fitted,
+        time=_fit_time_of_day(frame, home_zone, feedback, population, config),
         home_zone=home_zone,
-        thresholds={"combined": window_base, "novelty": base},
-        novelty=novelty,
+        thresholds=base_thresholds(config, population),
+        novelty=_fit_novelty(logins, feedback, population, config),
         known_endpoints=_known_endpoints(frame),
         n_train_events=len(frame),
         n_train_windows=n_windows,
@@ -477,12 +428,117 @@ def fit_entity_model(
         window_confidence=_confidence(n_windows, config.full_confidence_windows),
         login_confidence=_confidence(len(logins), 5 * config.min_train_logins),
     )
-    if dismissed_w.any():  # scored as the fleet scores them: every detector, in context
-        kept = [e for e in events if str(e.get("_id")) not in feedback.confirmed]
-        scored = model.score(kept).windows
-        hit = [any(e in feedback.dismissed for e in ids) for ids in scored["event_ids"]]
-        model.thresholds["combined"] = _threshold(window_base, scored.loc[hit, "score"].to_numpy())
-    return model
+    if not dismissed_w.any():
+        return model
+    return dataclasses.replace(model, thresholds=_dismissed_thresholds(model, events, feedback))
+
+
+def base_thresholds(config: EngineConfig, population: Population | None) -> dict[str, float]:
+    """Score thresholds before any review: logins at the target alert rate, windows at the
+    level measured out of sample on the population (:mod:`.held_out`)."""
+    factor = population.window_level_factor if population is not None else 1.0
+    return {
+        "combined": 1.0 - config.target_alert_rate * factor,
+        "novelty": 1.0 - config.target_alert_rate,
+    }
+
+
+def _dismissed_thresholds(
+    model: EntityModel, events: list[Mapping[str, Any]], feedback: Feedback
+) -> dict[str, float]:
+    """The window threshold raised above the dismissed windows' scores, scored as the fleet
+    scores them: every detector, in context."""
+    kept = [e for e in events if str(e.get("_id")) not in feedback.confirmed]
+    scored = model.score(kept).windows
+    hit = [any(e in feedback.dismissed for e in ids) for ids in scored["event_ids"]]
+    raised = _threshold(model.thresholds["combined"], scored.loc[hit, "score"].to_numpy())
+    return {**model.thresholds, "combined": raised}
+
+
+def _fit_window_detectors(
+    entity: str,
+    windows: pd.DataFrame,
+    logins: pd.DataFrame,
+    weight: np.ndarray,
+    *,
+    entity_field: str,
+    population: Population | None,
+    config: EngineConfig,
+) -> dict[str, Any]:
+    """The window detectors' fields of an :class:`EntityModel` (features, fill, zscore, rates,
+    seasonal, detectors), fitted on the entity's windows with review weights."""
+    n_windows = len(windows)
+    features, fill = _features_and_fill(windows, population)
+    X = feature_matrix(windows, features, fill) if n_windows else np.zeros((0, len(features)))
+    if np.isinf(X).any():  # e.g. bytes_sent sums beyond 1e308: refuse, never learn infinity
+        bad = sorted({features[j] for j in np.nonzero(np.isinf(X))[1]})
+        raise ValueError(f"{entity_field}={entity!r}: window features overflow to infinity {bad}")
+    rates: RateProfile | None = None
+    if "robust_zscore" in config.detectors:
+        base_rates = population.rates if population is not None else {}
+        if n_windows or base_rates:
+            rates = RateProfile().fit(windows, prior=base_rates, weight=weight)
+    seasonal = None
+    if "seasonal" in config.detectors and n_windows >= config.min_train_windows and logins.empty:
+        starts = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8
+        seasonal = SeasonalBaseline(
+            features=features, window_s=int(_window_ns(config) // 1_000_000_000)
+        ).fit(X, starts, sample_weight=weight)
+    detectors: dict[str, WindowDetector] = {}
+    if n_windows >= config.min_train_windows:
+        for name in config.window_detectors:
+            if name in WINDOW_DETECTOR_CLASSES:
+                detectors[name] = _make_detector(name, config).fit(X, sample_weight=weight)
+    return {
+        "features": tuple(features),
+        "fill": {f: float(v) for f, v in fill.items()},
+        "zscore": _fit_zscore(X, features, weight, population, config) if features else None,
+        "rates": rates,
+        "seasonal": seasonal,
+        "detectors": detectors,
+    }
+
+
+def _fit_time_of_day(
+    frame: pd.DataFrame,
+    home_zone: str | None,
+    feedback: Feedback,
+    population: Population | None,
+    config: EngineConfig,
+) -> TimeOfDayProfile | None:
+    """The entity's active hours in its local time, shrunk toward its cohort's."""
+    if "time_of_day" not in config.detectors:
+        return None
+    local = local_times_ns(
+        pd.DatetimeIndex(frame["timestamp"]),
+        [t if isinstance(t, str) else None for t in frame["tz"].tolist()],
+        frame["utc_offset_minutes"].to_numpy(dtype=float),
+        home_zone,
+    )
+    dismissed = frame["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
+    profile = TimeOfDayProfile.fit(
+        local,
+        weight=np.where(dismissed, float(config.dismissed_weight), 1.0),
+        prior_strength=config.time_prior_strength,
+    )
+    if population is not None:  # shrink toward the cohort its own hours belong to
+        prior = population.time_prior_for(profile.counts)
+        profile.prior = prior / prior.sum()
+    return profile
+
+
+def _fit_novelty(
+    logins: pd.DataFrame, feedback: Feedback, population: Population | None, config: EngineConfig
+) -> NoveltyProfile | None:
+    """The entity's login context facts, shrunk toward the population's values."""
+    if not config.uses_novelty:
+        return None
+    dismissed = logins["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
+    return NoveltyProfile(weights=dict(config.novelty_weights), alpha=config.novelty_prior).fit(
+        logins,
+        priors=population.priors if population else {},
+        sample_weight=np.where(dismissed, float(config.dismissed_weight), 1.0),
+    )
 
 
 def cold_start_model(
