@@ -44,6 +44,7 @@ from .features import (
 from .feedback import Feedback
 from .population import Population, z_profile
 from .results import ScoreResult, combine_pvalues, severity_of
+from .summary import HistorySummary, own_events, summarize
 
 MAX_KNOWN_ENDPOINTS = 300
 MIN_CONFIDENCE = 0.1
@@ -134,7 +135,7 @@ class EntityModel:
         the time-of-day and novelty profiles as if already scored but are not scored. The
         stored model is never changed.
         """
-        frame = _own_events(events_frame(events, self.entity_field), self.entity)
+        frame = own_events(events_frame(events, self.entity_field), self.entity)
         windows = window_features(frame, self.config.window, self.known_endpoints)
         start_ns = _ns_or_min(score_from)
         w_start = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8
@@ -339,19 +340,6 @@ def _finished(
     }
 
 
-def _own_events(frame: pd.DataFrame, entity: str) -> pd.DataFrame:
-    name = str(entity)
-    own = np.array(
-        [e is None or (e == name if type(e) is str else str(e) == name) for e in frame["entity"]],
-        dtype=bool,
-    )
-    if own.all():  # the usual case: a fresh frame of this entity's events, kept as it is
-        return frame
-    kept = frame.loc[own].reset_index(drop=True)
-    kept.attrs = dict(frame.attrs)
-    return kept
-
-
 def _threshold(base: float, dismissed_scores: np.ndarray) -> float:
     """``base`` raised above the best-scoring dismissed item (half its tail probability)."""
     if dismissed_scores.size == 0:
@@ -378,59 +366,83 @@ def fit_entity_model(
     Events of ``confirmed`` anomalies are dropped; events of ``dismissed`` ones count
     ``config.dismissed_weight`` times (a dismissed new phone is then a familiar one), and
     dismissed windows raise the window threshold above their scores. Dismissed logins do not
-    raise the login threshold: that would blunt every other new fact. Whatever
-    the history, the entity's profiles are shrunk toward ``population``; without a population,
-    raises :class:`~workers.engine.errors.InsufficientHistoryError` below 2 active windows.
+    raise the login threshold: that would blunt every other new fact. The history is
+    summarized (:mod:`.summary`) and the summary fitted (:func:`fit_summary`).
     """
     config = config or EngineConfig()
     feedback = feedback or Feedback()
     events = list(events)
-    frame = _own_events(events_frame(events, entity_field), entity)
+    frame = own_events(events_frame(events, entity_field), entity)
     if feedback.confirmed:
         frame = frame.loc[~frame["event_id"].isin(feedback.confirmed)].reset_index(drop=True)
-    windows = window_features(frame, config.window)
+    summary = summarize(
+        frame,
+        config.window,
+        dismissed=feedback.dismissed,
+        dismissed_weight=float(config.dismissed_weight),
+    )
+    model = fit_summary(
+        entity, summary, entity_field=entity_field, config=config, population=population
+    )
+    windows = summary.windows
+    if not feedback.dismissed or not any(
+        any(e in feedback.dismissed for e in ids) for ids in windows.get("event_ids", [])
+    ):
+        return model
+    return dataclasses.replace(model, thresholds=_dismissed_thresholds(model, events, feedback))
+
+
+def fit_summary(
+    entity: str,
+    summary: HistorySummary,
+    *,
+    entity_field: str = "user_id",
+    config: EngineConfig | None = None,
+    population: Population | None = None,
+) -> EntityModel:
+    """Fit one entity's model on the summary of its history (:mod:`.summary`).
+
+    Whatever the history, the entity's profiles are shrunk toward ``population``; without a
+    population, raises :class:`~workers.engine.errors.InsufficientHistoryError` below 2 active
+    windows.
+    """
+    config = config or EngineConfig()
+    windows, logins = summary.windows, summary.logins
     n_windows = len(windows)
     if population is None and n_windows < 2:
         raise InsufficientHistoryError(
             f"{entity_field}={entity!r}: {n_windows} active window(s) and no population profile"
         )
-    dismissed_w = np.array(
-        [any(e in feedback.dismissed for e in ids) for ids in windows["event_ids"]], dtype=bool
-    )
-    logins = login_context(frame)
     fitted = _fit_window_detectors(
         entity,
         windows,
         logins,
-        np.where(dismissed_w, float(config.dismissed_weight), 1.0),
+        windows["weight"].to_numpy(dtype=float),
         entity_field=entity_field,
         population=population,
         config=config,
     )
-    tz = frame["tz"].dropna()
-    home_zone = str(tz.mode().iloc[0]) if len(tz) else None
-    model = EntityModel(
+    home_zone = summary.home_zone()
+    span = summary.span_ns
+    return EntityModel(
         entity=str(entity),
         entity_field=entity_field,
         config=config,
         **fitted,
-        time=_fit_time_of_day(frame, home_zone, feedback, population, config),
+        time=_fit_time_of_day(summary, home_zone, population, config),
         home_zone=home_zone,
         thresholds=base_thresholds(config, population),
-        novelty=_fit_novelty(logins, feedback, population, config),
-        known_endpoints=_known_endpoints(frame),
-        n_train_events=len(frame),
+        novelty=_fit_novelty(logins, population, config),
+        known_endpoints=summary.known_endpoints(MAX_KNOWN_ENDPOINTS),
+        n_train_events=summary.n_events,
         n_train_windows=n_windows,
         n_train_logins=len(logins),
-        train_start=iso_utc(frame["timestamp"].min()) if len(frame) else None,
-        train_end=iso_utc(frame["timestamp"].max()) if len(frame) else None,
+        train_start=iso_utc(pd.Timestamp(span[0], tz="UTC")) if span else None,
+        train_end=iso_utc(pd.Timestamp(span[1], tz="UTC")) if span else None,
         cold_start=n_windows < config.min_train_windows,
         window_confidence=_confidence(n_windows, config.full_confidence_windows),
         login_confidence=_confidence(len(logins), 5 * config.min_train_logins),
     )
-    if not dismissed_w.any():
-        return model
-    return dataclasses.replace(model, thresholds=_dismissed_thresholds(model, events, feedback))
 
 
 def base_thresholds(config: EngineConfig, population: Population | None) -> dict[str, float]:
@@ -500,26 +512,17 @@ def _fit_window_detectors(
 
 
 def _fit_time_of_day(
-    frame: pd.DataFrame,
+    summary: HistorySummary,
     home_zone: str | None,
-    feedback: Feedback,
     population: Population | None,
     config: EngineConfig,
 ) -> TimeOfDayProfile | None:
     """The entity's active hours in its local time, shrunk toward its cohort's."""
     if "time_of_day" not in config.detectors:
         return None
-    local = local_times_ns(
-        pd.DatetimeIndex(frame["timestamp"]),
-        [t if isinstance(t, str) else None for t in frame["tz"].tolist()],
-        frame["utc_offset_minutes"].to_numpy(dtype=float),
-        home_zone,
-    )
-    dismissed = frame["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
+    keys, weight = summary.local_hour_keys(home_zone)
     profile = TimeOfDayProfile.fit(
-        local,
-        weight=np.where(dismissed, float(config.dismissed_weight), 1.0),
-        prior_strength=config.time_prior_strength,
+        keys * NS_PER_HOUR, weight=weight, prior_strength=config.time_prior_strength
     )
     if population is not None:  # shrink toward the cohort its own hours belong to
         prior = population.time_prior_for(profile.counts)
@@ -528,16 +531,15 @@ def _fit_time_of_day(
 
 
 def _fit_novelty(
-    logins: pd.DataFrame, feedback: Feedback, population: Population | None, config: EngineConfig
+    logins: pd.DataFrame, population: Population | None, config: EngineConfig
 ) -> NoveltyProfile | None:
-    """The entity's login context facts, shrunk toward the population's values."""
+    """The entity's login context facts (with review weights), shrunk toward the population's."""
     if not config.uses_novelty:
         return None
-    dismissed = logins["event_id"].isin(feedback.dismissed).to_numpy(dtype=bool)
     return NoveltyProfile(weights=dict(config.novelty_weights), alpha=config.novelty_prior).fit(
-        logins,
+        logins[[c for c in logins.columns if c != "weight"]],
         priors=population.priors if population else {},
-        sample_weight=np.where(dismissed, float(config.dismissed_weight), 1.0),
+        sample_weight=logins["weight"].to_numpy(dtype=float),
     )
 
 
@@ -611,8 +613,3 @@ def _make_detector(name: str, config: EngineConfig) -> WindowDetector:
             random_state=config.random_state,
         )
     return cls(n_components=config.svm_components, random_state=config.random_state)
-
-
-def _known_endpoints(frame: pd.DataFrame) -> tuple[str, ...]:
-    counts = frame["endpoint"].dropna().value_counts()
-    return tuple(sorted(str(e) for e in counts.index[:MAX_KNOWN_ENDPOINTS]))

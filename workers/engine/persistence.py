@@ -29,8 +29,10 @@ from .detectors.rates import RateProfile
 from .detectors.seasonal import SeasonalBaseline
 from .errors import IncompatibleModelError, ModelLoadError, UnsafeModelError
 from .model import EntityModel
+from .summary import HistorySummary, summary_from_state
 
 FORMAT = "couchwatch-model"
+SUMMARY_FORMAT = "couchwatch-history-summary"
 FORMAT_VERSION = 2
 ENVELOPE = "envelope.json"
 ARRAYS = "arrays.npz"
@@ -124,16 +126,41 @@ def dump_model(model: EntityModel) -> bytes:
 
     The output is deterministic: the same model gives the same bytes (stable attachment digest).
     """
+    return _pack(
+        FORMAT,
+        model_state(model),
+        entity=model.entity,
+        entity_field=model.entity_field,
+        features=list(model.features),
+        detectors=list(model.window_detectors) + (["novelty"] if model.novelty else []),
+    )
+
+
+def dump_summary(summary: HistorySummary, *, entity: str, entity_field: str) -> bytes:
+    """Serialize an entity's history summary (:mod:`.summary`) to the same kind of envelope;
+    loadable by :func:`load_summary` only."""
+    return _pack(SUMMARY_FORMAT, summary.to_state(), entity=entity, entity_field=entity_field)
+
+
+def load_summary(data: bytes) -> HistorySummary:
+    """Load a summary written by :func:`dump_summary` (the same safety checks as a model;
+    :class:`IncompatibleModelError` for another summary format)."""
+    envelope, arrays = read_envelope(data, marker=SUMMARY_FORMAT)
+    try:
+        return summary_from_state(_decode(envelope["state"], arrays))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IncompatibleModelError(f"history summary is not usable: {exc}") from exc
+
+
+def _pack(marker: str, state: Mapping[str, Any], **fields: Any) -> bytes:
+    """A zip envelope of ``state`` (plain data and numpy arrays) under format ``marker``."""
     arrays: dict[str, np.ndarray] = {}
     envelope = {
-        "format": FORMAT,
+        "format": marker,
         "format_version": FORMAT_VERSION,
         "libraries": library_versions(),
-        "entity": model.entity,
-        "entity_field": model.entity_field,
-        "features": list(model.features),
-        "detectors": list(model.window_detectors) + (["novelty"] if model.novelty else []),
-        "state": _encode(model_state(model), arrays),
+        **fields,
+        "state": _encode(state, arrays),
     }
     npz = io.BytesIO()
     with zipfile.ZipFile(npz, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -156,8 +183,10 @@ def _member(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def read_envelope(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Return (envelope JSON, arrays) after the safety checks; no model is built."""
+def read_envelope(
+    data: bytes, *, marker: str = FORMAT
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Return (envelope JSON, arrays) after the safety checks; nothing is built."""
     if not isinstance(data, bytes | bytearray | memoryview):
         raise UnsafeModelError("model data must be bytes")
     data = bytes(data)
@@ -177,8 +206,8 @@ def read_envelope(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             npz_bytes = zf.read(ARRAYS)
     except (zipfile.BadZipFile, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelLoadError(f"corrupt model envelope: {exc}") from exc
-    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
-        raise UnsafeModelError("model envelope has no couchwatch format marker")
+    if not isinstance(envelope, dict) or envelope.get("format") != marker:
+        raise UnsafeModelError(f"envelope has no {marker} format marker")
     arrays: dict[str, np.ndarray] = {}
     try:
         with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:

@@ -1,6 +1,6 @@
 """The fast paths give exactly what the implementations they replaced gave.
 
-``events_frame`` (one pass per categorical field), ``_own_events`` (no copy when every event is
+``events_frame`` (one pass per categorical field), ``own_events`` (no copy when every event is
 the entity's) and the CouchDB twin's ``_find`` index (the fleet's reads) are compared with the
 former code, kept here as the reference, on generated scenarios: event frames, window feature
 tables, login context, fitted models, scored windows and logins, and the fleet's scored rows.
@@ -18,7 +18,7 @@ import pytest
 
 from couchwatch.evaluate.run import score_entities
 from workers.couch import memory
-from workers.engine import features, model, population
+from workers.engine import features, model, population, summary
 from workers.engine.context import login_context
 from workers.engine.evaluation.split import split_train_test, train_cutoffs
 from workers.engine.features import (
@@ -76,11 +76,13 @@ def reference_events_frame(
 def use_reference(m: pytest.MonkeyPatch) -> None:
     m.setattr(model, "events_frame", reference_events_frame)
     m.setattr(population, "events_frame", reference_events_frame)
-    m.setattr(model, "_own_events", reference_own_events)
+    m.setattr(summary, "events_frame", reference_events_frame)
+    m.setattr(model, "own_events", reference_own_events)
+    m.setattr(summary, "own_events", reference_own_events)
 
 
 def reference_own_events(frame: pd.DataFrame, entity: str) -> pd.DataFrame:
-    """``_own_events`` as it was: always a filtered copy."""
+    """``own_events`` as it was: always a filtered copy."""
     own = frame["entity"].map(lambda e: e is None or str(e) == str(entity))
     kept = frame.loc[own.to_numpy(dtype=bool)].reset_index(drop=True)
     kept.attrs = dict(frame.attrs)
@@ -179,7 +181,7 @@ def test_event_frames_with_odd_values_are_those_of_the_former_code() -> None:
     assert_same(features.events_frame(events), reference_events_frame(events), "frame")
     frame = features.events_frame(events)
     for entity in ("u", "7"):
-        assert_same(model._own_events(frame, entity), reference_own_events(frame, entity), entity)
+        assert_same(summary.own_events(frame, entity), reference_own_events(frame, entity), entity)
 
 
 @pytest.mark.parametrize("name", ["sparse", "mixed"])
