@@ -12,10 +12,11 @@ from typing import Any
 
 from workers.engine.config import EngineConfig
 from workers.engine.held_out import measure
-from workers.engine.model import EntityModel, cold_start_model, fit_entity_model
-from workers.engine.persistence import dump_model, load_model
+from workers.engine.model import EntityModel, cold_start_model, fit_entity_model, fit_summary
+from workers.engine.persistence import dump_model, dump_summary, load_model, load_summary
 from workers.engine.population import POPULATION_FORMAT, Population, build_population
 from workers.engine.results import ScoreResult
+from workers.engine.summary import HistorySummary, combined, summarize_events, supports_window
 from workers.ids import Entity
 from workers.settings import Settings
 from workers.store.anomalies import documents, feedback, merge_anomaly
@@ -24,17 +25,24 @@ Doc = dict[str, Any]
 
 __all__ = [
     "EntityModel",
+    "HistorySummary",
     "Population",
+    "combined",
     "dump_model",
+    "dump_summary",
     "engine_config",
     "fit",
+    "fit_summary",
     "load_model",
+    "load_summary",
     "merge_anomaly",
     "model_meta",
     "population_from_doc",
     "population_is_current",
     "population_to_doc",
     "score",
+    "summarize_events",
+    "supports_window",
 ]
 
 

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     couchwatch_retrain_after_s: float = Field(default=86_400.0, gt=0)
     couchwatch_retrain_min_new_events: int = Field(default=500, ge=1)
     couchwatch_history_days: int = Field(default=90, ge=1)
+    # A retrain reads only the days with new events and fits the stored history summary; a
+    # full read rebuilds the summary at least this often (docs/operations.md, "Retraining").
+    couchwatch_history_summaries: bool = True
+    couchwatch_summary_rebuild_days: float = Field(default=7.0, gt=0)
     couchwatch_max_train_failures: int = Field(default=5, ge=1)
     couchwatch_model_keep_versions: int = Field(default=3, ge=1)
     couchwatch_model_cache_size: int = Field(default=256, ge=1)

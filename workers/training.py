@@ -6,14 +6,14 @@ kept as the first model's history (the run record counts them) or enqueued for s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
 from workers import detection
-from workers.couch.errors import RetryableCouchError
+from workers.couch.errors import CouchError, RetryableCouchError
 from workers.events import canonical_timestamp
 from workers.fleet import Fleet
 from workers.ids import Entity, entity_key
@@ -22,7 +22,8 @@ from workers.store import population as population_store
 from workers.store import registry
 from workers.store.events import training_history
 from workers.store.registry import Waiting
-from workers.store.runs import Run
+from workers.store.runs import Run, describe
+from workers.training_history import History, read_history, save_history
 from workers.unscored import score_waiting
 
 Enqueue = Callable[[str, list[Any]], str]
@@ -50,6 +51,10 @@ def train_entities(
         settings.db_name("models"), [registry.registry_id(e) for e in entities]
     )
     reviews: dict[Entity, bool] = {}
+    seen_at_read = {
+        e: int((entries.get(registry.registry_id(e)) or {}).get("events_seen") or 0)
+        for e in entities
+    }
     for entity in entities:
         with fleet.training_lock(entity, request_id, ttl) as got:
             if not got:
@@ -65,6 +70,7 @@ def train_entities(
                     run,
                     now,
                     read_reviews=registry.may_have_reviews(entry),
+                    entry=entry,
                 )
             except (RetryableCouchError, SoftTimeLimitExceeded):  # the batch's, not the entity's
                 raise
@@ -75,7 +81,7 @@ def train_entities(
             run.details.setdefault("versions", {})[str(entity)] = version
             trained[entity] = version
             reviews[entity] = reviewed
-    waiting = mark_trained(fleet, trained, now, run, reviews)
+    waiting = mark_trained(fleet, trained, now, run, reviews, seen_at_read)
     if waiting:
         ids = score_waiting(fleet, waiting, enqueue)
         run.details["unscored_enqueued"] = {str(e): n for e, (_, n) in waiting.items()}
@@ -94,32 +100,65 @@ def train_one(
     now: datetime,
     *,
     read_reviews: bool = True,
+    entry: Mapping[str, Any] | None = None,
 ) -> tuple[int, bool]:
     """Fit and store one entity's model; (its version, whether it has reviewed anomalies).
 
     Without `read_reviews` (the registry knows it has none) the reviewed-anomaly query is
-    skipped."""
+    skipped. Without reviewed anomalies the history is its stored summary brought up to date
+    (`workers/training_history.py`; `entry` is its registry document as read before the
+    training), and the summary fitted is stored for the next retrain; with some, the whole
+    history is read, since the feedback names events."""
     settings = fleet.settings
-    events = training_history(fleet.couch, settings, entity, now=now)
-    run.events_in += len(events)
     reviewed = (
         anomaly_store.reviewed(fleet.couch, settings.db_name("anomalies"), entity)
         if read_reviews
         else []
     )
-    model = detection.fit(
-        entity,
-        events,
-        entity_field=settings.entity_field,
-        population=population,
-        reviewed=reviewed,
-        config=fleet.engine,
-    )
+    history: History | None = None
+    if reviewed:
+        events = training_history(fleet.couch, settings, entity, now=now)
+        run.events_in += len(events)
+        _count_read(run, "full")
+        model = detection.fit(
+            entity,
+            events,
+            entity_field=settings.entity_field,
+            population=population,
+            reviewed=reviewed,
+            config=fleet.engine,
+        )
+    else:
+        history = read_history(fleet, entity, now=now, entry=entry)
+        run.events_in += history.events_read
+        _count_read(run, history.read)
+        if history.why_full:
+            run.details.setdefault("full_read_reasons", {})[str(entity)] = history.why_full
+        model = detection.fit_summary(
+            str(entity),
+            history.summary,
+            entity_field=settings.entity_field,
+            config=fleet.engine,
+            population=population,
+        )
     payload = detection.dump_model(model)
     meta = {**detection.model_meta(model), "size_bytes": len(payload)}
     version, created = fleet.models.save(entity, request_id, payload, meta)
     run.docs_out += int(created)
+    if history is not None:
+        try:
+            save_history(fleet, entity, history, now=now, version=version)
+        except RetryableCouchError:
+            raise
+        except CouchError as exc:  # the model stands; the next training reads in full
+            run.details.setdefault("summary_errors", {})[str(entity)] = describe(exc)
     return version, bool(reviewed)
+
+
+def _count_read(run: Run, how: str) -> None:
+    """Count on the run record how each entity's history was read (full or incremental)."""
+    reads = run.details.setdefault("history_reads", {})
+    reads[how] = reads.get(how, 0) + 1
 
 
 def mark_trained(
@@ -128,6 +167,7 @@ def mark_trained(
     now: datetime,
     run: Run,
     has_reviews: dict[Entity, bool] | None = None,
+    read_events_seen: dict[Entity, int] | None = None,
 ) -> dict[Entity, Waiting]:
     """Record on each entity's registry document that it was trained now (one bulk write).
 
@@ -145,6 +185,7 @@ def mark_trained(
         trained_at=canonical_timestamp(now),
         keep_first_history=not fleet.settings.couchwatch_score_first_history,
         has_reviews=has_reviews,
+        read_events_seen=read_events_seen,
     )
     by_id = {registry.registry_id(entity): entity for entity in versions}
     for row in result.failed:

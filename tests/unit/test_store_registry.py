@@ -111,3 +111,31 @@ def test_awaiting_a_model_counts_a_redelivery_once_and_a_whole_history_read_repl
     assert registry.waiting_of(client.get(DB, registry.registry_id("erin"))) == (T1, 3)
     registry.clear_waiting(client, DB, {"erin": (T1, 3)})
     assert registry.waiting_of(client.get(DB, registry.registry_id("erin"))) is None
+
+
+def test_the_earliest_event_since_training_is_kept_until_a_training_has_read_it() -> None:
+    client = _client()
+    registry.record_seen(client, DB, {"erin": 2}, {"erin": T2}, seen_at=T2, span="s1")
+    registry.record_seen(client, DB, {"erin": 1}, {"erin": T1}, seen_at=T3, span="s2")  # late
+    registry.record_seen(client, DB, {"erin": 1}, {"erin": T3}, seen_at=T3, span="s3")
+    doc = client.get(DB, registry.registry_id("erin"))
+    assert doc is not None and doc[registry.EARLIEST_SINCE_TRAINING] == T1
+    new = registry.trained_doc("erin", 1, T3)
+    # events counted while the training ran (4 now, 3 when it read): the next retrain reads them
+    kept, _ = registry.merge_trained(doc, new, keep_first_history=True, read_events_seen=3)
+    assert kept[registry.EARLIEST_SINCE_TRAINING] == T1
+    cleared, _ = registry.merge_trained(doc, new, keep_first_history=True, read_events_seen=4)
+    assert registry.EARLIEST_SINCE_TRAINING not in cleared
+    registry.record_trained(
+        client,
+        DB,
+        {"erin": 1},
+        trained_at=T3,
+        keep_first_history=True,
+        read_events_seen={"erin": 4},
+    )
+    doc = client.get(DB, registry.registry_id("erin"))
+    assert doc is not None and registry.EARLIEST_SINCE_TRAINING not in doc
+    registry.record_seen(client, DB, {"erin": 1}, {"erin": T2}, seen_at=T3, span="s4")
+    doc = client.get(DB, registry.registry_id("erin"))
+    assert doc is not None and doc[registry.EARLIEST_SINCE_TRAINING] == T2

@@ -87,12 +87,27 @@ def iter_entity_events(
             yield doc
 
 
+def history_start(now: datetime, days: int) -> datetime:
+    """Where a training history of `days` days starts: the UTC midnight `days` days before
+    `now` (whole days, so a stored history summary and a full read cover the same events)."""
+    start = now.astimezone(UTC) - timedelta(days=days)
+    return start.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def training_history(
-    client: CouchClient, settings: Settings, entity: Entity, *, now: datetime
+    client: CouchClient,
+    settings: Settings,
+    entity: Entity,
+    *,
+    now: datetime,
+    start: datetime | None = None,
 ) -> list[Doc]:
-    """The entity's events of the last `COUCHWATCH_HISTORY_DAYS` days."""
-    since = canonical_timestamp(now - timedelta(days=settings.couchwatch_history_days))
-    return list(iter_entity_events(client, settings, entity, start=since, now=now))
+    """The entity's events from `start` (default: the start of its `COUCHWATCH_HISTORY_DAYS`
+    history, :func:`history_start`) on."""
+    since = start or history_start(now, settings.couchwatch_history_days)
+    return list(
+        iter_entity_events(client, settings, entity, start=canonical_timestamp(since), now=now)
+    )
 
 
 def utc_now() -> datetime:

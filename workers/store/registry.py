@@ -6,9 +6,12 @@
   `latest_batch_start` (the latest of each planned batch's *earliest* event: where the newest
   batch of events starts, not the newest event; documents written before the rename hold it as
   `last_event_at`, read by :func:`latest_batch_start`), `last_seen` (when the planner saw it),
-  `events_seen`, `events_since_training`, `counted_spans` (the `_changes` ranges counted);
+  `events_seen`, `events_since_training`, `counted_spans` (the `_changes` ranges counted),
+  `earliest_since_training` (the earliest event counted since the last training: where a
+  retrain starts reading, `workers/training_history.py`);
 - trained (:func:`record_trained`): `model_version`, `last_trained_at`, and the failure and
   retrain fields reset; `history_kept` when a first model keeps the waiting events as history;
+  `earliest_since_training` cleared, unless events were counted while the training ran;
 - a failed training (:func:`record_train_failure`): `train_failures`, `last_train_error`;
 - a model that cannot be loaded (:func:`request_retrain`): `needs_retrain`, `retrain_reason`;
 - a human review of one of its anomalies (:func:`record_reviewed`): `has_reviews` true, never
@@ -43,6 +46,7 @@ WAITING_FIELDS = ("unscored_since", "unscored_events")
 LATEST_BATCH_START = "latest_batch_start"
 LEGACY_LATEST_BATCH_START = "last_event_at"  # its name before issue 14 (it misled)
 HAS_REVIEWS = "has_reviews"
+EARLIEST_SINCE_TRAINING = "earliest_since_training"
 
 
 def registry_id(entity: Entity) -> str:
@@ -124,6 +128,9 @@ def merge_seen(old: Doc, new: Doc, *, span: str, defer: bool) -> Doc:
         LATEST_BATCH_START: latest,
         "events_seen": old.get("events_seen", 0) + new["events_seen"],
         "events_since_training": old.get("events_since_training", 0) + new["events_seen"],
+        EARLIEST_SINCE_TRAINING: min(
+            old.get(EARLIEST_SINCE_TRAINING) or new["first_seen"], new["first_seen"]
+        ),
     }
     if defer and not old.get("model_version"):
         merged = add_waiting(merged, new["first_seen"], new["events_seen"])
@@ -156,6 +163,7 @@ def record_seen(
             last_seen=seen_at,
             events_seen=n,
             events_since_training=n,
+            **{EARLIEST_SINCE_TRAINING: earliest[e]},
             counted_spans=[span],
             **({"unscored_since": earliest[e], "unscored_events": n} if defer else {}),
         )
@@ -215,14 +223,20 @@ def record_reviewed(couch: CouchClient, db: str, entity: Entity) -> None:
     couch.upsert(db, base(entity, **{HAS_REVIEWS: True}), merge=merge_reviewed)
 
 
-def merge_trained(old: Doc, new: Doc, *, keep_first_history: bool) -> tuple[Doc, Waiting | None]:
+def merge_trained(
+    old: Doc, new: Doc, *, keep_first_history: bool, read_events_seen: int | None = None
+) -> tuple[Doc, Waiting | None]:
     """`new` (:func:`trained_doc`) onto `old`, and what becomes of the waiting events.
 
     Returns (document, waiting events still to score). For a first model with
     `keep_first_history` they are kept as its history (cleared, counted in `history_kept`) and
-    none are returned.
+    none are returned. `earliest_since_training` is cleared only when `old` counts the events
+    it counted before the training read (`read_events_seen`): events counted since may not have
+    been read, and the next retrain must read from them.
     """
     merged = {**old, **{k: v for k, v in new.items() if k != "events_seen"}}
+    if int(old.get("events_seen") or 0) == (read_events_seen or 0):
+        merged.pop(EARLIEST_SINCE_TRAINING, None)
     if old.get(HAS_REVIEWS) is True:  # a review that came while this training ran stays known
         merged[HAS_REVIEWS] = True
     found = waiting_of(old)
@@ -241,8 +255,12 @@ def record_trained(
     trained_at: str,
     keep_first_history: bool,
     has_reviews: Mapping[Entity, bool] | None = None,
+    read_events_seen: Mapping[Entity, int] | None = None,
 ) -> tuple[BulkResult, dict[Entity, int], dict[Entity, Waiting]]:
     """Record that these entities were trained now (one bulk write).
+
+    `read_events_seen`: each entity's `events_seen` as read before its training (see
+    :func:`merge_trained`).
 
     Returns (the write's rows, events kept as history per entity, waiting events to score per
     entity); entities whose row was refused are in neither dict.
@@ -254,7 +272,12 @@ def record_trained(
         entity = new["entity"]
         kept.pop(entity, None)  # a merge can run again on a newer revision
         to_score.pop(entity, None)
-        merged, found = merge_trained(old, new, keep_first_history=keep_first_history)
+        merged, found = merge_trained(
+            old,
+            new,
+            keep_first_history=keep_first_history,
+            read_events_seen=(read_events_seen or {}).get(entity),
+        )
         if found is not None:
             to_score[entity] = found
         elif waiting_of(old) is not None:

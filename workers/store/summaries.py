@@ -1,0 +1,76 @@
+"""Per-entity history summaries in `<prefix>models`: what a retrain needs instead of a full read.
+
+One document per entity, `_id` `history-summary-<entity key>` (:func:`summary_id`), type
+`history_summary`, holding the summary (`workers/engine/summary.py`, serialized by
+`workers/engine/persistence.py`) as the attachment `summary.bin` and, in the document, what the
+summary was built from:
+
+- `entity_field`, `window`, `history_days`: the settings it was built under (a change means a
+  full read);
+- `read_at`: the training clock of the read that last brought it up to date;
+- `full_read_at`: the training clock of the last full read (rebuilt every
+  `COUCHWATCH_SUMMARY_REBUILD_DAYS`);
+- `model_version`: the model trained on it, `events`: the events it summarizes.
+
+Written by training only, under the entity's training lock: the newest write wins.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from workers.couch.client import CouchClient
+from workers.ids import Entity, entity_key
+
+ATTACHMENT = "summary.bin"
+CONTENT_TYPE = "application/octet-stream"
+DOC_TYPE = "history_summary"
+PREFIX = "history-summary-"
+
+
+def summary_id(entity: Entity) -> str:
+    return f"{PREFIX}{entity_key(entity)}"
+
+
+@dataclass(frozen=True)
+class StoredSummary:
+    """A stored summary's bytes and the fields its document records."""
+
+    payload: bytes
+    meta: dict[str, Any]
+
+
+def load(couch: CouchClient, db: str, entity: Entity) -> StoredSummary | None:
+    """The entity's stored summary, or None (never stored, or its attachment is missing)."""
+    doc = couch.get(db, summary_id(entity), attachments=True)
+    inline = (doc or {}).get("_attachments", {}).get(ATTACHMENT, {}).get("data")
+    if doc is None or inline is None:
+        return None
+    meta = {k: v for k, v in doc.items() if not k.startswith("_")}
+    return StoredSummary(base64.b64decode(inline), meta)
+
+
+def save(couch: CouchClient, db: str, entity: Entity, payload: bytes, meta: dict[str, Any]) -> None:
+    """Store (replace) the entity's summary and its fields in one write."""
+    doc = {
+        "_id": summary_id(entity),
+        "type": DOC_TYPE,
+        "entity": entity,
+        **meta,
+        "_attachments": {
+            ATTACHMENT: {
+                "content_type": CONTENT_TYPE,
+                "data": base64.b64encode(payload).decode("ascii"),
+            }
+        },
+    }
+    couch.upsert(db, doc)
+
+
+def delete(couch: CouchClient, db: str, entity: Entity) -> None:
+    """Remove the entity's summary (its next training reads its whole history)."""
+    doc = couch.get(db, summary_id(entity))
+    if doc is not None:
+        couch.delete(db, doc["_id"], doc["_rev"])

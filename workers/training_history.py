@@ -1,0 +1,152 @@
+"""The history a training fits: the entity's stored summary brought up to date, or a full read.
+
+A retrain reads only the UTC days that may have changed since the stored summary
+(`workers/store/summaries.py`) was built: from the midnight of the earliest event the scoring
+planner has counted for the entity since its last training (the registry's
+`earliest_since_training`) on, late events included. The stored summary's other days are kept,
+the days before the history horizon dropped, and the re-read days summarized anew; the fitted
+model is the one a full read would give (`tests/unit/test_training_history.py`), except a
+window's count of new endpoints where an endpoint's earlier use has left the horizon.
+
+A full read (and a new summary) happens when there is no usable summary: none stored, another
+format, built under other settings (entity field, window, a shorter history), older than
+`COUCHWATCH_SUMMARY_REBUILD_DAYS` since its last full read (which also picks up anything a
+summary cannot see, such as deleted events), summaries turned off, or a window that does not
+divide a day. Entities with reviewed anomalies always read in full: their feedback names
+events (`workers/training.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from workers import detection
+from workers.engine.errors import EngineError
+from workers.events import canonical_timestamp, parse_timestamp
+from workers.fleet import Fleet
+from workers.ids import Entity
+from workers.store import summaries
+from workers.store.events import history_start, training_history
+from workers.store.registry import EARLIEST_SINCE_TRAINING
+
+DAY_S = 86_400
+
+
+@dataclass(frozen=True)
+class History:
+    """A training's history: its summary, the events read for it, and how it was read."""
+
+    summary: detection.HistorySummary
+    events_read: int
+    read: str  # "full" or "incremental"
+    full_read_at: str
+    why_full: str | None = None
+
+
+def read_history(fleet: Fleet, entity: Entity, *, now: datetime, entry: Any) -> History:
+    """The entity's history summary as of `now`, reading as little as the stored one allows.
+
+    `entry` is its registry document as read before this training started (None if none)."""
+    settings = fleet.settings
+    start = history_start(now, settings.couchwatch_history_days)
+    stored, why = _usable(fleet, entity, now)
+    if stored is not None:
+        meta, old = stored
+        read_from = _read_from(entry, start)
+        kept = old.since(_day(start))
+        if read_from is None:  # nothing new was counted since the last training
+            return History(kept, 0, "incremental", str(meta["full_read_at"]))
+        kept = kept.before(_day(read_from))
+        events = training_history(fleet.couch, settings, entity, now=now, start=read_from)
+        fresh = detection.summarize_events(
+            str(entity),
+            events,
+            entity_field=settings.entity_field,
+            window=settings.couchwatch_window,
+            known_endpoints=kept.endpoint_counts(),
+        )
+        summary = detection.combined(kept, fresh)
+        return History(summary, len(events), "incremental", str(meta["full_read_at"]))
+    events = training_history(fleet.couch, settings, entity, now=now, start=start)
+    summary = detection.summarize_events(
+        str(entity), events, entity_field=settings.entity_field, window=settings.couchwatch_window
+    )
+    return History(summary, len(events), "full", canonical_timestamp(now), why_full=why)
+
+
+def save_history(
+    fleet: Fleet, entity: Entity, history: History, *, now: datetime, version: int
+) -> None:
+    """Store the summary a training fitted, for the entity's next retrain."""
+    settings = fleet.settings
+    if not settings.couchwatch_history_summaries:
+        return
+    payload = detection.dump_summary(
+        history.summary, entity=str(entity), entity_field=settings.entity_field
+    )
+    meta = {
+        "entity_field": settings.entity_field,
+        "window": settings.couchwatch_window,
+        "history_days": settings.couchwatch_history_days,
+        "read_at": canonical_timestamp(now),
+        "full_read_at": history.full_read_at,
+        "model_version": version,
+        "events": history.summary.n_events,
+        "size_bytes": len(payload),
+    }
+    summaries.save(fleet.couch, settings.db_name("models"), entity, payload, meta)
+
+
+def _usable(
+    fleet: Fleet, entity: Entity, now: datetime
+) -> tuple[tuple[dict[str, Any], detection.HistorySummary] | None, str]:
+    """(the stored summary and its fields, "") when a retrain may build on it, else (None, why)."""
+    settings = fleet.settings
+    if not settings.couchwatch_history_summaries:
+        return None, "summaries off"
+    if not detection.supports_window(settings.couchwatch_window):
+        return None, f"window {settings.couchwatch_window} does not divide a day"
+    stored = summaries.load(fleet.couch, settings.db_name("models"), entity)
+    if stored is None:
+        return None, "no summary"
+    meta = stored.meta
+    if meta.get("entity_field") != settings.entity_field or meta.get("window") != (
+        settings.couchwatch_window
+    ):
+        return None, "built under another entity field or window"
+    if int(meta.get("history_days") or 0) < settings.couchwatch_history_days:
+        return None, "built for a shorter history"
+    full_at = _moment(meta.get("full_read_at"))
+    rebuild = timedelta(days=settings.couchwatch_summary_rebuild_days)
+    if full_at is None or now - full_at >= rebuild:
+        return None, "due for a full read"
+    try:
+        summary = detection.load_summary(stored.payload)
+    except EngineError as exc:
+        return None, f"unreadable: {exc}"
+    if summary.window != settings.couchwatch_window:
+        return None, "built under another window"
+    return (meta, summary), ""
+
+
+def _read_from(entry: Any, start: datetime) -> datetime | None:
+    """The midnight to read from: of the earliest event counted since the last training (not
+    before the history start), or None when none was counted."""
+    earliest = _moment((entry or {}).get(EARLIEST_SINCE_TRAINING))
+    if earliest is None:
+        return None
+    midnight = earliest.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(midnight, start)
+
+
+def _moment(value: Any) -> datetime | None:
+    try:
+        return parse_timestamp(value) if value else None
+    except ValueError:
+        return None
+
+
+def _day(moment: datetime) -> int:
+    return int(moment.timestamp()) // DAY_S
