@@ -83,7 +83,7 @@ def model_sizes(st: Stack) -> dict[str, Any]:
     sizes = [
         int(d["size_bytes"])
         for d in st.couch.iter_all_docs(st.settings.db_name("models"))
-        if "size_bytes" in d
+        if d.get("type") == "model" and "size_bytes" in d
     ]
     if not sizes:
         return {"models": 0, "median_bytes": None, "p99_bytes": None}

@@ -217,6 +217,13 @@ def _latency_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _reads(reads: dict[str, int] | None) -> str:
+    """How the retrains read their histories: "2 incremental" or "1 full, 1 incremental"."""
+    if not reads:
+        return "reads not recorded"
+    return ", ".join(f"{n} {how}" for how, n in sorted(reads.items()))
+
+
 def _retrain_rows(r: dict[str, Any]) -> list[Row]:
     def figure(t: dict[str, Any]) -> str:
         first, last = t["points"][0], t["points"][-1]
@@ -386,8 +393,12 @@ def _how(r: dict[str, Any]) -> list[str]:
         curve = "; ".join(
             f"{p['days']} days ({_f(p['history_events_per_entity'], 0)} events): "
             f"{_f(p['retrain_s_per_entity'], 3)} s, read "
-            f"{_f(p['retrain_events_read_per_entity'], 0)} events; one entity in process: "
-            f"read {_f(p['one_entity']['read_s'], 3)} s, fit {_f(p['one_entity']['fit_s'], 3)} s"
+            f"{_f(p['retrain_events_read_per_entity'], 0)} events "
+            f"({_reads(p.get('retrain_history_reads'))}); one entity in process: a full read "
+            f"{_f(p['one_entity']['read_s'], 3)} s, its summary "
+            f"({_f(p['one_entity'].get('summary_bytes', 0) / 1024, 0)} KiB) loaded in "
+            f"{_f(p['one_entity'].get('summary_load_s'), 3)} s, fit "
+            f"{_f(p['one_entity']['fit_s'], 3)} s"
             for p in t["points"]
         )
         out.append(
@@ -395,8 +406,8 @@ def _how(r: dict[str, Any]) -> list[str]:
             "days of history, through the store and two real workers: a first training, one more "
             "day of events, then a forced retrain; the retrain tasks' body time per entity (run "
             f"records) and the events each read. Per entity: {curve}. A retrain reads the "
-            "entity's whole `COUCHWATCH_HISTORY_DAYS` history and fits on all of it: no "
-            "sufficient statistics are kept between trainings, so its cost grows with history."
+            "days with new events and the entity's stored history summary, and fits the summary "
+            '(`workers/training_history.py`, docs/operations.md "Retraining").'
         )
     if s:
         store_sizes = ", ".join(f"{p['entities']:,}" for p in s["store"]) or "no"

@@ -7,8 +7,10 @@ is the retrain tasks' summed body time per entity (their run records) and the ev
 retrain read. The target is that retrain cost grows with the new events, not with history: the
 largest size's cost at most 1.2 times the smallest's.
 
-In process, one entity's retrain is split into reading its history from the store
-(``training_history``) and fitting (``fit_entity_model``), so the report shows which part grows.
+A retrain reads the days with new events and the entity's stored history summary
+(``workers/training_history.py``); the run records say how each history was read. In process,
+one entity is split into what a full read would cost (``training_history``), loading its stored
+summary, and fitting the summary (``fit_summary``), so the report shows which part grows.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from typing import Any
 
 from bench import data
 from bench.stack import Doc, Services, Stack, planned, stack, store, warm_index
-from workers.engine.model import fit_entity_model
+from workers.engine.model import fit_summary
+from workers.engine.persistence import load_summary
 from workers.events import canonical_timestamp
+from workers.store import summaries
 from workers.store.events import training_history
 
 FIELD = "user_id"
@@ -38,18 +42,31 @@ def _events(users: int, days: int) -> tuple[list[Doc], list[Doc]]:
 
 
 def _split_one(st: Stack, entity: str, rounds: int = 3) -> dict[str, float]:
-    """Seconds to read one entity's training history and to fit its model, in this process
-    (the fastest of ``rounds``: the first pays for imports and caches)."""
-    reads, fits, n = [], [], 0
+    """Seconds to read one entity's whole training history (what a full read costs), to load
+    its stored summary, and to fit that summary, in this process (the fastest of ``rounds``:
+    the first pays for imports and caches)."""
+    reads, loads, fits, n, size = [], [], [], 0, 0
     for _ in range(rounds):
         start = time.perf_counter()
         events = training_history(st.couch, st.settings, entity, now=datetime.now(UTC))
         reads.append(time.perf_counter() - start)
         start = time.perf_counter()
-        fit_entity_model(entity, events, entity_field=FIELD)
+        stored = summaries.load(st.couch, st.settings.db_name("models"), entity)
+        if stored is None:
+            raise RuntimeError(f"no history summary stored for {entity!r}")
+        summary = load_summary(stored.payload)
+        loads.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        fit_summary(entity, summary, entity_field=FIELD)
         fits.append(time.perf_counter() - start)
-        n = len(events)
-    return {"events": n, "read_s": min(reads), "fit_s": min(fits)}
+        n, size = len(events), len(stored.payload)
+    return {
+        "events": n,
+        "read_s": min(reads),
+        "summary_load_s": min(loads),
+        "summary_bytes": size,
+        "fit_s": min(fits),
+    }
 
 
 def point(svc: Services, users: int, days: int) -> dict[str, Any]:
@@ -70,6 +87,10 @@ def point(svc: Services, users: int, days: int) -> dict[str, Any]:
         split = _split_one(st, entities[0])
     body = sum(float(r["duration_s"]) for r in runs)
     read = sum(int(r.get("events_in", 0)) for r in runs)
+    reads: dict[str, int] = {}
+    for r in runs:
+        for how, k in (r.get("details", {}).get("history_reads") or {}).items():
+            reads[how] = reads.get(how, 0) + int(k)
     return {
         "days": days,
         "entities": len(entities),
@@ -79,6 +100,7 @@ def point(svc: Services, users: int, days: int) -> dict[str, Any]:
         "retrain_tasks": len(runs),
         "retrain_s_per_entity": body / max(1, len(entities)),
         "retrain_events_read_per_entity": read / max(1, len(entities)),
+        "retrain_history_reads": reads,
         "retrain_wall_s": wall,
         "one_entity": split,
     }
