@@ -126,8 +126,12 @@ def test_anomalies_chain_into_one_incident_one_notification_one_review(
     assert sorted(n["incident_id"] for n in notes) == sorted(i["_id"] for i in incidents)
     mine = [n for n in notes if n["incident_id"] == big["_id"]]
     assert len(mine) == 1 and mine[0]["anomaly"]["n_anomalies"] == big["n_anomalies"]
-    eventually(lambda: smtp.messages, "an email")
-    text = smtp.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+    def big_email() -> str | None:  # the big incident's message (emails come in any order)
+        texts = [m.get_body(("plain",)).get_content() for m in smtp.messages]  # type: ignore[union-attr]
+        return next((t for t in texts if big["_id"] in t), None)
+
+    text = eventually(big_email, "the big incident's email")
     assert "anomalies (" in text and "couchwatch review incident:" in text
 
     # a rescore of the entity writes the same incidents and no new notification
