@@ -11,8 +11,9 @@ window's count of new endpoints where an endpoint's earlier use has left the hor
 A full read (and a new summary) happens when there is no usable summary: none stored, another
 format, built under other settings (entity field, window, a shorter history), older than
 `COUCHWATCH_SUMMARY_REBUILD_DAYS` since its last full read (which also picks up anything a
-summary cannot see, such as deleted events), summaries turned off, or a window that does not
-divide a day. Entities with reviewed anomalies always read in full: their feedback names
+summary cannot see, such as deleted events), of another model version than the registry's (a
+summary write failed), summaries turned off, or a window that does not divide a day. Events
+the scoring planner has not counted yet when a retrain runs join at the next one. Entities with reviewed anomalies always read in full: their feedback names
 events (`workers/training.py`).
 """
 
@@ -51,7 +52,7 @@ def read_history(fleet: Fleet, entity: Entity, *, now: datetime, entry: Any) -> 
     `entry` is its registry document as read before this training started (None if none)."""
     settings = fleet.settings
     start = history_start(now, settings.couchwatch_history_days)
-    stored, why = _usable(fleet, entity, now)
+    stored, why = _usable(fleet, entity, now, entry)
     if stored is not None:
         meta, old = stored
         read_from = _read_from(entry, start)
@@ -100,9 +101,13 @@ def save_history(
 
 
 def _usable(
-    fleet: Fleet, entity: Entity, now: datetime
+    fleet: Fleet, entity: Entity, now: datetime, entry: Any
 ) -> tuple[tuple[dict[str, Any], detection.HistorySummary] | None, str]:
-    """(the stored summary and its fields, "") when a retrain may build on it, else (None, why)."""
+    """(the stored summary and its fields, "") when a retrain may build on it, else (None, why).
+
+    It must be the summary of the model the registry names: a training whose summary write
+    failed cleared the registry's `earliest_since_training` all the same, and the older summary
+    would miss the days that training read."""
     settings = fleet.settings
     if not settings.couchwatch_history_summaries:
         return None, "summaries off"
@@ -116,6 +121,8 @@ def _usable(
         settings.couchwatch_window
     ):
         return None, "built under another entity field or window"
+    if meta.get("model_version") != (entry or {}).get("model_version"):
+        return None, "not the summary of the registry's model version"
     if int(meta.get("history_days") or 0) < settings.couchwatch_history_days:
         return None, "built for a shorter history"
     full_at = _moment(meta.get("full_read_at"))

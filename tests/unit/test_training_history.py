@@ -117,6 +117,12 @@ def test_a_summary_that_cannot_be_read_or_is_due_gives_a_full_read() -> None:
     third = _train(fleet, "train-3")
     assert third.details["history_reads"] == {"full": 1, "incremental": 1}
     assert third.details["full_read_reasons"]["user0"].startswith("unreadable")
+    # a summary write that failed leaves an older summary: never built on
+    doc = fleet.couch.get(db, summaries.summary_id("user1"))
+    assert doc is not None
+    fleet.couch.put(db, {**doc, "model_version": 1})
+    stale = _train(fleet, "train-3b")
+    assert stale.details["full_read_reasons"]["user1"].startswith("not the summary")
     fleet.now.at += timedelta(days=8)  # type: ignore[attr-defined]
     fourth = _train(fleet, "train-4")
     assert fourth.details["history_reads"] == {"full": 2}
