@@ -13,8 +13,9 @@ format, built under other settings (entity field, window, a shorter history), ol
 `COUCHWATCH_SUMMARY_REBUILD_DAYS` since its last full read (which also picks up anything a
 summary cannot see, such as deleted events), of another model version than the registry's (a
 summary write failed), summaries turned off, or a window that does not divide a day. Events
-the scoring planner has not counted yet when a retrain runs join at the next one. Entities with reviewed anomalies always read in full: their feedback names
-events (`workers/training.py`).
+the scoring planner has not counted yet when a retrain runs join at the next one. Entities
+with reviewed anomalies always read in full: their feedback names events
+(`workers/training.py`).
 """
 
 from __future__ import annotations
