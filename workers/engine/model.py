@@ -477,7 +477,8 @@ def _fit_window_detectors(
     if "robust_zscore" in config.detectors:
         base_rates = population.rates if population is not None else {}
         if n_windows or base_rates:
-            rates = RateProfile().fit(windows, prior=base_rates, weight=weight)
+            rho = population.rate_rho if population is not None else {}
+            rates = RateProfile().fit(windows, prior=base_rates, weight=weight, rho=rho)
     seasonal = None
     if "seasonal" in config.detectors and n_windows >= config.min_train_windows and logins.empty:
         starts = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8

@@ -3,9 +3,15 @@
 A ratio such as "4xx share 100%" means little on one request and much on fifty. For each rate
 (failed logins per login, 4xx and 5xx responses per request) the entity's base rate is its own
 pooled rate shrunk toward the population's by ``prior_strength`` trials; a window with ``k``
-failures in ``n`` trials gets the binomial tail probability ``P(X >= k | n, rate)``. The window's
+failures in ``n`` trials gets the tail probability ``P(X >= k | n, rate)``. The window's
 p-value is the smallest rate p-value times the number of rates (Bonferroni); the score is
 ``1 - p``, in [0, 1], higher = more unusual.
+
+Failures are not independent trials: a mistyped password comes with a retry, a broken page with
+its reload, so failures cluster in windows more than a binomial allows. The population measures
+that clustering per rate as an intra-window correlation ``rho`` (:func:`overdispersion`, a
+moment estimate on entity-centred counts, in ``[0, RHO_MAX]``), and the tail is beta-binomial
+with ``a = rate * c``, ``b = (1 - rate) * c``, ``c = 1 / rho - 1`` (binomial when ``rho`` is 0).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
+from scipy.stats import betabinom, binom
 
 RATES: dict[str, tuple[str, str]] = {
     "failed_login_rate": ("failed_logins", "logins"),
@@ -30,6 +36,10 @@ LABELS = {
     "rate_5xx": ("5xx responses", "requests"),
 }
 RATE_FLOOR = 0.002
+RHO_MAX = 0.1
+"""Cap of the intra-window correlation: failures are trials that add themselves (a failed login is
+a login), which inflates the moment estimate; above this a window's failures would prove little,
+and a burst of dozens of failures must stay far in the tail."""
 
 
 def pooled_rates(windows: pd.DataFrame) -> dict[str, float]:
@@ -41,6 +51,42 @@ def pooled_rates(windows: pd.DataFrame) -> dict[str, float]:
             n = np.nansum(windows[n_col].to_numpy(dtype=float))
             if n > 0:
                 out[name] = float(k / n)
+    return out
+
+
+def overdispersion(
+    windows: pd.DataFrame, rates: Mapping[str, float], prior_strength: float = 20.0
+) -> dict[str, float]:
+    """Intra-window correlation ``rho`` of each rate in ``rates`` over many entities' windows.
+
+    Each window's failures are compared with its entity's own pooled rate (shrunk toward
+    ``rates`` by ``prior_strength`` trials, as :class:`RateProfile` does), so differences between
+    entities do not count as clustering. Moment estimate over windows with at least two trials:
+    ``rho = Σ[(k - n p)² - n p (1 - p)] / Σ[n (n - 1) p (1 - p)]``, clipped to ``[0, RHO_MAX]``.
+    """
+    entity = (
+        windows["entity"].astype(str).to_numpy()
+        if "entity" in windows
+        else np.zeros(len(windows), dtype=object)
+    )
+    codes = pd.factorize(entity)[0] if len(windows) else np.zeros(0, dtype=np.int64)
+    out: dict[str, float] = {}
+    for name, base in rates.items():
+        if name not in RATES:
+            continue
+        k, n = _counts(windows, name)
+        if not len(k):
+            continue
+        k_sum = np.bincount(codes, weights=k)
+        n_sum = np.bincount(codes, weights=n)
+        p = ((k_sum + prior_strength * base) / (n_sum + prior_strength))[codes]
+        use = n >= 2
+        var = p * (1.0 - p)
+        den = float((n * (n - 1.0) * var)[use].sum())
+        if den <= 0:
+            continue
+        num = float((((k - n * p) ** 2) - n * var)[use].sum())
+        out[name] = float(min(max(num / den, 0.0), RHO_MAX))
     return out
 
 
@@ -60,6 +106,7 @@ class RateProfile:
     prior_strength: float = 20.0
     rates: dict[str, float] = field(default_factory=dict)
     trials: dict[str, float] = field(default_factory=dict)
+    rho: dict[str, float] = field(default_factory=dict)
 
     def fit(
         self,
@@ -67,8 +114,10 @@ class RateProfile:
         *,
         prior: Mapping[str, float],
         weight: np.ndarray | None = None,
+        rho: Mapping[str, float] | None = None,
     ) -> RateProfile:
-        """Learn each rate from ``windows`` shrunk toward ``prior``; return ``self``."""
+        """Learn each rate from ``windows`` shrunk toward ``prior``; return ``self``. ``rho``:
+        the population's intra-window correlation per rate (:func:`overdispersion`)."""
         w = np.ones(len(windows)) if weight is None else np.asarray(weight, dtype=float)
         for name in RATES:
             k, n = _counts(windows, name)
@@ -80,14 +129,23 @@ class RateProfile:
             rate = (float((k * w).sum()) + m * base) / (trials + m)
             self.rates[name] = float(min(max(rate, RATE_FLOOR), 0.999))
             self.trials[name] = trials
+            if rho and rho.get(name, 0.0) > 0:
+                self.rho[name] = float(min(rho[name], RHO_MAX))
         return self
 
     def feature_pvalues(self, windows: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Binomial tail probability of each rate per window (1 without trials)."""
+        """Tail probability of each rate per window (1 without trials): beta-binomial where the
+        rate has an intra-window correlation, binomial otherwise."""
         out: dict[str, np.ndarray] = {}
         for name, rate in self.rates.items():
             k, n = _counts(windows, name)
-            p = np.where(k > 0, binom.sf(k - 1, n, rate), 1.0)
+            rho = self.rho.get(name, 0.0)
+            if rho > 0:
+                c = 1.0 / rho - 1.0
+                tail = betabinom.sf(k - 1, n, rate * c, (1.0 - rate) * c)
+            else:
+                tail = binom.sf(k - 1, n, rate)
+            p = np.where(k > 0, tail, 1.0)
             out[name] = np.asarray(np.clip(p, 0.0, 1.0), dtype=float)
         return out
 
@@ -100,15 +158,22 @@ class RateProfile:
 
     def to_state(self) -> dict[str, Any]:
         """Plain data."""
-        return {"prior_strength": self.prior_strength, "rates": self.rates, "trials": self.trials}
+        return {
+            "prior_strength": self.prior_strength,
+            "rates": self.rates,
+            "trials": self.trials,
+            "rho": self.rho,
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RateProfile:
-        """Rebuild from :meth:`to_state` output."""
+        """Rebuild from :meth:`to_state` output (a state without ``rho``, stored before it
+        existed, is binomial)."""
         return cls(
             prior_strength=float(state["prior_strength"]),
             rates={str(k): float(v) for k, v in state["rates"].items()},
             trials={str(k): float(v) for k, v in state["trials"].items()},
+            rho={str(k): float(v) for k, v in (state.get("rho") or {}).items()},
         )
 
 
