@@ -172,7 +172,10 @@ class EntityModel:
         login_ns = pd.DatetimeIndex(logins["timestamp"]).as_unit("ns").asi8
         emit_l = login_ns >= start_ns
         if self.novelty is not None and len(logins):
-            found = self.novelty.copy().score_sequence(logins, emit=emit_l.tolist())
+            alert_p = 1.0 - self.thresholds.get("novelty", 1.0)
+            found = self.novelty.copy().score_sequence(
+                logins, emit=emit_l.tolist(), alert_p=alert_p
+            )
             details = [d for d in found if d is not None]
         else:
             details = []
