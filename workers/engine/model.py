@@ -481,7 +481,10 @@ def _fit_window_detectors(
         base_rates = population.rates if population is not None else {}
         if n_windows or base_rates:
             rho = population.rate_rho if population is not None else {}
-            rates = RateProfile().fit(windows, prior=base_rates, weight=weight, rho=rho)
+            strength = population.rate_strength if population is not None else {}
+            rates = RateProfile().fit(
+                windows, prior=base_rates, weight=weight, rho=rho, strength=strength
+            )
     seasonal = None
     if "seasonal" in config.detectors and n_windows >= config.min_train_windows and logins.empty:
         starts = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8

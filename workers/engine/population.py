@@ -23,7 +23,7 @@ import pandas as pd
 from .config import EngineConfig
 from .context import CONTEXT_FIELDS, local_times_ns
 from .detectors.novelty import FieldPrior
-from .detectors.rates import overdispersion, pooled_rates
+from .detectors.rates import overdispersion, pooled_rates, prior_strengths
 from .detectors.robust_zscore import robust_profile, transform
 from .detectors.time_cohorts import cohort_prior, fit_cohorts
 from .features import (
@@ -70,6 +70,7 @@ class Population:
     time_cohort_weights: list[float] = field(default_factory=list)
     window_level_factor: float = 1.0
     rate_rho: dict[str, float] = field(default_factory=dict)
+    rate_strength: dict[str, float] = field(default_factory=dict)
 
     def time_prior_for(self, counts: np.ndarray) -> np.ndarray:
         """The time-of-day prior of an entity with these active-hour counts (2 × 24): its
@@ -102,6 +103,7 @@ class Population:
             "time_cohort_weights": list(map(float, self.time_cohort_weights)),
             "window_level_factor": float(self.window_level_factor),
             "rate_rho": {k: float(v) for k, v in self.rate_rho.items()},
+            "rate_strength": {k: float(v) for k, v in self.rate_strength.items()},
         }
 
     @classmethod
@@ -126,6 +128,7 @@ class Population:
             time_cohort_weights=[float(v) for v in data["time_cohort_weights"]],
             window_level_factor=float(data["window_level_factor"]),
             rate_rho={k: float(v) for k, v in (data.get("rate_rho") or {}).items()},
+            rate_strength={k: float(v) for k, v in (data.get("rate_strength") or {}).items()},
         )
 
 
@@ -205,7 +208,8 @@ def build_population(
         time_cohorts=cohorts.tolist(),
         time_cohort_weights=cohort_weights.tolist(),
         rates=rates,
-        rate_rho=overdispersion(pooled, rates),
+        rate_rho=(rho := overdispersion(pooled, rates)),
+        rate_strength=prior_strengths(pooled, rates, rho),
         n_entities=int(pooled["entity"].nunique()) if len(pooled) else 0,
         n_logins=len(context),
         n_windows=len(pooled),

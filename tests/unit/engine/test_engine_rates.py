@@ -10,14 +10,19 @@ import pandas as pd
 import pytest
 from scipy.stats import betabinom, binom
 
+from workers.engine.config import EngineConfig
 from workers.engine.detectors.rates import (
+    PRIOR_MAX,
+    PRIOR_MIN,
     RATE_FLOOR,
     RATES,
     RHO_MAX,
     RateProfile,
     overdispersion,
     pooled_rates,
+    prior_strengths,
 )
+from workers.engine.features import events_frame, window_table
 from workers.engine.model import fit_entity_model
 from workers.engine.population import Population, build_population
 from workers.store.anomalies import documents
@@ -160,9 +165,31 @@ def test_population_keeps_rate_clustering_and_old_documents_load() -> None:
     assert all(0.0 <= v <= RHO_MAX for v in population.rate_rho.values())
     back = Population.from_json(population.to_json())
     assert back == population
-    old = {k: v for k, v in population.to_json().items() if k != "rate_rho"}
+    assert all(PRIOR_MIN <= v <= PRIOR_MAX for v in population.rate_strength.values())
+    old = {k: v for k, v in population.to_json().items() if k not in ("rate_rho", "rate_strength")}
     stored_before = Population.from_json(old)
-    assert stored_before.rate_rho == {}
+    assert stored_before.rate_rho == {} and stored_before.rate_strength == {}
     mine = [e for e in events if e["user_id"] == "user0"]
     model = fit_entity_model("user0", mine, population=stored_before)
     assert model.rates is not None and model.rates.rho == {}
+    windows = window_table(events_frame(mine), EngineConfig().window, event_ids=False)
+    default = RateProfile().fit(windows, prior=stored_before.rates)
+    assert model.rates.rates == pytest.approx(default.rates)  # 20 trials, as before
+
+
+def test_prior_strength_follows_how_alike_the_entities_are() -> None:
+    rng = np.random.default_rng(5)
+    entities = [f"e{i}" for i in range(40) for _ in range(50)]
+    n = rng.integers(1, 12, len(entities))
+    alike = _requests(list(rng.binomial(n, 0.01)), list(n), entities)
+    own = np.repeat(rng.beta(0.5, 20.0, 40), 50)  # each entity its own rate, mean ~2.4%
+    unlike = _requests(list(rng.binomial(n, own)), list(n), entities)
+    base = {"rate_5xx": 0.01}
+    assert prior_strengths(alike, base, {}) == {"rate_5xx": PRIOR_MAX}
+    spread = prior_strengths(unlike, pooled_rates(unlike), {})["rate_5xx"]
+    assert PRIOR_MIN <= spread < 60  # Beta(0.5, 20): concentration 20.5
+    # a user without errors in a few hundred requests is not read as error-free
+    quiet = RateProfile().fit(
+        _requests([0] * 30, [10] * 30), prior=base, strength={"rate_5xx": PRIOR_MAX}
+    )
+    assert quiet.rates["rate_5xx"] == pytest.approx(10 / 1300)

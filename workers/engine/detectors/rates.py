@@ -12,6 +12,10 @@ its reload, so failures cluster in windows more than a binomial allows. The popu
 that clustering per rate as an intra-window correlation ``rho`` (:func:`overdispersion`, a
 moment estimate on entity-centred counts, in ``[0, RHO_MAX]``), and the tail is beta-binomial
 with ``a = rate * c``, ``b = (1 - rate) * c``, ``c = 1 / rho - 1`` (binomial when ``rho`` is 0).
+
+How many trials the population's rate is worth is measured too (:func:`prior_strengths`,
+empirical Bayes): where entities' rates differ little beyond chance, an entity's few hundred
+error-free requests no longer read as an error rate far below everyone's.
 """
 
 from __future__ import annotations
@@ -90,6 +94,46 @@ def overdispersion(
     return out
 
 
+PRIOR_MIN = 20.0
+PRIOR_MAX = 1000.0
+
+
+def prior_strengths(
+    windows: pd.DataFrame, rates: Mapping[str, float], rho: Mapping[str, float]
+) -> dict[str, float]:
+    """How many trials the population's rate is worth in an entity's rate, per rate.
+
+    Empirical Bayes: the spread of the entities' pooled rates beyond what their trials (with
+    the windows' clustering ``rho``) explain is the between-entity variance ``tau²`` of a Beta
+    prior; its concentration ``p (1 - p) / tau² - 1`` is the strength, in
+    ``[PRIOR_MIN, PRIOR_MAX]`` (alike entities: ``PRIOR_MAX``)."""
+    entity = (
+        windows["entity"].astype(str).to_numpy()
+        if "entity" in windows
+        else np.zeros(len(windows), dtype=object)
+    )
+    codes = pd.factorize(entity)[0] if len(windows) else np.zeros(0, dtype=np.int64)
+    out: dict[str, float] = {}
+    for name, p in rates.items():
+        if name not in RATES:
+            continue
+        k, n = _counts(windows, name)
+        k_sum, n_sum = np.bincount(codes, weights=k), np.bincount(codes, weights=n)
+        use = n_sum > 0
+        k_sum, n_sum = k_sum[use], n_sum[use]
+        total = float(n_sum.sum())
+        if len(n_sum) < 2 or total <= 0 or not 0.0 < p < 1.0:
+            continue
+        trials = n[n > 0]
+        design = 1.0 + (float((trials**2).sum()) / float(trials.sum()) - 1.0) * rho.get(name, 0.0)
+        spread = float((n_sum * (k_sum / n_sum - p) ** 2).sum())
+        noise = (len(n_sum) - 1) * p * (1.0 - p) * design
+        tau2 = (spread - noise) / (total - float((n_sum**2).sum()) / total)
+        m = p * (1.0 - p) / tau2 - 1.0 if tau2 > 0 else PRIOR_MAX
+        out[name] = float(min(max(m, PRIOR_MIN), PRIOR_MAX))
+    return out
+
+
 def _counts(windows: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
     k_col, n_col = RATES[name]
     k = np.nan_to_num(windows[k_col].to_numpy(dtype=float)) if k_col in windows else None
@@ -115,6 +159,7 @@ class RateProfile:
         prior: Mapping[str, float],
         weight: np.ndarray | None = None,
         rho: Mapping[str, float] | None = None,
+        strength: Mapping[str, float] | None = None,
     ) -> RateProfile:
         """Learn each rate from ``windows`` shrunk toward ``prior``; return ``self``. ``rho``:
         the population's intra-window correlation per rate (:func:`overdispersion`)."""
@@ -125,7 +170,7 @@ class RateProfile:
             if name not in prior and trials == 0:
                 continue
             base = prior.get(name, float((k * w).sum()) / max(trials, 1.0))
-            m = self.prior_strength
+            m = (strength or {}).get(name, self.prior_strength)
             rate = (float((k * w).sum()) + m * base) / (trials + m)
             self.rates[name] = float(min(max(rate, RATE_FLOOR), 0.999))
             self.trials[name] = trials
