@@ -173,7 +173,10 @@ class EntityModel:
         login_ns = pd.DatetimeIndex(logins["timestamp"]).as_unit("ns").asi8
         emit_l = login_ns >= start_ns
         if self.novelty is not None and len(logins):
-            found = self.novelty.copy().score_sequence(logins, emit=emit_l.tolist())
+            alert_p = 1.0 - self.thresholds.get("novelty", 1.0)
+            found = self.novelty.copy().score_sequence(
+                logins, emit=emit_l.tolist(), alert_p=alert_p
+            )
             details = [d for d in found if d is not None]
         else:
             details = []
@@ -489,7 +492,11 @@ def _fit_window_detectors(
     if "robust_zscore" in config.detectors:
         base_rates = population.rates if population is not None else {}
         if n_windows or base_rates:
-            rates = RateProfile().fit(windows, prior=base_rates, weight=weight)
+            rho = population.rate_rho if population is not None else {}
+            strength = population.rate_strength if population is not None else {}
+            rates = RateProfile().fit(
+                windows, prior=base_rates, weight=weight, rho=rho, strength=strength
+            )
     seasonal = None
     if "seasonal" in config.detectors and n_windows >= config.min_train_windows and logins.empty:
         starts = pd.DatetimeIndex(windows["window_start"]).as_unit("ns").asi8

@@ -23,7 +23,7 @@ import pandas as pd
 from .config import EngineConfig
 from .context import CONTEXT_FIELDS, local_times_ns
 from .detectors.novelty import FieldPrior
-from .detectors.rates import pooled_rates
+from .detectors.rates import overdispersion, pooled_rates, prior_strengths
 from .detectors.robust_zscore import robust_profile, transform
 from .detectors.time_cohorts import cohort_prior, fit_cohorts
 from .features import (
@@ -51,6 +51,8 @@ class Population:
             detector's scale (``log1p`` for logged features).
         time_prior: share of active hours per local (weekday/weekend, hour), 2 × 24.
         rates: pooled failure rates (failed logins per login, 4xx/5xx per request).
+        rate_rho: per rate, how much failures cluster in windows (intra-window correlation,
+            :func:`.detectors.rates.overdispersion`); empty in populations stored before it.
         n_entities / n_logins / n_windows: sizes the profile was built from.
     """
 
@@ -67,6 +69,8 @@ class Population:
     time_cohorts: list[list[list[float]]] = field(default_factory=list)
     time_cohort_weights: list[float] = field(default_factory=list)
     window_level_factor: float = 1.0
+    rate_rho: dict[str, float] = field(default_factory=dict)
+    rate_strength: dict[str, float] = field(default_factory=dict)
 
     def time_prior_for(self, counts: np.ndarray) -> np.ndarray:
         """The time-of-day prior of an entity with these active-hour counts (2 × 24): its
@@ -98,6 +102,8 @@ class Population:
             "time_cohorts": self.time_cohorts,
             "time_cohort_weights": list(map(float, self.time_cohort_weights)),
             "window_level_factor": float(self.window_level_factor),
+            "rate_rho": {k: float(v) for k, v in self.rate_rho.items()},
+            "rate_strength": {k: float(v) for k, v in self.rate_strength.items()},
         }
 
     @classmethod
@@ -121,6 +127,8 @@ class Population:
             ],
             time_cohort_weights=[float(v) for v in data["time_cohort_weights"]],
             window_level_factor=float(data["window_level_factor"]),
+            rate_rho={k: float(v) for k, v in (data.get("rate_rho") or {}).items()},
+            rate_strength={k: float(v) for k, v in (data.get("rate_strength") or {}).items()},
         )
 
 
@@ -187,6 +195,7 @@ def build_population(
         col = pooled[f].dropna().to_numpy(dtype=float)[:, None]
         med, sc = z_profile(col, (f,))
         z_center[f], z_scale[f] = float(med[0]), float(sc[0])
+    rates = pooled_rates(pooled)
     hours = entity_hour_counts(frame)
     cohorts, cohort_weights = fit_cohorts(hours)
     return Population(
@@ -198,7 +207,9 @@ def build_population(
         time_prior=time_prior_of(hours).tolist(),
         time_cohorts=cohorts.tolist(),
         time_cohort_weights=cohort_weights.tolist(),
-        rates=pooled_rates(pooled),
+        rates=rates,
+        rate_rho=(rho := overdispersion(pooled, rates)),
+        rate_strength=prior_strengths(pooled, rates, rho),
         n_entities=int(pooled["entity"].nunique()) if len(pooled) else 0,
         n_logins=len(context),
         n_windows=len(pooled),

@@ -208,3 +208,30 @@ def test_impossible_travel_is_its_own_fact_with_a_reason(alice: EntityModel) -> 
     next_day = login("alice", LATER + timedelta(days=1), 3, place=KYIV, ip="91.200.1.5")
     slow = alice.score([home, next_day])
     assert slow.logins["detail"].iloc[1].travel is None
+
+
+def test_coming_home_after_an_alerted_login_abroad_is_no_impossible_trip(
+    alice: EntityModel,
+) -> None:
+    home = login("alice", LATER, 1)
+    # a takeover from abroad three hours later (no fast switch): an alert on its own facts
+    attack = login(
+        "alice", LATER + timedelta(hours=3), 2, place=KYIV, ua=FIREFOX_LINUX, ip="91.2.1.5"
+    )
+    back = login("alice", LATER + timedelta(hours=3, minutes=40), 3)  # alice, at home again
+    result = alice.score([home, attack, back])
+    assert result.logins["flagged"].tolist() == [False, True, False]
+    assert result.logins["detail"].iloc[2].travel is None
+    # the same when the attack is context scored before (the fleet scores in batches)
+    later = alice.score([home, attack, back], score_from=back["timestamp"])
+    assert len(later.logins) == 1 and later.logins["detail"].iloc[0].travel is None
+    # without knowing it alerted, the return is a change of country within 2 h, as before
+    profile = alice.novelty
+    assert profile is not None
+    rows = result.logins[["timestamp", *profile.weights]]
+    plain = profile.copy().score_sequence(rows)
+    assert plain[2] is not None and plain[2].travel is not None
+    assert plain[2].travel["from"] == "UA" and plain[2].travel["minutes"] == 40
+    # a state stored before trip_from existed loads without it
+    state = {k: v for k, v in profile.to_state().items() if k != "trip_from"}
+    assert NoveltyProfile.from_state(state) == profile

@@ -23,6 +23,11 @@ the population how rare the value is, not whether this entity's context changed.
 
 :meth:`NoveltyProfile.score_sequence` scores logins in time order and **adds each to the
 profile after scoring it**, so a new device alerts once: its second login is a value seen once.
+
+Travel is a change of country within ``TRAVEL_WINDOW_S`` of the last login, except a return
+(``A -> B -> A``) after a move to ``B`` already judged: a fast change itself, or a login that was
+an alert (``alert_p``). The victim logging in at home after a takeover login abroad is not a
+second alert.
 """
 
 from __future__ import annotations
@@ -133,6 +138,7 @@ class NoveltyProfile:
     switch_chances: float = 0.0
     last_country: str | None = None
     last_time_s: float | None = None
+    trip_from: str | None = None
 
     def fit(
         self,
@@ -146,7 +152,7 @@ class NoveltyProfile:
         self.counts = {f: {} for f in self.weights}
         self.last, self.steps, self.changes, self.new_changes = {}, {}, {}, {}
         self.n_logins, self.fast_switches, self.switch_chances = 0.0, 0.0, 0.0
-        self.last_country, self.last_time_s = None, None
+        self.last_country, self.last_time_s, self.trip_from = None, None, None
         w = np.ones(len(context)) if sample_weight is None else np.asarray(sample_weight, float)
         for row, weight in zip(_rows(context), w.tolist(), strict=True):
             self.observe(row, weight)
@@ -155,9 +161,12 @@ class NoveltyProfile:
             self.counts[f] = dict(top)
         return self
 
-    def observe(self, row: Mapping[str, Any], weight: float = 1.0) -> None:
-        """Add one login to the profile (after it was scored)."""
+    def observe(
+        self, row: Mapping[str, Any], weight: float = 1.0, *, alerted: bool = False
+    ) -> None:
+        """Add one login to the profile (after it was scored; ``alerted``: it was an alert)."""
         self.n_logins += weight
+        country, t = row.get("country"), _seconds(row.get("timestamp"))
         for f in self.weights:
             value = row.get(f)
             if isinstance(value, str):
@@ -171,17 +180,17 @@ class NoveltyProfile:
                             self.new_changes[f] = self.new_changes.get(f, 0.0) + 1.0
                 counts[value] = counts.get(value, 0.0) + weight
                 self.last[f] = value
-        country, t = row.get("country"), _seconds(row.get("timestamp"))
         if isinstance(country, str) and t is not None:
             last_t = self.last_time_s
-            if (
-                self.last_country is not None
-                and last_t is not None
-                and t - last_t <= TRAVEL_WINDOW_S
-            ):
+            fast = last_t is not None and t - last_t <= TRAVEL_WINDOW_S
+            if self.last_country is not None and fast:
                 self.switch_chances += weight
                 if country != self.last_country:
                     self.fast_switches += weight
+            if self.last_country is not None and country != self.last_country:
+                # a move already judged when it came: a change of country within the travel
+                # window (the travel fact), or a login that was itself an alert
+                self.trip_from = self.last_country if fast or alerted else None
             self.last_country, self.last_time_s = country, t
 
     def _field(self, f: str, value: str) -> FieldSurprise:
@@ -218,6 +227,10 @@ class NoveltyProfile:
         gap = t - last_t
         if country == last or gap > TRAVEL_WINDOW_S:
             return 1.0, None
+        if country == self.trip_from:
+            # back where the entity was before a move already judged (A -> B -> A): the
+            # login in B was the odd one and alerted then; coming back is not a new trip
+            return 1.0, None
         p = (self.fast_switches + TRAVEL_PRIOR) / (self.switch_chances + 1.0)
         detail = {
             "from": last,
@@ -249,18 +262,27 @@ class NoveltyProfile:
         return LoginNovelty(p=p, facts=facts, surprises=tuple(surprises), travel=travel)
 
     def score_sequence(
-        self, context: pd.DataFrame, *, emit: Sequence[bool] | None = None
+        self,
+        context: pd.DataFrame,
+        *,
+        emit: Sequence[bool] | None = None,
+        alert_p: float | None = None,
     ) -> list[LoginNovelty | None]:
         """Score logins in time order, adding each to the profile after scoring it.
 
         Rows where ``emit`` is False are only added (context before the scored range) and
-        give None. Returns one :class:`LoginNovelty` (or None) per row.
+        give None. Returns one :class:`LoginNovelty` (or None) per row. ``alert_p``: the p at
+        or below which a login is an alert; a login that moved the entity to another country
+        and alerted makes a quick return from there no travel fact (see :meth:`_travel`).
         """
         out: list[LoginNovelty | None] = []
         flags = [True] * len(context) if emit is None else list(emit)
         for row, scored in zip(_rows(context), flags, strict=True):
-            out.append(self.novelty(row) if scored else None)
-            self.observe(row)
+            moved = isinstance(c := row.get("country"), str) and c != self.last_country
+            found = self.novelty(row) if scored or (moved and alert_p is not None) else None
+            out.append(found if scored else None)
+            alerted = alert_p is not None and found is not None and found.p <= alert_p
+            self.observe(row, alerted=alerted)
         return out
 
     def to_state(self) -> dict[str, Any]:
@@ -280,6 +302,7 @@ class NoveltyProfile:
             "switch_chances": self.switch_chances,
             "last_country": self.last_country,
             "last_time_s": self.last_time_s,
+            "trip_from": self.trip_from,
         }
 
     @classmethod
@@ -303,6 +326,7 @@ class NoveltyProfile:
             switch_chances=float(state["switch_chances"]),
             last_country=state.get("last_country"),
             last_time_s=None if last_t is None else float(last_t),
+            trip_from=state.get("trip_from"),
         )
 
     def copy(self) -> NoveltyProfile:

@@ -3,9 +3,19 @@
 A ratio such as "4xx share 100%" means little on one request and much on fifty. For each rate
 (failed logins per login, 4xx and 5xx responses per request) the entity's base rate is its own
 pooled rate shrunk toward the population's by ``prior_strength`` trials; a window with ``k``
-failures in ``n`` trials gets the binomial tail probability ``P(X >= k | n, rate)``. The window's
+failures in ``n`` trials gets the tail probability ``P(X >= k | n, rate)``. The window's
 p-value is the smallest rate p-value times the number of rates (Bonferroni); the score is
 ``1 - p``, in [0, 1], higher = more unusual.
+
+Failures are not independent trials: a mistyped password comes with a retry, a broken page with
+its reload, so failures cluster in windows more than a binomial allows. The population measures
+that clustering per rate as an intra-window correlation ``rho`` (:func:`overdispersion`, a
+moment estimate on entity-centred counts, in ``[0, RHO_MAX]``), and the tail is beta-binomial
+with ``a = rate * c``, ``b = (1 - rate) * c``, ``c = 1 / rho - 1`` (binomial when ``rho`` is 0).
+
+How many trials the population's rate is worth is measured too (:func:`prior_strengths`,
+empirical Bayes): where entities' rates differ little beyond chance, an entity's few hundred
+error-free requests no longer read as an error rate far below everyone's.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
+from scipy.stats import betabinom, binom
 
 RATES: dict[str, tuple[str, str]] = {
     "failed_login_rate": ("failed_logins", "logins"),
@@ -30,6 +40,10 @@ LABELS = {
     "rate_5xx": ("5xx responses", "requests"),
 }
 RATE_FLOOR = 0.002
+RHO_MAX = 0.1
+"""Cap of the intra-window correlation: failures are trials that add themselves (a failed login is
+a login), which inflates the moment estimate; above this a window's failures would prove little,
+and a burst of dozens of failures must stay far in the tail."""
 
 
 def pooled_rates(windows: pd.DataFrame) -> dict[str, float]:
@@ -41,6 +55,82 @@ def pooled_rates(windows: pd.DataFrame) -> dict[str, float]:
             n = np.nansum(windows[n_col].to_numpy(dtype=float))
             if n > 0:
                 out[name] = float(k / n)
+    return out
+
+
+def overdispersion(
+    windows: pd.DataFrame, rates: Mapping[str, float], prior_strength: float = 20.0
+) -> dict[str, float]:
+    """Intra-window correlation ``rho`` of each rate in ``rates`` over many entities' windows.
+
+    Each window's failures are compared with its entity's own pooled rate (shrunk toward
+    ``rates`` by ``prior_strength`` trials, as :class:`RateProfile` does), so differences between
+    entities do not count as clustering. Moment estimate over windows with at least two trials:
+    ``rho = Σ[(k - n p)² - n p (1 - p)] / Σ[n (n - 1) p (1 - p)]``, clipped to ``[0, RHO_MAX]``.
+    """
+    entity = (
+        windows["entity"].astype(str).to_numpy()
+        if "entity" in windows
+        else np.zeros(len(windows), dtype=object)
+    )
+    codes = pd.factorize(entity)[0] if len(windows) else np.zeros(0, dtype=np.int64)
+    out: dict[str, float] = {}
+    for name, base in rates.items():
+        if name not in RATES:
+            continue
+        k, n = _counts(windows, name)
+        if not len(k):
+            continue
+        k_sum = np.bincount(codes, weights=k)
+        n_sum = np.bincount(codes, weights=n)
+        p = ((k_sum + prior_strength * base) / (n_sum + prior_strength))[codes]
+        use = n >= 2
+        var = p * (1.0 - p)
+        den = float((n * (n - 1.0) * var)[use].sum())
+        if den <= 0:
+            continue
+        num = float((((k - n * p) ** 2) - n * var)[use].sum())
+        out[name] = float(min(max(num / den, 0.0), RHO_MAX))
+    return out
+
+
+PRIOR_MIN = 20.0
+PRIOR_MAX = 1000.0
+
+
+def prior_strengths(
+    windows: pd.DataFrame, rates: Mapping[str, float], rho: Mapping[str, float]
+) -> dict[str, float]:
+    """How many trials the population's rate is worth in an entity's rate, per rate.
+
+    Empirical Bayes: the spread of the entities' pooled rates beyond what their trials (with
+    the windows' clustering ``rho``) explain is the between-entity variance ``tau²`` of a Beta
+    prior; its concentration ``p (1 - p) / tau² - 1`` is the strength, in
+    ``[PRIOR_MIN, PRIOR_MAX]`` (alike entities: ``PRIOR_MAX``)."""
+    entity = (
+        windows["entity"].astype(str).to_numpy()
+        if "entity" in windows
+        else np.zeros(len(windows), dtype=object)
+    )
+    codes = pd.factorize(entity)[0] if len(windows) else np.zeros(0, dtype=np.int64)
+    out: dict[str, float] = {}
+    for name, p in rates.items():
+        if name not in RATES:
+            continue
+        k, n = _counts(windows, name)
+        k_sum, n_sum = np.bincount(codes, weights=k), np.bincount(codes, weights=n)
+        use = n_sum > 0
+        k_sum, n_sum = k_sum[use], n_sum[use]
+        total = float(n_sum.sum())
+        if len(n_sum) < 2 or total <= 0 or not 0.0 < p < 1.0:
+            continue
+        trials = n[n > 0]
+        design = 1.0 + (float((trials**2).sum()) / float(trials.sum()) - 1.0) * rho.get(name, 0.0)
+        spread = float((n_sum * (k_sum / n_sum - p) ** 2).sum())
+        noise = (len(n_sum) - 1) * p * (1.0 - p) * design
+        tau2 = (spread - noise) / (total - float((n_sum**2).sum()) / total)
+        m = p * (1.0 - p) / tau2 - 1.0 if tau2 > 0 else PRIOR_MAX
+        out[name] = float(min(max(m, PRIOR_MIN), PRIOR_MAX))
     return out
 
 
@@ -60,6 +150,7 @@ class RateProfile:
     prior_strength: float = 20.0
     rates: dict[str, float] = field(default_factory=dict)
     trials: dict[str, float] = field(default_factory=dict)
+    rho: dict[str, float] = field(default_factory=dict)
 
     def fit(
         self,
@@ -67,8 +158,11 @@ class RateProfile:
         *,
         prior: Mapping[str, float],
         weight: np.ndarray | None = None,
+        rho: Mapping[str, float] | None = None,
+        strength: Mapping[str, float] | None = None,
     ) -> RateProfile:
-        """Learn each rate from ``windows`` shrunk toward ``prior``; return ``self``."""
+        """Learn each rate from ``windows`` shrunk toward ``prior``; return ``self``. ``rho``:
+        the population's intra-window correlation per rate (:func:`overdispersion`)."""
         w = np.ones(len(windows)) if weight is None else np.asarray(weight, dtype=float)
         for name in RATES:
             k, n = _counts(windows, name)
@@ -76,18 +170,27 @@ class RateProfile:
             if name not in prior and trials == 0:
                 continue
             base = prior.get(name, float((k * w).sum()) / max(trials, 1.0))
-            m = self.prior_strength
+            m = (strength or {}).get(name, self.prior_strength)
             rate = (float((k * w).sum()) + m * base) / (trials + m)
             self.rates[name] = float(min(max(rate, RATE_FLOOR), 0.999))
             self.trials[name] = trials
+            if rho and rho.get(name, 0.0) > 0:
+                self.rho[name] = float(min(rho[name], RHO_MAX))
         return self
 
     def feature_pvalues(self, windows: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Binomial tail probability of each rate per window (1 without trials)."""
+        """Tail probability of each rate per window (1 without trials): beta-binomial where the
+        rate has an intra-window correlation, binomial otherwise."""
         out: dict[str, np.ndarray] = {}
         for name, rate in self.rates.items():
             k, n = _counts(windows, name)
-            p = np.where(k > 0, binom.sf(k - 1, n, rate), 1.0)
+            rho = self.rho.get(name, 0.0)
+            if rho > 0:
+                c = 1.0 / rho - 1.0
+                tail = betabinom.sf(k - 1, n, rate * c, (1.0 - rate) * c)
+            else:
+                tail = binom.sf(k - 1, n, rate)
+            p = np.where(k > 0, tail, 1.0)
             out[name] = np.asarray(np.clip(p, 0.0, 1.0), dtype=float)
         return out
 
@@ -100,15 +203,22 @@ class RateProfile:
 
     def to_state(self) -> dict[str, Any]:
         """Plain data."""
-        return {"prior_strength": self.prior_strength, "rates": self.rates, "trials": self.trials}
+        return {
+            "prior_strength": self.prior_strength,
+            "rates": self.rates,
+            "trials": self.trials,
+            "rho": self.rho,
+        }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RateProfile:
-        """Rebuild from :meth:`to_state` output."""
+        """Rebuild from :meth:`to_state` output (a state without ``rho``, stored before it
+        existed, is binomial)."""
         return cls(
             prior_strength=float(state["prior_strength"]),
             rates={str(k): float(v) for k, v in state["rates"].items()},
             trials={str(k): float(v) for k, v in state["trials"].items()},
+            rho={str(k): float(v) for k, v in (state.get("rho") or {}).items()},
         )
 
 
