@@ -68,12 +68,7 @@ def overdispersion(
     entities do not count as clustering. Moment estimate over windows with at least two trials:
     ``rho = Σ[(k - n p)² - n p (1 - p)] / Σ[n (n - 1) p (1 - p)]``, clipped to ``[0, RHO_MAX]``.
     """
-    entity = (
-        windows["entity"].astype(str).to_numpy()
-        if "entity" in windows
-        else np.zeros(len(windows), dtype=object)
-    )
-    codes = pd.factorize(entity)[0] if len(windows) else np.zeros(0, dtype=np.int64)
+    codes = _entity_codes(windows)
     out: dict[str, float] = {}
     for name, base in rates.items():
         if name not in RATES:
@@ -107,12 +102,7 @@ def prior_strengths(
     the windows' clustering ``rho``) explain is the between-entity variance ``tau²`` of a Beta
     prior; its concentration ``p (1 - p) / tau² - 1`` is the strength, in
     ``[PRIOR_MIN, PRIOR_MAX]`` (alike entities: ``PRIOR_MAX``)."""
-    entity = (
-        windows["entity"].astype(str).to_numpy()
-        if "entity" in windows
-        else np.zeros(len(windows), dtype=object)
-    )
-    codes = pd.factorize(entity)[0] if len(windows) else np.zeros(0, dtype=np.int64)
+    codes = _entity_codes(windows)
     out: dict[str, float] = {}
     for name, p in rates.items():
         if name not in RATES:
@@ -132,6 +122,15 @@ def prior_strengths(
         m = p * (1.0 - p) / tau2 - 1.0 if tau2 > 0 else PRIOR_MAX
         out[name] = float(min(max(m, PRIOR_MIN), PRIOR_MAX))
     return out
+
+
+def _entity_codes(windows: pd.DataFrame) -> np.ndarray:
+    """Each window's entity as a small integer (0 for all without an ``entity`` column)."""
+    if not len(windows):
+        return np.zeros(0, dtype=np.int64)
+    if "entity" not in windows:
+        return np.zeros(len(windows), dtype=np.int64)
+    return np.asarray(pd.factorize(windows["entity"].astype(str).to_numpy())[0])
 
 
 def _counts(windows: pd.DataFrame, name: str) -> tuple[np.ndarray, np.ndarray]:
