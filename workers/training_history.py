@@ -45,6 +45,7 @@ class History:
     read: str  # "full" or "incremental"
     full_read_at: str
     why_full: str | None = None
+    stored_rev: str | None = None  # the stored summary document's revision, if any
 
 
 def read_history(fleet: Fleet, entity: Entity, *, now: datetime, entry: Any) -> History:
@@ -53,13 +54,14 @@ def read_history(fleet: Fleet, entity: Entity, *, now: datetime, entry: Any) -> 
     `entry` is its registry document as read before this training started (None if none)."""
     settings = fleet.settings
     start = history_start(now, settings.couchwatch_history_days)
-    stored, why = _usable(fleet, entity, now, entry)
-    if stored is not None:
-        meta, old = stored
+    stored, old, why = _usable(fleet, entity, now, entry)
+    rev = stored.rev if stored is not None else None
+    if stored is not None and old is not None:
+        full_at = str(stored.meta["full_read_at"])
         read_from = _read_from(entry, start)
         kept = old.since(_day(start))
         if read_from is None:  # nothing new was counted since the last training
-            return History(kept, 0, "incremental", str(meta["full_read_at"]))
+            return History(kept, 0, "incremental", full_at, stored_rev=rev)
         kept = kept.before(_day(read_from))
         events = training_history(fleet.couch, settings, entity, now=now, start=read_from)
         fresh = detection.summarize_events(
@@ -70,12 +72,13 @@ def read_history(fleet: Fleet, entity: Entity, *, now: datetime, entry: Any) -> 
             known_endpoints=kept.endpoint_counts(),
         )
         summary = detection.combined(kept, fresh)
-        return History(summary, len(events), "incremental", str(meta["full_read_at"]))
+        return History(summary, len(events), "incremental", full_at, stored_rev=rev)
     events = training_history(fleet.couch, settings, entity, now=now, start=start)
     summary = detection.summarize_events(
         str(entity), events, entity_field=settings.entity_field, window=settings.couchwatch_window
     )
-    return History(summary, len(events), "full", canonical_timestamp(now), why_full=why)
+    now_text = canonical_timestamp(now)
+    return History(summary, len(events), "full", now_text, why_full=why, stored_rev=rev)
 
 
 def save_history(
@@ -98,45 +101,54 @@ def save_history(
         "events": history.summary.n_events,
         "size_bytes": len(payload),
     }
-    summaries.save(fleet.couch, settings.db_name("models"), entity, payload, meta)
+    summaries.save(
+        fleet.couch, settings.db_name("models"), entity, payload, meta, rev=history.stored_rev
+    )
 
 
 def _usable(
     fleet: Fleet, entity: Entity, now: datetime, entry: Any
-) -> tuple[tuple[dict[str, Any], detection.HistorySummary] | None, str]:
-    """(the stored summary and its fields, "") when a retrain may build on it, else (None, why).
+) -> tuple[summaries.StoredSummary | None, detection.HistorySummary | None, str]:
+    """(the stored summary document or None, its summary when a retrain may build on it, why
+    not otherwise).
 
     It must be the summary of the model the registry names: a training whose summary write
     failed cleared the registry's `earliest_since_training` all the same, and the older summary
-    would miss the days that training read."""
+    would miss the days that training read. An entity without a model has none to look up."""
     settings = fleet.settings
     if not settings.couchwatch_history_summaries:
-        return None, "summaries off"
+        return None, None, "summaries off"
     if not detection.supports_window(settings.couchwatch_window):
-        return None, f"window {settings.couchwatch_window} does not divide a day"
+        return None, None, f"window {settings.couchwatch_window} does not divide a day"
+    if (entry or {}).get("model_version") is None:
+        return None, None, "no model yet"
     stored = summaries.load(fleet.couch, settings.db_name("models"), entity)
     if stored is None:
-        return None, "no summary"
+        return None, None, "no summary"
     meta = stored.meta
+    why = ""
+    full_at = _moment(meta.get("full_read_at"))
     if meta.get("entity_field") != settings.entity_field or meta.get("window") != (
         settings.couchwatch_window
     ):
-        return None, "built under another entity field or window"
-    if meta.get("model_version") != (entry or {}).get("model_version"):
-        return None, "not the summary of the registry's model version"
-    if int(meta.get("history_days") or 0) < settings.couchwatch_history_days:
-        return None, "built for a shorter history"
-    full_at = _moment(meta.get("full_read_at"))
-    rebuild = timedelta(days=settings.couchwatch_summary_rebuild_days)
-    if full_at is None or now - full_at >= rebuild:
-        return None, "due for a full read"
+        why = "built under another entity field or window"
+    elif meta.get("model_version") != (entry or {}).get("model_version"):
+        why = "not the summary of the registry's model version"
+    elif int(meta.get("history_days") or 0) < settings.couchwatch_history_days:
+        why = "built for a shorter history"
+    elif full_at is None or now - full_at >= timedelta(
+        days=settings.couchwatch_summary_rebuild_days
+    ):
+        why = "due for a full read"
+    if why:
+        return stored, None, why
     try:
         summary = detection.load_summary(stored.payload)
     except EngineError as exc:
-        return None, f"unreadable: {exc}"
+        return stored, None, f"unreadable: {exc}"
     if summary.window != settings.couchwatch_window:
-        return None, "built under another window"
-    return (meta, summary), ""
+        return stored, None, "built under another window"
+    return stored, summary, ""
 
 
 def _read_from(entry: Any, start: datetime) -> datetime | None:

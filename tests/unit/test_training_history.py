@@ -84,7 +84,7 @@ def _payloads(fleet: Fleet) -> dict[str, bytes]:
 def test_a_retrain_reads_the_changed_days_and_fits_what_a_full_read_fits() -> None:
     fleet, one, two = _two_trainings()
     assert one.details["history_reads"] == {"full": 2}
-    assert one.details["full_read_reasons"] == {u: "no summary" for u in USERS}
+    assert one.details["full_read_reasons"] == {u: "no model yet" for u in USERS}
     assert two.details["history_reads"] == {"incremental": 2}
     _, fresh, late = _events()
     assert late["timestamp"].startswith("2026-03-04")

@@ -40,6 +40,7 @@ class StoredSummary:
 
     payload: bytes
     meta: dict[str, Any]
+    rev: str
 
 
 def load(couch: CouchClient, db: str, entity: Entity) -> StoredSummary | None:
@@ -49,11 +50,20 @@ def load(couch: CouchClient, db: str, entity: Entity) -> StoredSummary | None:
     if doc is None or inline is None:
         return None
     meta = {k: v for k, v in doc.items() if not k.startswith("_")}
-    return StoredSummary(base64.b64decode(inline), meta)
+    return StoredSummary(base64.b64decode(inline), meta, str(doc["_rev"]))
 
 
-def save(couch: CouchClient, db: str, entity: Entity, payload: bytes, meta: dict[str, Any]) -> None:
-    """Store (replace) the entity's summary and its fields in one write."""
+def save(
+    couch: CouchClient,
+    db: str,
+    entity: Entity,
+    payload: bytes,
+    meta: dict[str, Any],
+    *,
+    rev: str | None = None,
+) -> None:
+    """Store (replace) the entity's summary and its fields: one write when `rev` is the stored
+    document's revision (or there is none), else the upsert's conflict round."""
     doc = {
         "_id": summary_id(entity),
         "type": DOC_TYPE,
@@ -65,12 +75,6 @@ def save(couch: CouchClient, db: str, entity: Entity, payload: bytes, meta: dict
                 "data": base64.b64encode(payload).decode("ascii"),
             }
         },
+        **({"_rev": rev} if rev else {}),
     }
     couch.upsert(db, doc)
-
-
-def delete(couch: CouchClient, db: str, entity: Entity) -> None:
-    """Remove the entity's summary (its next training reads its whole history)."""
-    doc = couch.get(db, summary_id(entity))
-    if doc is not None:
-        couch.delete(db, doc["_id"], doc["_rev"])
