@@ -66,7 +66,10 @@ def test_bench_tiny_writes_every_section(tmp_path: Path) -> None:
     grows = [p["history_events_per_entity"] for p in points]
     assert grows == sorted(grows) and grows[-1] > 5 * grows[0]
     # a retrain reads the days with new events, not the history: the same few at every size
-    assert all(p["retrain_history_reads"] == {"incremental": p["entities"]} for p in points)
+    assert all(
+        p["retrain_history_reads"] == {"incremental": p["entities"] * p["rounds"]} for p in points
+    )
+    assert all(len(p["retrain_s_per_entity_rounds"]) == p["rounds"] == 3 for p in points)
     read = [p["retrain_events_read_per_entity"] for p in points]
     assert max(read) < points[-1]["history_events_per_entity"] / 5
     assert all(p["one_entity"]["events"] > 0 and _number(p["one_entity"]["fit_s"]) for p in points)
