@@ -20,7 +20,7 @@ error-free requests no longer read as an error rate far below everyone's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,16 +68,8 @@ def overdispersion(
     entities do not count as clustering. Moment estimate over windows with at least two trials:
     ``rho = Σ[(k - n p)² - n p (1 - p)] / Σ[n (n - 1) p (1 - p)]``, clipped to ``[0, RHO_MAX]``.
     """
-    codes = _entity_codes(windows)
     out: dict[str, float] = {}
-    for name, base in rates.items():
-        if name not in RATES:
-            continue
-        k, n = _counts(windows, name)
-        if not len(k):
-            continue
-        k_sum = np.bincount(codes, weights=k)
-        n_sum = np.bincount(codes, weights=n)
+    for name, base, codes, k, n, k_sum, n_sum in _per_rate(windows, rates):
         p = ((k_sum + prior_strength * base) / (n_sum + prior_strength))[codes]
         use = n >= 2
         var = p * (1.0 - p)
@@ -102,13 +94,8 @@ def prior_strengths(
     the windows' clustering ``rho``) explain is the between-entity variance ``tau²`` of a Beta
     prior; its concentration ``p (1 - p) / tau² - 1`` is the strength, in
     ``[PRIOR_MIN, PRIOR_MAX]`` (alike entities: ``PRIOR_MAX``)."""
-    codes = _entity_codes(windows)
     out: dict[str, float] = {}
-    for name, p in rates.items():
-        if name not in RATES:
-            continue
-        k, n = _counts(windows, name)
-        k_sum, n_sum = np.bincount(codes, weights=k), np.bincount(codes, weights=n)
+    for name, p, _, _, n, k_sum, n_sum in _per_rate(windows, rates):
         use = n_sum > 0
         k_sum, n_sum = k_sum[use], n_sum[use]
         total = float(n_sum.sum())
@@ -122,6 +109,29 @@ def prior_strengths(
         m = p * (1.0 - p) / tau2 - 1.0 if tau2 > 0 else PRIOR_MAX
         out[name] = float(min(max(m, PRIOR_MIN), PRIOR_MAX))
     return out
+
+
+Counts = tuple[str, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _per_rate(windows: pd.DataFrame, rates: Mapping[str, float]) -> Iterator[Counts]:
+    """For each known rate with windows: (name, population rate, each window's entity code,
+    failures and trials per window, failures and trials per entity)."""
+    codes = _entity_codes(windows)
+    for name, base in rates.items():
+        if name not in RATES:
+            continue
+        k, n = _counts(windows, name)
+        if len(k):
+            yield (
+                name,
+                base,
+                codes,
+                k,
+                n,
+                np.bincount(codes, weights=k),
+                np.bincount(codes, weights=n),
+            )
 
 
 def _entity_codes(windows: pd.DataFrame) -> np.ndarray:
