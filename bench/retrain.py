@@ -96,6 +96,7 @@ def point(svc: Services, users: int, days: int, rounds: int = ROUNDS) -> dict[st
                 {
                     "body_s": sum(float(r["duration_s"]) for r in runs),
                     "read": sum(int(r.get("events_in", 0)) for r in runs),
+                    "trained": sum(len(r.get("entities") or []) for r in runs),
                     "tasks": len(runs),
                     "wall_s": wall,
                 }
@@ -104,16 +105,20 @@ def point(svc: Services, users: int, days: int, rounds: int = ROUNDS) -> dict[st
                 for how, k in (r.get("details", {}).get("history_reads") or {}).items():
                     reads[how] = reads.get(how, 0) + int(k)
         split = _split_one(st, entities[0])
-    mid = sorted(per_round, key=lambda r: r["body_s"])[len(per_round) // 2]
-    n = max(1, len(entities))
+    # per entity retrained: an entity first seen in a new day is trained (in full) there too
+    per_entity = [r["body_s"] / max(1, r["trained"]) for r in per_round]
+    mid = per_round[sorted(range(len(per_round)), key=per_entity.__getitem__)[len(per_round) // 2]]
+    n = max(1, mid["trained"])
+    everyone = {str(e[FIELD]) for day in fresh_days for e in day} | set(entities)
     return {
         "days": days,
         "entities": len(entities),
+        "entities_with_new_days": len(everyone),
         "history_events": len(history),
         "new_events": sum(len(f) for f in fresh_days) / max(1, len(fresh_days)),
         "history_events_per_entity": len(history) / n,
         "rounds": len(per_round),
-        "retrain_s_per_entity_rounds": [r["body_s"] / n for r in per_round],
+        "retrain_s_per_entity_rounds": per_entity,
         "retrain_tasks": mid["tasks"],
         "retrain_s_per_entity": mid["body_s"] / n,
         "retrain_events_read_per_entity": mid["read"] / n,
