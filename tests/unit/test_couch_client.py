@@ -575,6 +575,17 @@ def test_connection_refused_is_couch_unavailable() -> None:
     assert len(adapter.sent) == 1
 
 
+def test_a_reply_cut_short_is_couch_unavailable_and_retried() -> None:
+    """The server died mid-response (test_faults' CouchDB outage met it in a `_all_docs`)."""
+    cut = requests.exceptions.ChunkedEncodingError("Response ended prematurely")
+    client, adapter = make_client([cut, (200, {"db_name": DB})], sleeps=[])
+    assert client.db_info(DB) == {"db_name": DB}
+    assert len(adapter.sent) == 2
+    client, _ = make_client([cut], retries=0)
+    with pytest.raises(CouchUnavailable, match="ChunkedEncodingError"):
+        client.db_info(DB)
+
+
 def test_timeout_is_couch_unavailable_and_every_call_carries_the_timeout() -> None:
     client, adapter = make_client(
         [requests.ReadTimeout("read timed out"), (200, {"db_name": DB})], sleeps=[]

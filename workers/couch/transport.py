@@ -172,7 +172,12 @@ class CouchTransport:
                 headers=headers,
                 timeout=self.timeout_s,
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        # a reply cut short (the server died mid-response) is the server unavailable too
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
             raise CouchUnavailable(
                 f"CouchDB at {self.base_url} unreachable on {method} {path}: {type(exc).__name__}"
             ) from None
