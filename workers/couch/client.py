@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
@@ -417,3 +418,17 @@ def _same_content(a: Doc, b: Doc) -> bool:
         return {k: v for k, v in d.items() if k not in ("_rev", "updated_at")}
 
     return strip(a) == strip(b)
+
+
+BINARY = "application/octet-stream"
+
+
+def inline_attachment(payload: bytes, content_type: str = BINARY) -> Doc:
+    """An `_attachments` entry carrying `payload` inline (base64), written with its document."""
+    return {"content_type": content_type, "data": base64.b64encode(payload).decode("ascii")}
+
+
+def inline_payload(doc: Doc | None, name: str) -> bytes | None:
+    """The bytes of attachment `name` of a document read with `attachments=True`, or None."""
+    data = (doc or {}).get("_attachments", {}).get(name, {}).get("data")
+    return None if data is None else base64.b64decode(data)

@@ -7,20 +7,19 @@ request, so a redelivered task finds its own version instead of adding a second 
 
 from __future__ import annotations
 
-import base64
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from workers.couch.client import CouchClient
+from workers.couch.client import BINARY, CouchClient, inline_attachment, inline_payload
 from workers.events import canonical_timestamp
 from workers.ids import Entity, entity_key, short_hash
 from workers.store.registry import BY_TYPE_ENTITY
 
 ATTACHMENT = "model.bin"
-CONTENT_TYPE = "application/octet-stream"
+CONTENT_TYPE = BINARY
 HEAD_TYPE = "model_head"
 VERSION_TYPE = "model"
 
@@ -106,12 +105,7 @@ class ModelStore:
                 "request_id": request_id,
                 "created_at": canonical_timestamp(datetime.now(UTC)),
                 **meta,
-                "_attachments": {
-                    ATTACHMENT: {
-                        "content_type": CONTENT_TYPE,
-                        "data": base64.b64encode(payload).decode("ascii"),
-                    }
-                },
+                "_attachments": {ATTACHMENT: inline_attachment(payload, CONTENT_TYPE)},
             }
             return self._write_new(entity, head, doc)
         self._activate(entity, head, version, doc_id)
@@ -153,10 +147,9 @@ class ModelStore:
         if not match:
             return None
         doc = self.client.get(self.db, match[0]["doc_id"], attachments=True)
-        inline = (doc or {}).get("_attachments", {}).get(ATTACHMENT, {}).get("data")
-        if doc is None or inline is None:
+        payload = inline_payload(doc, ATTACHMENT)
+        if doc is None or payload is None:
             return None
-        payload = base64.b64decode(inline)
         meta = {k: v for k, v in doc.items() if not k.startswith("_")}
         return StoredModel(entity, int(doc["version"]), doc["_id"], payload, meta)
 

@@ -17,15 +17,13 @@ Written by training only, under the entity's training lock: the newest write win
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any
 
-from workers.couch.client import CouchClient
+from workers.couch.client import CouchClient, inline_attachment, inline_payload
 from workers.ids import Entity, entity_key
 
 ATTACHMENT = "summary.bin"
-CONTENT_TYPE = "application/octet-stream"
 DOC_TYPE = "history_summary"
 PREFIX = "history-summary-"
 
@@ -46,11 +44,11 @@ class StoredSummary:
 def load(couch: CouchClient, db: str, entity: Entity) -> StoredSummary | None:
     """The entity's stored summary, or None (never stored, or its attachment is missing)."""
     doc = couch.get(db, summary_id(entity), attachments=True)
-    inline = (doc or {}).get("_attachments", {}).get(ATTACHMENT, {}).get("data")
-    if doc is None or inline is None:
+    payload = inline_payload(doc, ATTACHMENT)
+    if doc is None or payload is None:
         return None
     meta = {k: v for k, v in doc.items() if not k.startswith("_")}
-    return StoredSummary(base64.b64decode(inline), meta, str(doc["_rev"]))
+    return StoredSummary(payload, meta, str(doc["_rev"]))
 
 
 def save(
@@ -69,12 +67,7 @@ def save(
         "type": DOC_TYPE,
         "entity": entity,
         **meta,
-        "_attachments": {
-            ATTACHMENT: {
-                "content_type": CONTENT_TYPE,
-                "data": base64.b64encode(payload).decode("ascii"),
-            }
-        },
+        "_attachments": {ATTACHMENT: inline_attachment(payload)},
         **({"_rev": rev} if rev else {}),
     }
     couch.upsert(db, doc)
