@@ -2,8 +2,9 @@
 
 Six kinds of people, each with a rhythm of their own in their own local time:
 
-- ``rotating``: call-centre agents on 8 h shifts (early 06-14, late 14-22, night 22-06) whose
-  block changes every week along a personal cycle, with fixed days off, at the site's office;
+- ``rotating``: call-centre agents on 8 h shifts whose block changes every week along a personal
+  cycle (morning 07-15 / afternoon 13-21 in day-only centres; two or three of early 06-14,
+  late 14-22, night 22-06 in 24/7 centres), with fixed days off, at the site's office;
 - ``parttime``: 2-3 fixed weekdays, one block (morning, afternoon or evening), from home;
 - ``oncall``: weekday engineers who, one week in 3-4, answer short night pages from home;
 - ``remote``: contractors working split or late days from home or through 1-2 VPN exits;
@@ -35,9 +36,16 @@ from tests.support.workforce_places import (
 )
 
 Geo = tuple[str, str, str, str, str, str]  # country, region, city, device tz, asn, ip
-SHIFT_START = {"early": 6.0, "late": 14.0, "night": 22.0}  # local hour; every shift is 8 h
-CYCLES = [("early", "late"), ("late", "night"), ("early", "night"), ("early", "late", "night")]
-CYCLE_P = [0.45, 0.25, 0.15, 0.15]
+SHIFT_START = {"early": 6.0, "late": 14.0, "night": 22.0, "morning": 7.0, "afternoon": 13.0}
+# local start hour; every shift is 8 h. Day-only centres (07-21) rotate morning/afternoon;
+# 24/7 centres rotate two or three of early/late/night.
+CYCLES = [
+    ("morning", "afternoon"),
+    ("late", "night"),
+    ("early", "night"),
+    ("early", "late", "night"),
+]
+CYCLE_P = [0.5, 0.2, 0.1, 0.2]
 WORK = {"rotating": "agent", "parttime": "hr", "oncall": "eng", "remote": "eng", "dual": "desk",
         "sparse": "hr"}  # fmt: skip
 NORMAL_STATUSES = ((200, 0.955), (304, 0.02), (404, 0.015), (500, 0.01))

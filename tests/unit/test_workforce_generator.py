@@ -157,3 +157,9 @@ def test_benign_changes_show_in_the_scored_period_unlabeled(name: str) -> None:
     zones = [e["tz"] for e in s.events if e["user_id"] == relocated]
     assert zones[0] != zones[-1]  # the device's zone follows the long stay
     assert _at(s.events[-1]["timestamp"]) < datetime(2026, 3, 31, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("seed", [2, 3, 4, 5])
+def test_rotating_scenario_carries_all_six_incidents_for_other_seeds(seed: int) -> None:
+    labels = load_labels(scenario("rotating", seed).labels)
+    assert sorted(i.kind for i in labels.incidents) == sorted(KINDS)
