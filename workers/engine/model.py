@@ -28,7 +28,7 @@ from .context import local_times_ns
 from .detectors import WINDOW_DETECTOR_CLASSES, NoveltyProfile, RobustZScore, WindowDetector
 from .detectors.rates import RATES, RateProfile
 from .detectors.seasonal import SeasonalBaseline
-from .detectors.time_of_day import TimeOfDayProfile
+from .detectors.time_of_day import TimeOfDayProfile, day_types
 from .errors import InsufficientHistoryError
 from .features import (
     FEATURE_GROUPS,
@@ -149,7 +149,9 @@ class EntityModel:
         utc = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8 if n else np.zeros(0)
         first_utc = _first_per_window(frame, utc, self.config) if n else np.zeros(0, np.int64)
         if self.time is not None:
-            per["time_of_day"] = _time_pvalues(self.time.copy(), first_local)
+            # time alone alerts at half the level: it is one of two families (Bonferroni)
+            alone = (1.0 - self.thresholds["combined"]) / 2.0
+            per["time_of_day"] = _time_pvalues(self.time.copy(), first_local, alert_p=alone)
         if "robust_zscore" in per:
             per["session"] = session_pvalues(per["robust_zscore"], w_start, _window_ns(self.config))
         if self.seasonal is not None:  # its hour-of-week baseline already knows time and level
@@ -289,12 +291,25 @@ def _first_per_window(frame: pd.DataFrame, local: np.ndarray, config: EngineConf
     return np.asarray(local[starts], dtype=np.int64)
 
 
-def _time_pvalues(profile: TimeOfDayProfile, local_ns: np.ndarray) -> np.ndarray:
-    """p-value of each window's local hour; each new active hour joins the profile after."""
+EPISODE_NS = 12 * NS_PER_HOUR
+"""How long one unusual-hours episode lasts: within it, only its first alert is a time fact."""
+
+
+def _time_pvalues(
+    profile: TimeOfDayProfile, local_ns: np.ndarray, *, alert_p: float = 0.0
+) -> np.ndarray:
+    """p-value of each window's local hour; each new active hour joins the profile after.
+
+    A new habit alerts once: after a window whose hour alone would alert (p <= ``alert_p``),
+    the windows of the next ``EPISODE_NS`` (a night shift worked for the first time, hour after
+    hour) carry no time evidence (p = 1); their hours still join the profile. Scoring reads
+    ``COUCHWATCH_SCORE_CONTEXT_S`` (24 h) of context, so an episode spanning two scoring passes
+    is judged the same way."""
     out = np.ones(len(local_ns))
+    last_alert: int | None = None
     keys = local_ns // NS_PER_HOUR
     hours = (keys % 24).astype(int)
-    days = (((keys // 24 + 3) % 7) >= 5).astype(int)
+    days = day_types(keys)
     seen: set[int] = set()
     cache: dict[tuple[int, int], float] = {}
     for i, key in enumerate(keys.tolist()):
@@ -302,6 +317,10 @@ def _time_pvalues(profile: TimeOfDayProfile, local_ns: np.ndarray) -> np.ndarray
         if cell not in cache:
             cache[cell] = float(profile.pvalues(np.array([cell[0]]), np.array([cell[1]]))[0])
         out[i] = cache[cell]
+        if last_alert is not None and int(local_ns[i]) - last_alert < EPISODE_NS:
+            out[i] = 1.0  # the same episode of unusual hours: already told
+        elif out[i] <= alert_p:
+            last_alert = int(local_ns[i])
         if key not in seen:
             seen.add(key)
             profile.observe(*cell)

@@ -26,6 +26,7 @@ from .detectors.novelty import FieldPrior
 from .detectors.rates import overdispersion, pooled_rates, prior_strengths
 from .detectors.robust_zscore import robust_profile, transform
 from .detectors.time_cohorts import cohort_prior, fit_cohorts
+from .detectors.time_of_day import day_types
 from .features import (
     LOGGED_FEATURES,
     Z_FEATURES,
@@ -35,7 +36,7 @@ from .features import (
     window_table,
 )
 
-POPULATION_FORMAT = 3
+POPULATION_FORMAT = 4
 TOP_VALUES = 25
 
 
@@ -161,7 +162,7 @@ def entity_hour_counts(frame: pd.DataFrame) -> np.ndarray:
     entity = pd.factorize(frame["entity"].astype(str))[0].astype(np.int64)
     pairs = np.unique(np.stack([entity, local // 3_600_000_000_000]), axis=1)  # active hours
     key = pairs[1]
-    day = (((key // 24 + 3) % 7) >= 5).astype(int)  # 1970-01-01 was a Thursday
+    day = day_types(key)
     counts = np.zeros((int(entity.max()) + 1, 2, 24))
     np.add.at(counts, (pairs[0], day, (key % 24).astype(int)), 1.0)
     return counts

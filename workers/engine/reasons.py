@@ -15,7 +15,7 @@ import pandas as pd
 
 from .detectors.novelty import FIELD_GROUP, FieldSurprise, LoginNovelty
 from .detectors.rates import RATES, rate_reason
-from .detectors.time_of_day import DAY_TYPES
+from .detectors.time_of_day import DAY_TYPES, day_types
 
 if TYPE_CHECKING:
     from .model import EntityModel
@@ -77,8 +77,8 @@ def time_reason(model: EntityModel, row: Mapping[str, Any], p: float, noun: str)
     local_ns = int(row["local_ns"])
     key = local_ns // 3_600_000_000_000
     hour = int(key % 24)
-    day = int((key // 24 + 3) % 7)
-    day_type = int(day >= 5)
+    day = int((key // 24 + 3) % 7)  # the calendar day, 1970-01-01 was a Thursday
+    day_type = int(day_types(np.array([key]))[0])  # a night belongs to the day before
     kind = DAY_TYPES[day_type]
     stamp = pd.Timestamp(local_ns, unit="ns")
     where = _offset_text(int(row["utc_offset_min"]))

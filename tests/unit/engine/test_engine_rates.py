@@ -12,6 +12,7 @@ from scipy.stats import betabinom, binom
 
 from workers.engine.config import EngineConfig
 from workers.engine.detectors.rates import (
+    MIN_FAILURES,
     PRIOR_MAX,
     PRIOR_MIN,
     RATE_FLOOR,
@@ -141,13 +142,13 @@ def test_clustered_rate_is_beta_binomial_and_bursts_stay_strong() -> None:
     clustered = RateProfile().fit(windows, prior=prior, rho={"rate_5xx": 0.05})
     assert clustered.rates == plain.rates and clustered.rho == {"rate_5xx": 0.05}
     rate, c = clustered.rates["rate_5xx"], 1 / 0.05 - 1
-    probe = _requests([2, 20, 30], [5, 25, 30])
+    probe = _requests([3, 20, 30], [5, 25, 30])
     per = clustered.feature_pvalues(probe)["rate_5xx"]
     np.testing.assert_allclose(
-        per, betabinom.sf([1, 19, 29], [5, 25, 30], rate * c, (1 - rate) * c)
+        per, betabinom.sf([2, 19, 29], [5, 25, 30], rate * c, (1 - rate) * c)
     )
     few_plain, few = plain.feature_pvalues(probe)["rate_5xx"][0], per[0]
-    assert few > 3 * few_plain  # two errors of five: common where errors come together
+    assert few > 3 * few_plain  # three errors of five: common where errors come together
     assert per[1] < 1e-8 and per[2] < 1e-8  # a storm is still far in the tail
     capped = RateProfile().fit(windows, prior=prior, rho={"rate_5xx": 0.9})
     assert capped.rho["rate_5xx"] == RHO_MAX
@@ -193,3 +194,13 @@ def test_prior_strength_follows_how_alike_the_entities_are() -> None:
         _requests([0] * 30, [10] * 30), prior=base, strength={"rate_5xx": PRIOR_MAX}
     )
     assert quiet.rates["rate_5xx"] == pytest.approx(10 / 1300)
+
+
+def test_fewer_than_three_failures_are_no_rate_evidence() -> None:
+    profile = RateProfile().fit(_requests([0] * 50, [10] * 50), prior={"rate_5xx": 0.01})
+    probe = _requests([1, 2, 2, MIN_FAILURES], [1, 2, 50, MIN_FAILURES])
+    per = profile.feature_pvalues(probe)["rate_5xx"]
+    assert per[:3].tolist() == [1.0, 1.0, 1.0]  # 2 of 2 at a 1% rate: chance, not an alert
+    rate = profile.rates["rate_5xx"]
+    assert per[3] == pytest.approx(binom.sf(MIN_FAILURES - 1, MIN_FAILURES, rate))
+    assert per[3] < 1e-4

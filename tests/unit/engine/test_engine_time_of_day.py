@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from workers.engine.config import EngineConfig
-from workers.engine.detectors.time_of_day import TimeOfDayProfile
-from workers.engine.model import EntityModel, fit_entity_model
+from workers.engine.detectors.time_of_day import DAY_STARTS_AT, TimeOfDayProfile, day_types
+from workers.engine.model import EPISODE_NS, EntityModel, fit_entity_model
 from workers.store.anomalies import documents
 
 from ._synth import START, iso
@@ -205,3 +205,29 @@ def test_a_night_workers_three_am_is_not_flagged() -> None:
     assert not at_three["flagged"].any() and at_three["score_time_of_day"].iloc[0] < 0.5
     noon = model.score([_request("nick", three + timedelta(hours=9), "y")]).windows
     assert 1.0 - noon["score_time_of_day"].iloc[0] < 0.002  # noon is this one's odd hour
+
+
+def test_a_night_belongs_to_the_day_it_began() -> None:
+    """Day types start at ``DAY_STARTS_AT`` local: Friday's night shift is a weekday's work."""
+    friday = pd.Timestamp("2026-03-06")  # a Friday
+    keys = np.array(
+        [(friday + pd.Timedelta(hours=h)).value // NS_H for h in (23, 24 + 3, 24 + 7, 72 + 3)]
+    )  # Fri 23:00, Sat 03:00, Sat 07:00, Mon 03:00 (Sunday's night)
+    assert DAY_STARTS_AT == 6
+    assert day_types(keys).tolist() == [0, 0, 1, 1]
+
+
+def test_a_first_night_of_unusual_hours_alerts_once(day_worker: EntityModel) -> None:
+    """Hour after hour of a first night shift is one episode: its first window alerts."""
+    start = START + timedelta(days=30, hours=20, minutes=10)  # Wed 22:10 local (UTC+2)
+    night = [
+        _request("dana", start + timedelta(hours=h), f"s{h}", offset_min=120) for h in range(6)
+    ]
+    windows = day_worker.score(night).windows
+    assert windows["flagged"].tolist() == [True, False, False, False, False, False]
+    assert (windows["score_time_of_day"].iloc[1:] == 0.0).all()  # no time evidence after it
+    # the next night, more than EPISODE_NS later, is a new episode (the habit is still new)
+    later = day_worker.score(
+        [*night, _request("dana", start + timedelta(days=1, hours=1), "n2", offset_min=120)]
+    ).windows
+    assert EPISODE_NS == 12 * NS_H and later["score_time_of_day"].iloc[-1] > 0.0

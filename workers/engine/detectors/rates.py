@@ -3,7 +3,8 @@
 A ratio such as "4xx share 100%" means little on one request and much on fifty. For each rate
 (failed logins per login, 4xx and 5xx responses per request) the entity's base rate is its own
 pooled rate shrunk toward the population's by ``prior_strength`` trials; a window with ``k``
-failures in ``n`` trials gets the tail probability ``P(X >= k | n, rate)``. The window's
+failures in ``n`` trials gets the tail probability ``P(X >= k | n, rate)``, and no evidence
+(p = 1) with fewer than ``MIN_FAILURES`` (3) failures. The window's
 p-value is the smallest rate p-value times the number of rates (Bonferroni); the score is
 ``1 - p``, in [0, 1], higher = more unusual.
 
@@ -40,6 +41,9 @@ LABELS = {
     "rate_5xx": ("5xx responses", "requests"),
 }
 RATE_FLOOR = 0.002
+MIN_FAILURES = 3
+"""Failures a window needs before its rate is evidence: 2 failures in 2 requests at a 1% rate
+is p 1e-4, an outcome thousands of windows produce by chance, and nothing an analyst can act on."""
 RHO_MAX = 0.1
 """Cap of the intra-window correlation: failures are trials that add themselves (a failed login is
 a login), which inflates the moment estimate; above this a window's failures would prove little,
@@ -199,7 +203,7 @@ class RateProfile:
                 tail = betabinom.sf(k - 1, n, rate * c, (1.0 - rate) * c)
             else:
                 tail = binom.sf(k - 1, n, rate)
-            p = np.where(k > 0, tail, 1.0)
+            p = np.where(k >= MIN_FAILURES, tail, 1.0)
             out[name] = np.asarray(np.clip(p, 0.0, 1.0), dtype=float)
         return out
 

@@ -37,12 +37,22 @@ DAY_TYPE_PRIOR = 6.0
 """Pseudo active hours behind the share of weekend hours (at least ``prior_strength``)."""
 
 
+DAY_STARTS_AT = 6
+"""Local hour at which a day starts for its day type: the hours before it belong to the night
+of the day before. A shift from Friday 22:00 to Saturday 06:00 is a Friday's work (a weekday),
+not a weekend night; a day worker is not active then either way."""
+
+
+def day_types(hour_keys: np.ndarray) -> np.ndarray:
+    """Day type (0 weekday, 1 weekend) of local hour keys (local epoch ns // 1 h)."""
+    keys = np.asarray(hour_keys, dtype=np.int64) - DAY_STARTS_AT
+    return np.asarray((((keys // 24 + 3) % 7) >= 5).astype(int))  # 1970-01-01 was a Thursday
+
+
 def active_hours(local_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct active hours of local epoch nanoseconds: (hour key, day type 0/1, hour 0-23)."""
     keys = np.unique(np.asarray(local_ns, dtype=np.int64) // 3_600_000_000_000)
-    hours = (keys % 24).astype(int)
-    weekday = ((keys // 24 + 3) % 7).astype(int)  # 1970-01-01 was a Thursday (Monday = 0)
-    return keys, (weekday >= 5).astype(int), hours
+    return keys, day_types(keys), (keys % 24).astype(int)
 
 
 @dataclass
@@ -75,7 +85,7 @@ class TimeOfDayProfile:
             per_hour = np.zeros(len(uniq))
             np.maximum.at(per_hour, inverse, w)
             hours = (uniq % 24).astype(int)
-            day = (((uniq // 24 + 3) % 7) >= 5).astype(int)
+            day = day_types(uniq)
             np.add.at(counts, (day, hours), per_hour)
         base = UNIFORM_HOURS if prior is None else np.asarray(prior, dtype=float)
         return cls(counts=counts, prior=base / base.sum(), prior_strength=prior_strength)
