@@ -163,11 +163,7 @@ def open_block_start(now: datetime) -> int:
 def stored_summary(stored: StoredSummary) -> detection.HistorySummary:
     """The summary a stored document holds: its parts decoded and joined in day order
     (:class:`~workers.engine.errors.EngineError` when a part is unreadable)."""
-    decoded = [detection.load_summary(part) for part in stored.parts.values()]
-    summary = decoded[0]
-    for part in decoded[1:]:
-        summary = detection.combined(summary, part)
-    return summary
+    return detection.load_summary(*stored.parts.values())
 
 
 def _sized(
