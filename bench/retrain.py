@@ -23,10 +23,10 @@ from typing import Any
 from bench import data
 from bench.stack import Doc, Services, Stack, planned, stack, store, warm_index
 from workers.engine.model import fit_summary
-from workers.engine.persistence import load_summary
 from workers.events import canonical_timestamp
 from workers.store import summaries
 from workers.store.events import training_history
+from workers.training_history import stored_summary
 
 FIELD = "user_id"
 MULTIPLES = (1, 3, 10)
@@ -57,12 +57,12 @@ def _split_one(st: Stack, entity: str, rounds: int = 3) -> dict[str, float]:
         stored = summaries.load(st.couch, st.settings.db_name("models"), entity)
         if stored is None:
             raise RuntimeError(f"no history summary stored for {entity!r}")
-        summary = load_summary(stored.payload)
+        summary = stored_summary(stored)
         loads.append(time.perf_counter() - start)
         start = time.perf_counter()
         fit_summary(entity, summary, entity_field=FIELD)
         fits.append(time.perf_counter() - start)
-        n, size = len(events), len(stored.payload)
+        n, size = len(events), stored.size_bytes
     return {
         "events": n,
         "read_s": min(reads),

@@ -16,6 +16,13 @@ summary write failed), summaries turned off, or a window that does not divide a 
 the scoring planner has not counted yet when a retrain runs join at the next one. Entities
 with reviewed anomalies always read in full: their feedback names events
 (`workers/training.py`).
+
+The summary is stored in two parts split at the start of the current block of
+:data:`OPEN_BLOCK_DAYS` UTC days (`workers/store/summaries.py`): the open part (this block's
+days) is written by every retrain; the sealed part (the days before) is kept as stored, a stub,
+when none of its days was re-read, and written again only when one was (a late event), when the
+block rolls over (once every :data:`OPEN_BLOCK_DAYS` days) or after a full read. Days past the
+history horizon may stay in the sealed part until then: the read drops them.
 """
 
 from __future__ import annotations
@@ -32,8 +39,11 @@ from workers.ids import Entity
 from workers.store import summaries
 from workers.store.events import history_start, training_history
 from workers.store.registry import EARLIEST_SINCE_TRAINING
+from workers.store.summaries import AttachmentRef, StaleStub, StoredSummary
 
 DAY_S = 86_400
+OPEN_BLOCK_DAYS = 7  # the open part of a stored summary: the days of the current 7-day block
+EVERY_DAY = 2**62  # `History.kept_before` when every stored day was kept (nothing re-read)
 
 
 @dataclass(frozen=True)
@@ -45,7 +55,13 @@ class History:
     read: str  # "full" or "incremental"
     full_read_at: str
     why_full: str | None = None
-    stored_rev: str | None = None  # the stored summary document's revision, if any
+    stored: StoredSummary | None = None  # the stored summary document, if any
+    # the UTC day before which the stored summary's days were kept as stored (None: full read)
+    kept_before: int | None = None
+
+    @property
+    def stored_rev(self) -> str | None:
+        return self.stored.rev if self.stored is not None else None
 
 
 def read_history(fleet: Fleet, entity: Entity, *, now: datetime, entry: Any) -> History:
@@ -55,13 +71,12 @@ def read_history(fleet: Fleet, entity: Entity, *, now: datetime, entry: Any) -> 
     settings = fleet.settings
     start = history_start(now, settings.couchwatch_history_days)
     stored, old, why = _usable(fleet, entity, now, entry)
-    rev = stored.rev if stored is not None else None
     if stored is not None and old is not None:
         full_at = str(stored.meta["full_read_at"])
         read_from = _read_from(entry, start)
         kept = old.since(_day(start))
         if read_from is None:  # nothing new was counted since the last training
-            return History(kept, 0, "incremental", full_at, stored_rev=rev)
+            return History(kept, 0, "incremental", full_at, stored=stored, kept_before=EVERY_DAY)
         kept = kept.before(_day(read_from))
         events = training_history(fleet.couch, settings, entity, now=now, start=read_from)
         fresh = detection.summarize_events(
@@ -72,25 +87,50 @@ def read_history(fleet: Fleet, entity: Entity, *, now: datetime, entry: Any) -> 
             known_endpoints=kept.endpoint_counts(),
         )
         summary = detection.combined(kept, fresh)
-        return History(summary, len(events), "incremental", full_at, stored_rev=rev)
+        return History(
+            summary,
+            len(events),
+            "incremental",
+            full_at,
+            stored=stored,
+            kept_before=_day(read_from),
+        )
     events = training_history(fleet.couch, settings, entity, now=now, start=start)
     summary = detection.summarize_events(
         str(entity), events, entity_field=settings.entity_field, window=settings.couchwatch_window
     )
     now_text = canonical_timestamp(now)
-    return History(summary, len(events), "full", now_text, why_full=why, stored_rev=rev)
+    return History(summary, len(events), "full", now_text, why_full=why, stored=stored)
 
 
 def save_history(
     fleet: Fleet, entity: Entity, history: History, *, now: datetime, version: int
 ) -> None:
-    """Store the summary a training fitted, for the entity's next retrain."""
+    """Store the summary a training fitted, for the entity's next retrain: its open part, and
+    its sealed part unless that is stored unchanged (see the module docstring)."""
     settings = fleet.settings
     if not settings.couchwatch_history_summaries:
         return
-    payload = detection.dump_summary(
-        history.summary, entity=str(entity), entity_field=settings.entity_field
+    split = open_block_start(now)
+    summary, stored = history.summary, history.stored
+    kept_sealed = (
+        stored is not None
+        and stored.sealed_before == split
+        and history.kept_before is not None
+        and history.kept_before >= split
     )
+
+    def encoded(part: detection.HistorySummary) -> bytes:
+        return detection.dump_summary(part, entity=str(entity), entity_field=settings.entity_field)
+
+    parts: dict[str, bytes | AttachmentRef] = {
+        summaries.SEALED: (
+            stored.refs[summaries.SEALED]
+            if kept_sealed and stored is not None
+            else encoded(summary.before(split))
+        ),
+        summaries.OPEN: encoded(summary.since(split)),
+    }
     meta = {
         "entity_field": settings.entity_field,
         "window": settings.couchwatch_window,
@@ -98,12 +138,41 @@ def save_history(
         "read_at": canonical_timestamp(now),
         "full_read_at": history.full_read_at,
         "model_version": version,
-        "events": history.summary.n_events,
-        "size_bytes": len(payload),
+        "events": summary.n_events,
+        "sealed_before": split,
+        "sealed_kept": kept_sealed,
     }
-    summaries.save(
-        fleet.couch, settings.db_name("models"), entity, payload, meta, rev=history.stored_rev
-    )
+    db = settings.db_name("models")
+    try:
+        summaries.save(
+            fleet.couch, db, entity, parts, _sized(meta, parts, stored), rev=history.stored_rev
+        )
+    except StaleStub:  # the stored document changed since it was read: write every part
+        parts[summaries.SEALED] = encoded(summary.before(split))
+        meta["sealed_kept"] = False
+        summaries.save(fleet.couch, db, entity, parts, _sized(meta, parts, stored))
+
+
+def open_block_start(now: datetime) -> int:
+    """The first UTC day (days since the epoch) of the current block of
+    :data:`OPEN_BLOCK_DAYS` days: a stored summary's open part starts there."""
+    today = _day(now)
+    return today - today % OPEN_BLOCK_DAYS
+
+
+def stored_summary(stored: StoredSummary) -> detection.HistorySummary:
+    """The summary a stored document holds: its parts decoded and joined in day order
+    (:class:`~workers.engine.errors.EngineError` when a part is unreadable)."""
+    return detection.load_summary(*stored.parts.values())
+
+
+def _sized(
+    meta: dict[str, Any], parts: dict[str, bytes | AttachmentRef], stored: StoredSummary | None
+) -> dict[str, Any]:
+    """`meta` with `size_bytes`: the parts' bytes once written (a kept part's as read)."""
+    kept = stored.parts if stored is not None else {}
+    size = sum(len(p) if isinstance(p, bytes) else len(kept.get(n, b"")) for n, p in parts.items())
+    return {**meta, "size_bytes": size}
 
 
 def _usable(
@@ -143,7 +212,7 @@ def _usable(
     if why:
         return stored, None, why
     try:
-        summary = detection.load_summary(stored.payload)
+        summary = stored_summary(stored)
     except EngineError as exc:
         return stored, None, f"unreadable: {exc}"
     if summary.window != settings.couchwatch_window:

@@ -3,7 +3,8 @@
 Run on `MemoryCouchClient` by `tests/unit/test_couch_contract_twin.py` and on PouchDB Server by
 `tests/integration/test_couch_contract.py` (each gives the `client` fixture): registry merges
 under a concurrent write, the anomaly merge that keeps a human review, index-backed paging past
-CouchDB's default `_find` limit of 25, and `_bulk_docs` rows checked one by one.
+CouchDB's default `_find` limit of 25, `_bulk_docs` rows checked one by one, and history summary
+parts kept as attachment stubs.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from workers.couch.client import BulkResult, CouchClient
 from workers.review import review_anomaly
-from workers.store import anomalies, notifications, registry, runs
+from workers.store import anomalies, notifications, registry, runs, summaries
 from workers.store.anomalies import make_anomaly
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "test_recent_notifications_and_runs_are_not_cut_at_25",
     "test_registry_merges_keep_a_concurrent_writer",
     "test_registry_replayed_range_is_counted_once",
+    "test_summary_parts_kept_as_stubs_of_the_revision_read",
 ]
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)
@@ -224,3 +226,38 @@ def test_bulk_upsert_reports_each_row_and_merges_only_the_conflicted(
     assert not result.failed and not result.conflicts
     assert [r.rev for r in result.rows] == [_entity(client, db, "carol")["_rev"]]
     assert _entity(client, db, "carol")["_rev"].startswith("1-")
+
+
+def test_summary_parts_kept_as_stubs_of_the_revision_read(
+    client: CouchClient, store_dbs: dict[str, str]
+) -> None:
+    """A summary write keeps its sealed part as a stub (PouchDB matches the digest, CouchDB 3 the
+    name in the revision read); a stub on any other revision is refused as stale."""
+    db = store_dbs["models"]
+    first: dict[str, bytes | summaries.AttachmentRef] = {
+        summaries.SEALED: b"\x00sealed days",
+        summaries.OPEN: b"open days",
+    }
+    summaries.save(client, db, "alice", first, {"sealed_before": 20524})
+    read = summaries.load(client, db, "alice")
+    assert read is not None and read.parts == first and read.sealed_before == 20524
+    kept = {summaries.SEALED: read.refs[summaries.SEALED], summaries.OPEN: b"open days, more"}
+    summaries.save(client, db, "alice", kept, {"sealed_before": 20524}, rev=read.rev)
+    again = summaries.load(client, db, "alice")
+    assert again is not None and again.rev != read.rev
+    assert again.parts == {
+        summaries.SEALED: b"\x00sealed days",
+        summaries.OPEN: b"open days, more",
+    }
+    assert again.refs[summaries.SEALED] == read.refs[summaries.SEALED]
+    with pytest.raises(summaries.StaleStub):  # the revision read is no longer the current one
+        summaries.save(client, db, "alice", kept, {}, rev=read.rev)
+    summaries.save(client, db, "bob", {summaries.SEALED: b"s", summaries.OPEN: b"o"}, {})
+    bob = summaries.load(client, db, "bob")
+    assert bob is not None
+    # neither its digest (PouchDB) nor its revpos (CouchDB 3) is that of bob's stored part
+    unknown = summaries.AttachmentRef("application/octet-stream", "md5-AAAAAAAAAAAAAAAAAAAAAA==", 9)
+    with pytest.raises(summaries.StaleStub):
+        summaries.save(
+            client, db, "bob", {summaries.SEALED: unknown, summaries.OPEN: b"o"}, {}, rev=bob.rev
+        )

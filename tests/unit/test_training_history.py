@@ -9,7 +9,7 @@ byte for byte the same as a fleet without summaries trains on the same events.
 from __future__ import annotations
 
 import base64
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -18,11 +18,13 @@ import pytest
 from couchwatch.evaluate.fleet import _ingest, memory_fleet
 from scheduler.planning import plan_scoring, plan_training
 from tests.unit.engine._synth import START, history
+from workers.detection import dump_summary
 from workers.fleet import Fleet
 from workers.settings import Settings
 from workers.store import registry, summaries
 from workers.store.runs import Run
 from workers.training import train_entities
+from workers.training_history import open_block_start, stored_summary
 
 pytestmark = pytest.mark.unit
 USERS = ("user0", "user1")
@@ -112,7 +114,7 @@ def test_a_summary_that_cannot_be_read_or_is_due_gives_a_full_read() -> None:
     db = fleet.settings.db_name("models")
     doc = fleet.couch.get(db, summaries.summary_id("user0"), attachments=True)
     assert doc is not None
-    doc["_attachments"][summaries.ATTACHMENT]["data"] = base64.b64encode(b"junk").decode()
+    doc["_attachments"][summaries.OPEN]["data"] = base64.b64encode(b"junk").decode()
     fleet.couch.put(db, doc)
     third = _train(fleet, "train-3")
     assert third.details["history_reads"] == {"full": 1, "incremental": 1}
@@ -142,3 +144,154 @@ def test_days_before_the_history_horizon_leave_the_summary() -> None:
     assert stored is not None
     assert stored.meta["samples"]["events"] == len(kept)
     assert stored.meta["training_window"]["start"] == min(e["timestamp"] for e in kept)
+
+
+def _day_events(day: datetime) -> list[dict[str, Any]]:
+    """Both users' events of the UTC day that starts at `day`."""
+    every = [e for k, u in enumerate(USERS) for e in history(u, days=FIRST_DAYS + 14, seed=k)]
+    return [e for e in every if pd.Timestamp(e["timestamp"]).date() == day.date()]
+
+
+def _fleets() -> tuple[Fleet, Fleet]:
+    """A fleet with summaries and one without, each trained once on the first ten days."""
+    fleets = []
+    for on in (True, False):
+        fleet = memory_fleet(Settings(_env_file=None, couchwatch_history_summaries=on))  # type: ignore[call-arg]
+        first, _, _ = _events()
+        _at(fleet, first)
+        _ingest(fleet, first, "first")
+        plan_scoring(fleet, Sent())
+        plan_training(fleet, Sent())
+        _train(fleet, "train-1")
+        fleets.append(fleet)
+    return fleets[0], fleets[1]
+
+
+def _stored_doc(fleet: Fleet, user: str) -> dict[str, Any]:
+    doc = fleet.couch.get(fleet.settings.db_name("models"), summaries.summary_id(user))
+    assert doc is not None
+    return doc
+
+
+def test_daily_retrains_keep_the_sealed_part_and_fit_what_a_full_read_fits() -> None:
+    """Day by day (weekends without events, a late event of a sealed day, a block rolling over),
+    each retrain writes the open part and keeps the sealed one unless one of its days changed;
+    the model is byte for byte the one a fleet without summaries fits."""
+    fleet, full = _fleets()
+    day9 = next(e for e in history("user0", days=FIRST_DAYS) if e["timestamp"][:10] == "2026-03-09")
+    late = {**day9, "_id": "user0-late", "timestamp": day9["timestamp"].replace(":00.", ":07.")}
+    kept_days = []
+    for offset, extra in ((10, []), (11, []), (14, [late]), (15, []), (17, []), (18, [])):
+        day = START + timedelta(days=offset)
+        for target in (fleet, full):
+            target.now.at = day + timedelta(hours=23, minutes=30)  # type: ignore[attr-defined]
+            _ingest(target, [*_day_events(day), *extra], f"day-{offset}")
+            plan_scoring(target, Sent())
+            _train(target, f"train-{offset}")
+        assert _payloads(fleet) == _payloads(full), f"day {day:%Y-%m-%d}"
+        doc = _stored_doc(fleet, "user0")
+        assert doc["sealed_before"] == open_block_start(day)
+        assert set(doc["_attachments"]) == {summaries.SEALED, summaries.OPEN}
+        kept_days.append((f"{day:%m-%d}", doc["sealed_kept"]))
+    # 03-12 and 03-19 start a block (the sealed part takes the week before); 03-16 re-read 03-09
+    assert kept_days == [
+        ("03-12", False),
+        ("03-13", True),
+        ("03-16", False),
+        ("03-17", True),
+        ("03-19", False),
+        ("03-20", True),
+    ]
+
+
+def test_a_kept_sealed_part_is_not_uploaded_again() -> None:
+    fleet, _ = _fleets()
+    for offset in (10, 11):
+        day = START + timedelta(days=offset)
+        fleet.now.at = day + timedelta(hours=23, minutes=30)  # type: ignore[attr-defined]
+        _ingest(fleet, _day_events(day), f"day-{offset}")
+        plan_scoring(fleet, Sent())
+        if offset == 11:
+            before = fleet.couch.get(
+                fleet.settings.db_name("models"), summaries.summary_id("user1"), attachments=True
+            )
+        _train(fleet, f"train-{offset}")
+    after = fleet.couch.get(
+        fleet.settings.db_name("models"), summaries.summary_id("user1"), attachments=True
+    )
+    assert before is not None and after is not None and after["sealed_kept"] is True
+    sealed_before, sealed_after = (d["_attachments"][summaries.SEALED] for d in (before, after))
+    assert sealed_after["revpos"] == sealed_before["revpos"]  # the same attachment, kept
+    assert sealed_after["data"] == sealed_before["data"]
+    assert after["_attachments"][summaries.OPEN]["revpos"] > sealed_before["revpos"]
+
+
+def test_a_summary_changed_since_it_was_read_is_written_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another writer between the read and the write (its revision is gone): the stub is refused
+    and every part is written again; the next retrain builds on it as usual."""
+    fleet, full = _fleets()
+    db = fleet.settings.db_name("models")
+    real_save = summaries.save
+
+    def racing_save(couch: Any, db_: str, entity: Any, *args: Any, **kwargs: Any) -> None:
+        doc = couch.get(db_, summaries.summary_id(entity))
+        couch.put(db_, {**doc, "touched": True})  # a new revision, the attachments kept
+        monkeypatch.setattr(summaries, "save", real_save)
+        real_save(couch, db_, entity, *args, **kwargs)
+
+    for offset in (10, 11):
+        day = START + timedelta(days=offset)
+        if offset == 11:
+            monkeypatch.setattr(summaries, "save", racing_save)
+        for target in (fleet, full):
+            target.now.at = day + timedelta(hours=23, minutes=30)  # type: ignore[attr-defined]
+            _ingest(target, _day_events(day), f"day-{offset}")
+            plan_scoring(target, Sent())
+            run = _train(target, f"train-{offset}")
+            assert not run.details.get("summary_errors")
+    raced = [_stored_doc(fleet, u) for u in USERS]
+    assert [d["sealed_kept"] for d in raced] == [False, True]  # user0's write was raced
+    assert "touched" not in raced[0]  # the newest write wins
+    assert _payloads(fleet) == _payloads(full)
+    day = START + timedelta(days=14)
+    for target in (fleet, full):
+        target.now.at = day + timedelta(hours=23, minutes=30)  # type: ignore[attr-defined]
+        _ingest(target, _day_events(day), "day-14")
+        plan_scoring(target, Sent())
+        assert _train(target, "train-14").details["history_reads"] == (
+            {"incremental": 2} if target is fleet else {"full": 2}
+        )
+    assert _payloads(fleet) == _payloads(full)
+    assert fleet.couch.get(db, summaries.summary_id("user0")) is not None
+
+
+def test_a_summary_of_the_earlier_one_attachment_layout_is_read_and_rewritten() -> None:
+    fleet, full = _fleets()
+    db = fleet.settings.db_name("models")
+    stored = summaries.load(fleet.couch, db, "user0")
+    assert stored is not None
+    whole = dump_summary(stored_summary(stored), entity="user0", entity_field="user_id")
+    doc = fleet.couch.get(db, summaries.summary_id("user0"))
+    assert doc is not None
+    legacy = {k: v for k, v in doc.items() if k not in ("sealed_before", "sealed_kept")}
+    legacy["_attachments"] = {
+        summaries.LEGACY: {
+            "content_type": "application/octet-stream",
+            "data": base64.b64encode(whole).decode(),
+        }
+    }
+    fleet.couch.put(db, legacy)
+    day = START + timedelta(days=10)
+    for target in (fleet, full):
+        target.now.at = day + timedelta(hours=23, minutes=30)  # type: ignore[attr-defined]
+        _ingest(target, _day_events(day), "day-10")
+        plan_scoring(target, Sent())
+        run = _train(target, "train-10")
+        assert run.details["history_reads"] == (
+            {"incremental": 2} if target is fleet else {"full": 2}
+        )
+    assert _payloads(fleet) == _payloads(full)
+    doc = fleet.couch.get(db, summaries.summary_id("user0"))
+    assert doc is not None and set(doc["_attachments"]) == {summaries.SEALED, summaries.OPEN}

@@ -4,7 +4,9 @@
 the HTTP routes the client sends (`PUT /db`, `_security`, `_bulk_docs`, `_find`, `_changes`,
 `_all_docs`, attachments, `_local` documents) the way CouchDB 3 does: revisions `N-hash`, 409
 conflicts (per row in `_bulk_docs`), deleted documents as tombstones in `_changes`, `seq` as an
-opaque string, `_find` with a default limit of 25 and bookmark paging that ends with an empty page.
+opaque string, `_find` with a default limit of 25 and bookmark paging that ends with an empty page,
+attachment stubs matched by name (and `revpos` when given) in the revision written on, else 412
+`missing_stub`.
 Every domain method (upserts and their merge loop, key paging) is the client's own code.
 `memory_redis()` is a `fakeredis` server with Lua, so `eval` of the release script runs.
 The contract tests (tests/integration/test_couch_contract.py) hold it to PouchDB Server.
@@ -177,7 +179,15 @@ class MemoryTransport(CouchTransport):
         digest = _md5(json.dumps([current_rev, deleted, body], sort_keys=True).encode()).hexdigest()
         new_rev = f"{generation}-{digest}"
         stubs = doc.get("_attachments") or {}
-        kept = {n: a for n, a in db.attachments.get(doc_id, {}).items() if n in stubs}
+        stored = db.attachments.get(doc_id, {}) if current is not None else {}
+        for name, att in stubs.items():  # a stub keeps the named attachment of this revision
+            if isinstance(att, Mapping) and att.get("stub") and "data" not in att:
+                found = stored.get(name)
+                if found is None or att.get("revpos") not in (None, found["revpos"]):
+                    raise fail(
+                        412, "missing_stub", f"Invalid attachment stub in {doc_id} for {name}"
+                    )
+        kept = {n: a for n, a in stored.items() if n in stubs}
         for name, att in stubs.items():  # inline attachments (base64 `data`) are stored too
             if isinstance(att, Mapping) and "data" in att:
                 payload = base64.b64decode(att["data"])
@@ -240,7 +250,7 @@ class MemoryTransport(CouchTransport):
         payload = bytes(data or b"")
         atts = dict(db.attachments.get(doc_id, {}))
         stubs = {n: {"stub": True} for n in atts}
-        row = self._write(db, {**current, "_attachments": {**stubs, name: {"stub": True}}}, None)
+        row = self._write(db, {**current, "_attachments": stubs}, None)  # `name` set below
         atts[name] = {
             "content_type": (headers or {}).get("Content-Type", "application/octet-stream"),
             "data": payload,

@@ -29,7 +29,7 @@ from .detectors.rates import RateProfile
 from .detectors.seasonal import SeasonalBaseline
 from .errors import IncompatibleModelError, ModelLoadError, UnsafeModelError
 from .model import EntityModel
-from .summary import HistorySummary, summary_from_state
+from .summary import HistorySummary, joined_states, summary_from_state
 
 FORMAT = "couchwatch-model"
 SUMMARY_FORMAT = "couchwatch-history-summary"
@@ -142,13 +142,17 @@ def dump_summary(summary: HistorySummary, *, entity: str, entity_field: str) -> 
     return _pack(SUMMARY_FORMAT, summary.to_state(), entity=entity, entity_field=entity_field)
 
 
-def load_summary(data: bytes) -> HistorySummary:
+def load_summary(data: bytes, *more: bytes) -> HistorySummary:
     """Load a summary written by :func:`dump_summary` (the same safety checks as a model;
-    :class:`IncompatibleModelError` for another summary format)."""
-    envelope, arrays = read_envelope(data, marker=SUMMARY_FORMAT)
+    :class:`IncompatibleModelError` for another summary format). With ``more``: the summaries
+    of consecutive day ranges, in day order, joined into one (as :func:`.summary.combined`)."""
+    states = []
+    for part in (data, *more):
+        envelope, arrays = read_envelope(part, marker=SUMMARY_FORMAT)
+        states.append(_decode(envelope["state"], arrays))
     try:
-        return summary_from_state(_decode(envelope["state"], arrays))
-    except (KeyError, TypeError, ValueError) as exc:
+        return summary_from_state(states[0] if not more else joined_states(states))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise IncompatibleModelError(f"history summary is not usable: {exc}") from exc
 
 

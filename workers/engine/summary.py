@@ -18,7 +18,8 @@ quarter hours and placed in the zone when fitting, since the usual zone can chan
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+import itertools
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,6 +212,38 @@ def summary_from_state(state: Mapping[str, Any]) -> HistorySummary:
             for d, c in state["days"].items()
         },
     )
+
+
+def joined_states(states: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One :meth:`HistorySummary.to_state` of summaries of consecutive day ranges, in day order
+    (what :func:`combined` of their summaries gives, without building each one's frames);
+    ValueError when their formats or windows differ."""
+    first = states[0]
+    if any(s.get("format") != first.get("format") for s in states):
+        raise ValueError("history summary parts of different formats")
+    if any(s.get("window") != first.get("window") for s in states):
+        raise ValueError("history summary parts of different windows")
+
+    def columns(key: str) -> dict[str, Any]:
+        names = list(first[key])
+        return {
+            n: list(itertools.chain.from_iterable(s[key][n] for s in states))
+            if isinstance(first[key][n], list)
+            else np.concatenate([np.asarray(s[key][n]) for s in states])
+            for n in names
+        }
+
+    return {
+        "format": first["format"],
+        "window": first["window"],
+        "windows": columns("windows"),
+        "logins": columns("logins"),
+        "hours": [np.concatenate([np.asarray(s["hours"][k]) for s in states]) for k in range(3)],
+        "quarters": [
+            np.concatenate([np.asarray(s["quarters"][k]) for s in states]) for k in range(3)
+        ],
+        "days": {d: c for s in states for d, c in s["days"].items()},
+    }
 
 
 def summarize(

@@ -148,3 +148,46 @@ def test_unknown_detector_name_in_the_state_is_refused(model: EntityModel) -> No
         zf.writestr(persistence.ARRAYS, src.read(persistence.ARRAYS))
     with pytest.raises(UnsafeModelError):
         load_model(out.getvalue())
+
+
+@pytest.mark.parametrize("cut_day", [0, 9, 12, 40])  # before, inside, after the history
+def test_summary_parts_load_as_the_combined_summary(cut_day: int) -> None:
+    """Summaries of consecutive day ranges load into one: the same bytes and the same model as
+    `combined` of each one loaded (an empty part included)."""
+    from workers.engine.model import fit_summary
+    from workers.engine.summary import combined, summarize_events
+
+    events = history("alice", days=21, seed=3)
+    whole = summarize_events("alice", events, entity_field="user_id", window="15min")
+    first = int(min(whole.days))
+    split = first + cut_day if cut_day < 40 else first - 1
+    parts = [
+        persistence.dump_summary(p, entity="alice", entity_field="user_id")
+        for p in (whole.before(split), whole.since(split))
+    ]
+    joined = persistence.load_summary(*parts)
+    one_by_one = combined(*(persistence.load_summary(p) for p in parts))
+    dump = persistence.dump_summary
+    assert dump(joined, entity="alice", entity_field="user_id") == dump(
+        one_by_one, entity="alice", entity_field="user_id"
+    )
+    assert dump(joined, entity="alice", entity_field="user_id") == dump(
+        whole, entity="alice", entity_field="user_id"
+    )
+    assert dump_model(fit_summary("alice", joined)) == dump_model(fit_summary("alice", whole))
+
+
+def test_summary_parts_of_other_windows_are_refused() -> None:
+    from workers.engine.summary import summarize_events
+
+    events = history("alice", days=7, seed=3)
+    parts = [
+        persistence.dump_summary(
+            summarize_events("alice", events, entity_field="user_id", window=w),
+            entity="alice",
+            entity_field="user_id",
+        )
+        for w in ("15min", "1h")
+    ]
+    with pytest.raises(IncompatibleModelError, match="windows"):
+        persistence.load_summary(*parts)
