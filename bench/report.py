@@ -403,8 +403,9 @@ def _how(r: dict[str, Any]) -> list[str]:
         )
         out.append(
             f"- **Retrain cost**: {t['points'][0]['entities']} demo users with 1x, 3x and 10x "
-            "days of history, through the store and two real workers: a first training, then three "
-            "times one more day of events and a forced retrain; the median round's retrain tasks' "
+            "days of history, through the store and two real workers: a first training, then "
+            f"{t['points'][0].get('rounds', 3)} times one more day of events (the same days' "
+            "events at every size) and a forced retrain; the median round's retrain tasks' "
             f"body time per entity (run records) and the events each read. Per entity: {curve}. "
             "A retrain reads the days with new events and the entity's stored history summary, "
             'and fits the summary (`workers/training_history.py`, docs/operations.md "Retraining").'

@@ -2,7 +2,8 @@
 
 For each history size (``base_days`` x 1, 3 and 10 days of demo history for the same users), the
 events go through the bench's CouchDB-compatible server and two real workers: a registry pass and
-a first training, then three times one more day of events, a registry pass and a forced retrain.
+a first training, then five times one more day of events (the same days at every size), a
+registry pass and a forced retrain.
 The figure is the median round's retrain tasks' summed body time per entity (their run records)
 and the events each retrain read. The target is that retrain cost grows with the new events,
 not with history: the largest size's cost at most 1.2 times the smallest's.
@@ -30,16 +31,19 @@ from workers.training_history import stored_summary
 
 FIELD = "user_id"
 MULTIPLES = (1, 3, 10)
-ROUNDS = 3
+ROUNDS = 5
 TARGET_RATIO = 1.2
 
 
-def _events(users: int, days: int, rounds: int) -> tuple[list[Doc], list[list[Doc]]]:
+def _events(users: int, days: int, rounds: int, longest: int) -> tuple[list[Doc], list[list[Doc]]]:
     """`days` of demo history for `users` users and each of the `rounds` next days' events
-    (all in the past: the demo ends at the start of today)."""
-    scenario = data.demo(users, days + rounds, seed=11)
+    (all in the past: the demo ends at the start of today). Every size cuts its history from
+    one scenario of the ``longest`` history, so the new days are the same events at every size
+    and the rounds compare like with like."""
+    scenario = data.demo(users, longest + rounds, seed=11)
     cuts = [canonical_timestamp(data.day_start(k)) for k in range(rounds + 1, 0, -1)]
-    history = [e for e in scenario.events if e["timestamp"] < cuts[0]]
+    first = canonical_timestamp(data.day_start(rounds + 1 + days))
+    history = [e for e in scenario.events if first <= e["timestamp"] < cuts[0]]
     fresh = [[e for e in scenario.events if lo <= e["timestamp"] < hi] for lo, hi in pairwise(cuts)]
     return history, fresh
 
@@ -72,11 +76,13 @@ def _split_one(st: Stack, entity: str, rounds: int = 3) -> dict[str, float]:
     }
 
 
-def point(svc: Services, users: int, days: int, rounds: int = ROUNDS) -> dict[str, Any]:
+def point(
+    svc: Services, users: int, days: int, rounds: int = ROUNDS, *, longest: int | None = None
+) -> dict[str, Any]:
     """One history size: first training, then `rounds` times one more day of events and a
     timed retrain; the median round's figures (one retrain task of a few entities is short
     enough for the machine's noise to show)."""
-    history, fresh_days = _events(users, days, rounds)
+    history, fresh_days = _events(users, days, rounds, longest or days)
     per_round: list[dict[str, float]] = []
     reads: dict[str, int] = {}
     with stack(svc, f"retrain-{days}d") as st:
@@ -131,7 +137,7 @@ def point(svc: Services, users: int, days: int, rounds: int = ROUNDS) -> dict[st
 def run(svc: Services, users: int, base_days: int, *, history_days: int = 90) -> dict[str, Any]:
     """The retrain cost curve over ``base_days`` x :data:`MULTIPLES` days of history."""
     sizes = [min(base_days * m, history_days - 2) for m in MULTIPLES]
-    points = [point(svc, users, days) for days in sizes]
+    points = [point(svc, users, days, longest=max(sizes)) for days in sizes]
     first, last = points[0], points[-1]
     ratio = last["retrain_s_per_entity"] / max(1e-9, first["retrain_s_per_entity"])
     return {

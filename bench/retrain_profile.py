@@ -124,8 +124,10 @@ def retrain_in_process(st: Any, entities: list[str]) -> tuple[Timings, dict[str,
     return acc, counts, run
 
 
-def point(svc: Any, users: int, days: int, rounds: int = 5) -> dict[str, Any]:
-    history, fresh_days = retrain._events(users, days, rounds)
+def point(
+    svc: Any, users: int, days: int, rounds: int = 5, *, longest: int | None = None
+) -> dict[str, Any]:
+    history, fresh_days = retrain._events(users, days, rounds, longest or days)
     per_round = []
     with stack(svc, f"profile-{days}d") as st:
         store(st, history)
@@ -170,8 +172,9 @@ def main() -> None:
     args = parser.parse_args()
     points = []
     with tempfile.TemporaryDirectory() as tmp, services(Path(tmp)) as svc:
-        for days in [int(d) for d in args.days.split(",")]:
-            points.append(point(svc, args.users, days))
+        sizes = [int(d) for d in args.days.split(",")]
+        for days in sizes:
+            points.append(point(svc, args.users, days, longest=max(sizes)))
     labels = [s[0] for s in STEPS] + sorted(
         {k for p in points for k in p["per_entity_s"] if k.startswith("http")}
     )

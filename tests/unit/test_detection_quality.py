@@ -1,8 +1,10 @@
 """Detection quality on scenarios unlike the demo, through the fleet's own code (as evaluate runs).
 
-Two generators written apart from the engine and from each other: ``workers.engine.scenarios``
+Three generators written apart from the engine and from each other: ``workers.engine.scenarios``
 (mostly sparse users, night and weekend shifts, travellers, benign device changes, seasonal
-services) and ``tests.support.shapes``. Each scenario runs for 5 seeds through
+services), ``tests.support.shapes`` and ``tests.support.workforce`` (rotating call-centre
+shifts, part-timers, on-call night pages, remote contractors behind VPN exits, relocations;
+written without reading the detectors). Each scenario runs for 5 seeds through
 ``run_through_fleet`` (planners, training, scoring on the CouchDB/Redis twins) and is counted
 the way an analyst meets alerts: labeled incidents found, and distinct entity-hours with a flag,
 pooled over the seeds. ``FLOORS`` hold today; ``ISSUE_BAR`` is the bar of issue 12 (incident
@@ -25,6 +27,7 @@ import pytest
 
 from couchwatch.evaluate.fleet import run_through_fleet
 from tests.support.shapes import services_scenario, users_scenario
+from tests.support.workforce import workforce_scenario
 from workers.engine.evaluation import evaluate_scores
 from workers.engine.evaluation.alerts import alert_reports
 from workers.engine.evaluation.labels import load_labels
@@ -66,6 +69,9 @@ def _scenario(
     if generator == "scenarios":
         s = generate_scenario(name, users=USERS, days=DAYS, seed=seed)
         return s.events, s.labels, s.entity_field, {b.entity for b in s.benign}
+    if generator == "workforce":
+        w = workforce_scenario(name, users=USERS, days=DAYS, seed=seed)
+        return w.events, w.labels, w.entity_field, {b for b, _ in w.benign}
     if name == "services":
         shaped = services_scenario(services=12, days=DAYS, seed=seed)
     else:
@@ -132,11 +138,19 @@ USER_SCENARIOS = [
     ("shapes", "shifts"),
     ("shapes", "travel"),
     ("shapes", "mixed"),
+    ("workforce", "rotating"),
+    ("workforce", "parttime"),
+    ("workforce", "remote"),
+    ("workforce", "mixed"),
 ]
 FLOORS: dict[tuple[str, str], tuple[float, float]] = {
     # (incident recall, entity-hour precision) pooled over the seeds, all severities
-    case: (0.90, 0.80)
-    for case in USER_SCENARIOS
+    **{case: (0.90, 0.80) for case in USER_SCENARIOS if case[0] != "workforce"},
+    # below the bar today (see BELOW_BAR): floors a little under the measured figures
+    ("workforce", "rotating"): (0.90, 0.45),
+    ("workforce", "parttime"): (0.90, 0.65),
+    ("workforce", "remote"): (0.90, 0.70),
+    ("workforce", "mixed"): (0.90, 0.55),
 }
 ISSUE_BAR = (0.95, 0.80)
 
@@ -151,8 +165,12 @@ def test_quality_floor_across_seeds(generator: str, name: str) -> None:
 
 
 BELOW_BAR: dict[tuple[str, str], str] = {
-    # (generator, scenario) -> measured figures, for a row that misses the bar (none today;
-    # measured 2026-12-07, seeds 1-5: every row recall >= 29/30, precision >= 0.88)
+    # measured 2026-12-07, seeds 1-5 (the other rows: recall >= 29/30, precision >= 0.88)
+    ("workforce", "rotating"): "recall 30/30, precision 36/69 = 0.52 (first night pages, "
+    "new shift blocks, trips)",
+    ("workforce", "parttime"): "recall 30/30, precision 35/47 = 0.74",
+    ("workforce", "remote"): "recall 30/30, precision 40/51 = 0.78 (trips, VPN exits)",
+    ("workforce", "mixed"): "recall 30/30, precision 38/62 = 0.61",
 }
 
 

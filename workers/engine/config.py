@@ -33,6 +33,7 @@ DEFAULT_NOVELTY_WEIGHTS: dict[str, float] = {
     "browser": 0.5,
     "os": 0.5,
     "device": 0.25,
+    "os_version": 0.5,
 }
 
 

@@ -25,6 +25,7 @@ CONTEXT_FIELDS: tuple[str, ...] = (
     "browser",
     "os",
     "device",
+    "os_version",
 )
 """Categorical login-context fields, in profile order."""
 
@@ -43,6 +44,19 @@ def ua_families(user_agent: str) -> tuple[str | None, str | None, str | None]:
         None if os_family in (None, "Other") else os_family,
         device if device not in (None, "Other") else ("Desktop" if os_family else None),
     )
+
+
+@lru_cache(maxsize=4096)
+def ua_os_version(user_agent: str) -> str | None:
+    """The OS family and major version of a user-agent string ("Windows 7", "iOS 17"), or None
+    without a major version. Within one OS family this is the device fact that changes when
+    someone else's machine logs in on the same browser; an upgrade changes it once a year."""
+    result = parse_user_agent(user_agent)
+    family = result.os.family if result.os else None
+    major = result.os.major if result.os else None
+    if family in (None, "Other") or not major:
+        return None
+    return f"{family} {major}"
 
 
 @lru_cache(maxsize=8192)
@@ -131,6 +145,7 @@ def login_context(frame: pd.DataFrame) -> pd.DataFrame:
         "browser": [u[0] for u in ua],
         "os": [u[1] for u in ua],
         "device": [u[2] for u in ua],
+        "os_version": [ua_os_version(s) if s else None for s in agents],
     }
     out: dict[str, Any] = {
         "event_id": pd.Series(frame["event_id"].to_numpy(dtype=object)[rows], dtype=object),

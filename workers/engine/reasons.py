@@ -269,14 +269,18 @@ def login_reasons(detail: LoginNovelty | None, *, noun: str, limit: int = 3) -> 
     return (strong or found[:1])[:limit]
 
 
+FIELD_WORDS = {"os_version": "OS version"}
+
+
 def _login_reason(s: FieldSurprise, noun: str) -> Reason:
     usual = f"usual {s.mode} {s.mode_share:.0%}" if s.mode is not None else "no history yet"
     n = round(s.total)
+    name = FIELD_WORDS.get(s.field, s.field)
     if s.count <= 0:
-        text = f"{s.field} {s.value} never seen in {n} logins of this {noun}; {usual}"
+        text = f"{name} {s.value} never seen in {n} logins of this {noun}; {usual}"
     else:
         text = (
-            f"{s.field} {s.value} seen in {round(s.count)} of {n} logins "
+            f"{name} {s.value} seen in {round(s.count)} of {n} logins "
             f"({s.count / max(s.total, 1):.0%}); {usual}"
         )
     return {"feature": s.field, "value": s.value, "expected": usual, "text": text, "p": s.p}

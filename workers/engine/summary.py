@@ -33,7 +33,7 @@ DAY_NS = 86_400 * 10**9
 HOUR_NS = 3_600 * 10**9
 QUARTER_NS = 900 * 10**9
 MAX_ENDPOINTS_PER_DAY = 1000
-SUMMARY_FORMAT = 1
+SUMMARY_FORMAT = 2
 
 
 def supports_window(window: str) -> bool:
@@ -173,7 +173,9 @@ def summary_from_state(state: Mapping[str, Any]) -> HistorySummary:
     """Rebuild a :class:`HistorySummary` from :meth:`HistorySummary.to_state` output
     (ValueError when it is of another format)."""
     if state.get("format") != SUMMARY_FORMAT:
-        raise ValueError(f"history summary format {state.get('format')!r}, expected 1")
+        raise ValueError(
+            f"history summary format {state.get('format')!r}, expected {SUMMARY_FORMAT}"
+        )
     width = pd.Timedelta(window_timedelta(str(state["window"])))
     w = state["windows"]
     starts = _stamps(w["window_start"])

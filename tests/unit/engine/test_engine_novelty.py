@@ -7,9 +7,11 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
+from workers.engine.context import ua_os_version
 from workers.engine.detectors.novelty import FACT_P, FieldPrior, NoveltyProfile
 from workers.engine.model import EntityModel, _fact_severity, fit_entity_model
 from workers.engine.population import Population, build_population
+from workers.engine.reasons import _login_reason
 from workers.store.anomalies import documents
 
 from ._synth import FIREFOX_LINUX, IPHONE, KYIV, START, history, login
@@ -235,3 +237,34 @@ def test_coming_home_after_an_alerted_login_abroad_is_no_impossible_trip(
     # a state stored before trip_from existed loads without it
     state = {k: v for k, v in profile.to_state().items() if k != "trip_from"}
     assert NoveltyProfile.from_state(state) == profile
+
+
+CHROME_WIN7 = (
+    "Mozilla/5.0 (Windows NT 6.1; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/109.0.0.0 Safari/537.36"
+)
+
+
+def test_another_os_version_on_the_travellers_own_browser_is_a_device_fact(
+    population: Population,
+) -> None:
+    """Someone who logs in from many countries: a new country alone is no fact, but the same
+    browser on another major version of the OS (someone else's machine) is one."""
+    assert ua_os_version(CHROME_WIN7) == "Windows 7" and ua_os_version("curl/8.0") is None
+    events = [dict(e) for e in history("tom", days=30, seed=2)]
+    n = 0
+    for e in events:
+        n += e["type"] == "login"
+        e["country"] = WORLD[n % len(WORLD)]
+        e["region"] = e["city"] = f"{e['country']} capital"
+    tom = fit_entity_model("tom", events, population=population)
+    own = tom.score([login("tom", LATER, 98, place=KYIV)]).logins
+    assert own["detail"].iloc[0].facts == ("network",)  # yet another country, usual machine
+    other = tom.score([login("tom", LATER, 99, place=KYIV, ua=CHROME_WIN7)]).logins
+    detail = other["detail"].iloc[0]
+    assert set(detail.facts) == {"device", "network"}
+    assert detail.p < own["detail"].iloc[0].p / 5
+    version = next(s for s in detail.surprises if s.field == "os_version")
+    assert version.value == "Windows 7" and version.count == 0 and version.mode == "Windows 10"
+    reason = _login_reason(version, "user")
+    assert reason["text"].startswith("OS version Windows 7 never seen in 66 logins of this user")

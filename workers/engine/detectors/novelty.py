@@ -1,10 +1,11 @@
 """Novelty of a login's context for one entity, as independent facts with tail probabilities.
 
 Context fields fall in three groups of facts: **place** (country, region, city), **network**
-(ASN, IP /24 or /64) and **device** (browser, OS, device family), plus **travel** (a change of
-country faster than anyone travels). For each field the entity's predictive distribution is a
-Chinese-restaurant process: a value seen ``c`` times of ``n`` has probability ``c / D`` and a
-value never seen ``(alpha + beta·K) / D`` in all, with ``K`` distinct values so far and
+(ASN, IP /24 or /64) and **device** (browser, OS, device family, OS major version), plus
+**travel** (a change of country faster than anyone travels). For each field the entity's
+predictive distribution is a Chinese-restaurant process: a value seen ``c`` times of ``n`` has
+probability ``c / D`` and a value never seen ``(alpha + beta·K) / D`` in all, with ``K``
+distinct values so far and
 ``D = n + alpha + beta·K``: an entity that has used 6 countries will meet a 7th far sooner than
 one that has used 1. A field's p-value is the mass of the values no more likely than the one
 observed; for a never-seen value that is the new-value mass times the population's share of
@@ -49,7 +50,7 @@ TRAVEL_PRIOR = 0.02
 GROUPS: dict[str, tuple[str, ...]] = {
     "place": ("country", "region", "city"),
     "network": ("asn", "ip_prefix"),
-    "device": ("browser", "os", "device"),
+    "device": ("browser", "os", "device", "os_version"),
 }
 FIELD_GROUP = {f: g for g, fields in GROUPS.items() for f in fields}
 
