@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.profiling import top_lines
+from bench.profiling import in_the_way, top_lines
 
 PLOTS = "performance"
 
@@ -235,6 +235,52 @@ def _retrain_rows(r: dict[str, Any]) -> list[Row]:
         )
 
     return _one_row(r, "retrain", "Retrain cost 10x / 1x history (per entity)", "<= 1.2", figure)
+
+
+def in_the_way_of(r: dict[str, Any], missed: list[str]) -> list[str]:
+    """For each missed target, what stands in the way, in words, from this run's figures and
+    profiles: the time the target allows against the time taken, and where that time went."""
+    out: list[str] = []
+    profiles = r.get("profiles") or {}
+    c = _ok(r, "compute")
+    if c is not None and any(m.startswith("Compute") for m in missed):
+        rate = c["events_per_s"]
+        took = c["events"] / max(rate["couchwatch"], 1e-9)
+        allows = c["events"] / max(rate["seed_per_entity"], 1e-9) / 20.0
+        text = (
+            f"**Compute**: {c['events']:,} events took {took:.2f} s; 20x the seed per-user "
+            f"pipeline allows {allows:.2f} s."
+        )
+        if profiles.get("compute"):
+            text += " " + in_the_way(profiles["compute"])
+        out.append(text)
+    e = _ok(r, "store_floor")
+    if e is not None and any(m == "Fleet end-to-end vs store floor" for m in missed):
+        text = (
+            f"**Fleet**: {_f(e['fleet_seconds'], 1)} s where the floor read the same events in "
+            f"{_f(e['floor_seconds'], 1)} s; 1.25x allows {_f(1.25 * e['floor_seconds'], 1)} s."
+        )
+        if profiles.get("fleet"):
+            text += " " + in_the_way(profiles["fleet"], "The same work in one process")
+        out.append(text)
+    t = _ok(r, "retrain")
+    if t is not None and any(m.startswith("Retrain") for m in missed):
+        first, last = t["points"][0], t["points"][-1]
+
+        def split(p: dict[str, Any]) -> str:
+            one = p["one_entity"]
+            return (
+                f"{p['days']} days: {p['retrain_s_per_entity']:.3f} s per entity "
+                f"(summary load {_f(one.get('summary_load_s'), 3)} s, fit {_f(one['fit_s'], 3)} s, "
+                f"read {_f(p['retrain_events_read_per_entity'], 0)} events)"
+            )
+
+        out.append(
+            f"**Retrain**: {split(first)}; {split(last)}. The rest of a retrain task is the "
+            "new events' read, the model and summary writes and the registry (profile them "
+            "with `python -m bench.retrain_profile`)."
+        )
+    return out
 
 
 def rows(r: dict[str, Any]) -> list[Row]:
@@ -537,6 +583,7 @@ def write(r: dict[str, Any], docs: Path, *, json_path: Path) -> Path:
         lines.append("None.")
     else:
         lines.append("Missed in this run: " + "; ".join(missed) + ".")
+        lines += [f"- {text}" for text in in_the_way_of(r, missed)]
     if not_measured:
         lines += ["", "Not measured in this run: " + "; ".join(not_measured) + "."]
     for name, path in (r.get("profiles") or {}).items():
