@@ -12,13 +12,9 @@ from workers.engine.config import EngineConfig
 from workers.engine.errors import InsufficientHistoryError
 from workers.engine.features import events_frame, window_features
 from workers.engine.feedback import Feedback
-from workers.engine.model import (
-    MIN_CONFIDENCE,
-    cold_start_model,
-    fit_entity_model,
-    session_pvalues,
-)
+from workers.engine.model import MIN_CONFIDENCE, cold_start_model, fit_entity_model
 from workers.engine.population import Population, build_population
+from workers.engine.window_evidence import session_pvalues
 from workers.store.anomalies import documents
 from workers.store.anomalies import feedback as review_feedback
 

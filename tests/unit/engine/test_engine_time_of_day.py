@@ -11,7 +11,8 @@ import pytest
 
 from workers.engine.config import EngineConfig
 from workers.engine.detectors.time_of_day import DAY_STARTS_AT, TimeOfDayProfile, day_types
-from workers.engine.model import EPISODE_NS, EntityModel, fit_entity_model
+from workers.engine.model import EntityModel, fit_entity_model
+from workers.engine.window_evidence import EPISODE_NS
 from workers.store.anomalies import documents
 
 from ._synth import START, iso
