@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from bench import scale, servers
+from bench import retrain, scale, servers
 from bench.__main__ import main
 from tests.support.services import CouchServer
 
@@ -70,7 +70,11 @@ def test_bench_tiny_writes_every_section(tmp_path: Path) -> None:
         reads = p["retrain_history_reads"]
         assert reads["incremental"] >= p["entities"] * p["rounds"], p
         assert reads.get("full", 0) <= p["entities_with_new_days"] - p["entities"], p
-    assert all(len(p["retrain_s_per_entity_rounds"]) == p["rounds"] == 3 for p in points)
+    assert all(
+        len(p["retrain_s_per_entity_rounds"]) == p["rounds"] == retrain.ROUNDS for p in points
+    )
+    # like with like: the new days are the same events at every history size
+    assert len({p["new_events"] for p in points}) == 1, [p["new_events"] for p in points]
     read = [p["retrain_events_read_per_entity"] for p in points]
     assert max(read) < points[-1]["history_events_per_entity"] / 5
     assert all(p["one_entity"]["events"] > 0 and _number(p["one_entity"]["fit_s"]) for p in points)
