@@ -48,6 +48,7 @@ from .window_evidence import (
     NS_PER_HOUR,
     SEASONAL_REPLACES,
     combine_families,
+    one_family_level,
     session_pvalues,
     time_pvalues,
 )
@@ -154,8 +155,7 @@ class EntityModel:
         utc = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8 if n else np.zeros(0)
         first_utc = _first_per_window(frame, utc, self.config) if n else np.zeros(0, np.int64)
         if self.time is not None:
-            # time alone alerts at half the level: it is one of two families (Bonferroni)
-            alone = (1.0 - self.thresholds["combined"]) / 2.0
+            alone = one_family_level(1.0 - self.thresholds["combined"])
             per["time_of_day"] = time_pvalues(self.time.copy(), first_local, alert_p=alone)
         if "robust_zscore" in per:
             per["session"] = session_pvalues(per["robust_zscore"], w_start, _window_ns(self.config))

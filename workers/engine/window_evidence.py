@@ -56,6 +56,12 @@ SEASONAL_REPLACES = frozenset({"robust_zscore", "session", "time_of_day"})
 """Where a seasonal baseline is fitted (metric streams), it scores the measures and the time."""
 
 
+def one_family_level(level: float) -> float:
+    """The p-value at which one family alone reaches the window ``level``: both families are
+    tested (Bonferroni over the two in :func:`combine_families`)."""
+    return level / 2.0
+
+
 def combine_families(pvalues: Mapping[str, np.ndarray], how: str, n: int) -> np.ndarray:
     """A window's p-value from two families of evidence: *what* happened (the measures:
     z-scores, rates, session, seasonal, forests) and *when* (time of day). Each family

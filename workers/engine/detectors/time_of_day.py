@@ -49,12 +49,6 @@ def day_types(hour_keys: np.ndarray) -> np.ndarray:
     return np.asarray((((keys // 24 + 3) % 7) >= 5).astype(int))  # 1970-01-01 was a Thursday
 
 
-def active_hours(local_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct active hours of local epoch nanoseconds: (hour key, day type 0/1, hour 0-23)."""
-    keys = np.unique(np.asarray(local_ns, dtype=np.int64) // 3_600_000_000_000)
-    return keys, day_types(keys), (keys % 24).astype(int)
-
-
 @dataclass
 class TimeOfDayProfile:
     """Active-hour counts (2 × 24) of one entity and the population prior they shrink toward."""
